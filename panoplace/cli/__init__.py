@@ -1,0 +1,89 @@
+"""Thin command-line interface: one sub-command per pipeline step.
+
+Each verb lives in its own module ``panoplace/cli/<verb>.py`` exposing
+``register(subparsers) -> None``; the parser it adds sets ``func`` to a callable taking the
+parsed ``argparse.Namespace`` and returning an exit code. The verbs call library functions
+only; no pipeline logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from panoplace import __version__
+from panoplace.errors import PanoplaceError
+
+# Order is the order shown in --help. A verb whose module is missing is simply not offered.
+VERBS = [
+    "demo",
+    "synth",
+    "unwrap",
+    "extract",
+    "cluster",
+    "train",
+    "pca",
+    "index",
+    "localize",
+    "evaluate",
+    "scene",
+]
+
+log = logging.getLogger("panoplace")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available verb registered."""
+    parser = argparse.ArgumentParser(
+        prog="panoplace",
+        description="Visual place recognition on panoramic images.",
+    )
+    parser.add_argument("--version", action="version", version=f"panoplace {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"panoplace.cli.{verb}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"panoplace.cli.{verb}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Configure the root panoplace logger for terminal use (CLI only)."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger("panoplace")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``panoplace`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except PanoplaceError as exc:
+        print(f"panoplace {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"panoplace {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

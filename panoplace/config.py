@@ -1,0 +1,135 @@
+"""Configuration dataclasses shared by the pipeline.
+
+A :class:`PipelineConfig` = :class:`PanoramaConfig` (how an image file becomes K crops) +
+:class:`ModelConfig` (how crops become a descriptor). Both serialise to plain dicts so that a
+checkpoint and a descriptor store carry the exact config they were made with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from panoplace.errors import InputError
+
+PROJECTIONS = ("plain", "equirect", "annular")
+AGGREGATORS = ("netvlad", "gem", "avg", "max")
+FUSIONS = ("add", "concat", "per-crop")
+
+
+def _from_dict(cls: type, data: Dict[str, Any], what: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys with a clear error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"unknown {what} config key(s) {unknown}; valid keys: {sorted(names)}")
+    return cls(**data)
+
+
+@dataclass
+class PanoramaConfig:
+    """How an image file becomes a panorama and then K crops.
+
+    projection: ``plain`` (the image is used as is), ``equirect`` (an elevation band of an
+        equirectangular panorama is kept), ``annular`` (a panoramic annular image is unwrapped).
+    annulus: annulus geometry as a dict (see :class:`panoplace.panorama.annular.AnnulusGeometry`);
+        None with ``annular`` means auto-calibrate from the images.
+    elevation: (top, bottom) elevation band in degrees kept from an equirectangular panorama.
+    pano_width, pano_height: size of the unwrapped/cropped cylindrical panorama in pixels.
+    n_crops: K equal crops around the panorama (ignored for ``plain`` unless > 1).
+    window_deg, stride_deg: sliding windows instead of equal crops when both are set.
+    crop_size: (height, width) each crop is resized to before the backbone.
+    """
+
+    projection: str = "plain"
+    annulus: Optional[Dict[str, Any]] = None
+    elevation: Tuple[float, float] = (45.0, -30.0)
+    pano_width: int = 1024
+    pano_height: int = 256
+    n_crops: int = 1
+    window_deg: Optional[float] = None
+    stride_deg: Optional[float] = None
+    crop_size: Tuple[int, int] = (224, 224)
+
+    def __post_init__(self) -> None:
+        if self.projection not in PROJECTIONS:
+            raise InputError(f"unknown projection {self.projection!r}; choose one of {list(PROJECTIONS)}")
+        self.elevation = (float(self.elevation[0]), float(self.elevation[1]))
+        self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
+        if self.n_crops < 1:
+            raise InputError(f"n_crops must be >= 1, got {self.n_crops}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["elevation"] = list(self.elevation)
+        d["crop_size"] = list(self.crop_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "PanoramaConfig":
+        return _from_dict(cls, dict(data), "panorama")
+
+
+@dataclass
+class ModelConfig:
+    """How a batch of crops becomes a place descriptor.
+
+    backbone: registry name (see ``panoplace.models.backbones.BACKBONES``).
+    cut: where local features are taken from (backbone-specific name or index; None = default).
+    n_trainable: number of trainable tail blocks of the backbone (the rest is frozen).
+    weights: ``imagenet`` (offline where the backbone ships them), ``none``, or a file path.
+    aggregator: ``netvlad``, ``gem``, ``avg`` or ``max``.
+    num_clusters: NetVLAD clusters K. vladv2: NetVLAD v2 initialisation (bias from centroids).
+    gem_p: initial GeM exponent.
+    fusion: how crop descriptors are fused: ``add``, ``concat`` or ``per-crop``.
+    whitening_dim: output dimension of the PCA-whitening layer, None = no whitening.
+    attention: None, ``"learned"`` or ``"cam"`` (see the training/scene modules).
+    attention_remain: fraction of local features kept by attention (1.0 = weight only).
+    """
+
+    backbone: str = "efficientnet_lite0"
+    cut: Optional[Any] = None
+    n_trainable: int = 0
+    weights: str = "imagenet"
+    aggregator: str = "netvlad"
+    num_clusters: int = 64
+    vladv2: bool = False
+    gem_p: float = 3.0
+    fusion: str = "add"
+    whitening_dim: Optional[int] = None
+    attention: Optional[str] = None
+    attention_remain: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.aggregator not in AGGREGATORS:
+            raise InputError(f"unknown aggregator {self.aggregator!r}; choose one of {list(AGGREGATORS)}")
+        if self.fusion not in FUSIONS:
+            raise InputError(f"unknown fusion {self.fusion!r}; choose one of {list(FUSIONS)}")
+        if self.num_clusters < 1:
+            raise InputError(f"num_clusters must be >= 1, got {self.num_clusters}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, dict(data), "model")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything that decides the descriptor of an image file."""
+
+    panorama: PanoramaConfig = field(default_factory=PanoramaConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"panorama": self.panorama.to_dict(), "model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "PipelineConfig":
+        return cls(
+            panorama=PanoramaConfig.from_dict(data.get("panorama", {})),
+            model=ModelConfig.from_dict(data.get("model", {})),
+        )
