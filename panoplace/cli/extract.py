@@ -1,0 +1,56 @@
+"""``panoplace extract``: images → descriptor store (HDF5)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from panoplace.cli.common import add_model_args, add_panorama_args, model_from_args, panorama_from_args
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "extract",
+        help="compute place descriptors of images into an HDF5 store",
+        description="Compute one place descriptor per image (or per crop with --fusion per-crop) "
+                    "and write them with their image ids and model config to an HDF5 store. "
+                    "A killed run started again with the same arguments resumes where it stopped.",
+        epilog="example: panoplace extract runs/world/day/equirect --projection equirect --crops 4 "
+               "--checkpoint runs/model.pt --out runs/day.h5",
+    )
+    p.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
+    p.add_argument("--out", "-o", required=True, help="descriptor store to write (.h5)")
+    add_model_args(p)
+    add_panorama_args(p)
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader decoding workers (default 1)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                   help="on an unreadable image: stop (default) or skip it and list it at the end")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from panoplace.config import PipelineConfig
+    from panoplace.extract import extract, list_images, load_model
+
+    root, paths = list_images(args.source)
+    if args.checkpoint:
+        model, ckpt_panorama = load_model(args.checkpoint)
+        panorama = panorama_from_args(args, ckpt_panorama)
+    else:
+        panorama = panorama_from_args(args)
+        model, panorama = load_model(None, PipelineConfig(panorama=panorama, model=model_from_args(args)))
+    result = extract(root, paths, model, panorama, out=args.out, batch_size=args.batch_size,
+                     num_workers=args.workers, device=args.device, on_error=args.on_error,
+                     progress=not args.no_progress)
+    n = len(result.descriptors)
+    log.info("%d images → %s (%.1f images/s)", n, args.out, n / max(result.seconds, 1e-9))
+    if result.skipped:
+        log.warning("%d image(s) skipped:", len(result.skipped))
+        for path, reason in result.skipped:
+            log.warning("  %s: %s", path, reason)
+    return 0
