@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "OUTPUT_DIR/annulus.json and reused when the command is run again; outputs that "
                     "exist are kept (resumable) unless --overwrite. Output column c is the azimuth "
                     "start_deg + c*360/width, counter-clockwise as the image is displayed (from the "
-                    "right towards the top) unless --clockwise; row 0 is the outer radius.",
+                    "right towards the top), or start_deg - c*360/width with --clockwise; row 0 is "
+                    "the outer radius.",
         epilog="example: panoplace unwrap pal/raw pal/unwrapped --width 2048 --height 512 "
                "--save-calibration pal/annulus.json",
     )
@@ -38,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--r-inner", type=float, default=None, help="inner radius in pixels (overrides)")
     g.add_argument("--r-outer", type=float, default=None, help="outer radius in pixels (overrides)")
     g.add_argument("--start-deg", type=float, default=None,
-                   help="azimuth of output column 0, degrees from the image's +x axis (default 0)")
+                   help="image direction of output column 0: degrees from the +x axis (right), "
+                        "counter-clockwise as displayed, 90 = up (default 0)")
     g.add_argument("--clockwise", action=argparse.BooleanOptionalAction, default=None,
                    help="azimuth grows clockwise as displayed (default: counter-clockwise)")
     g.add_argument("--outer-top", action=argparse.BooleanOptionalAction, default=None,

@@ -7,13 +7,14 @@ a rectangle: one output column per azimuth, one output row per radius.
 Conventions (image coordinates: x to the right, y **down**; pixel ``(x, y)`` has its centre at
 integer coordinates, as in OpenCV's ``remap``):
 
-- Azimuth is measured from the +x axis (pointing right from the centre). With
-  ``clockwise=False`` it grows **counter-clockwise as the image is displayed**, i.e. from the
-  right towards the top of the image (towards smaller y): azimuth 90° points straight up. The
-  image point of radius ``r`` and azimuth ``a`` is
-  ``(cx + r cos a, cy - r sin a)``; with ``clockwise=True`` it is ``(cx + r cos a, cy + r sin a)``.
-- Output column ``c`` (of ``out_width``) samples azimuth ``start_deg + c * 360 / out_width``,
-  exactly (column 0 is at ``start_deg``).
+- An image direction (azimuth) ``a`` is measured from the +x axis (pointing right from the
+  centre), **counter-clockwise as the image is displayed**, i.e. from the right towards the
+  top of the image (towards smaller y): ``a = 90°`` points straight up. The image point of
+  radius ``r`` and azimuth ``a`` is ``(cx + r cos a, cy - r sin a)``.
+- Output column ``c`` (of ``out_width``) samples azimuth ``start_deg + c * 360 / out_width``
+  (``clockwise=False``, the default) or ``start_deg - c * 360 / out_width``
+  (``clockwise=True``), exactly: column 0 is at ``start_deg`` in both cases, and
+  ``start_deg`` is always measured counter-clockwise as displayed.
 - Output row ``i`` (of ``out_height``) samples radius
   ``r_outer - (i + 0.5) * (r_outer - r_inner) / out_height`` (pixel centres of the radial
   range): row 0 is next to the outer radius, the last row next to the inner radius. In a
@@ -52,8 +53,10 @@ class AnnulusGeometry:
 
     cx, cy: centre of the ring in pixels (x right, y down, pixel centres at integers).
     r_inner, r_outer: inner and outer radius of the ring in pixels, ``0 <= r_inner < r_outer``.
-    start_deg: azimuth of output column 0, degrees from the +x axis.
-    clockwise: azimuth grows clockwise as displayed (default: counter-clockwise, towards the top).
+    start_deg: image direction of output column 0, degrees from the +x axis, counter-clockwise
+        as displayed (90 = up), whatever ``clockwise`` is.
+    clockwise: columns sweep clockwise as displayed (default: counter-clockwise, from the right
+        towards the top).
     outer_is_top: output row 0 is the outer radius (default; the usual PAL optics).
     """
 
@@ -151,15 +154,15 @@ def polar_grid(geometry: AnnulusGeometry, out_width: int, out_height: int) -> Tu
     Returns ``(map_x, map_y)``, each ``(out_height, out_width)`` float32.
     """
     g = geometry
-    az = np.deg2rad(g.start_deg + np.arange(out_width, dtype=np.float64) * (360.0 / out_width))
+    step = -360.0 / out_width if g.clockwise else 360.0 / out_width
+    az = np.deg2rad(g.start_deg + np.arange(out_width, dtype=np.float64) * step)
     frac = (np.arange(out_height, dtype=np.float64) + 0.5) / out_height
     if g.outer_is_top:
         radius = g.r_outer - frac * (g.r_outer - g.r_inner)
     else:
         radius = g.r_inner + frac * (g.r_outer - g.r_inner)
-    sign = 1.0 if g.clockwise else -1.0
     map_x = g.cx + radius[:, None] * np.cos(az)[None, :]
-    map_y = g.cy + sign * radius[:, None] * np.sin(az)[None, :]
+    map_y = g.cy - radius[:, None] * np.sin(az)[None, :]
     return map_x.astype(np.float32), map_y.astype(np.float32)
 
 
@@ -201,8 +204,10 @@ class AnnularUnwrapper:
         return _remap_tables(self.geometry, self.out_width, self.out_height)
 
     def azimuth_of_column(self, column: Union[float, np.ndarray]) -> Union[float, np.ndarray]:
-        """Azimuth in degrees [0, 360) sampled by output column(s) ``column``."""
-        return np.mod(self.geometry.start_deg + np.asarray(column, dtype=np.float64) * 360.0 / self.out_width, 360.0)
+        """Image direction in degrees [0, 360), counter-clockwise as displayed from +x, sampled by
+        output column(s) ``column``."""
+        step = (-360.0 if self.geometry.clockwise else 360.0) / self.out_width
+        return np.mod(self.geometry.start_deg + np.asarray(column, dtype=np.float64) * step, 360.0)
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3):

@@ -114,9 +114,9 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
     root, out_root = Path(input_dir), Path(output_dir)
     if out_root.exists() and not out_root.is_dir():
         raise InputError(f"output {out_root} exists and is not a folder")
-    files = list_folder_images(root, exclude=out_root)
     if out_root.resolve() == root.resolve():
         raise InputError(f"the output folder must differ from the input folder {root}")
+    files = list_folder_images(root, exclude=out_root)
     for name, value in (("out_width", out_width), ("out_height", out_height)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}")

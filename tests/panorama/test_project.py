@@ -1,0 +1,133 @@
+"""Image files → panorama → crops, per PanoramaConfig; image reading and atomic writing."""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from panoplace.config import PanoramaConfig
+from panoplace.errors import ImageReadError, InputError
+from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry
+from panoplace.panorama.crops import crop_windows
+from panoplace.panorama.project import image_to_crops, make_panorama, read_image, write_image
+
+from .synthetic import nearest_colour, sector_annulus
+
+GEOM = AnnulusGeometry(cx=150.0, cy=140.0, r_inner=40.0, r_outer=120.0)
+
+
+@pytest.fixture
+def annular() -> np.ndarray:
+    return sector_annulus(280, 300, GEOM.cx, GEOM.cy, GEOM.r_inner, GEOM.r_outer, n_sectors=4)
+
+
+def test_read_image_returns_rgb(tmp_path) -> None:
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    cv2.imwrite(str(tmp_path / "red.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    got = read_image(tmp_path / "red.png")
+    np.testing.assert_array_equal(got, rgb)
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full((5, 4), 77, np.uint8))
+    grey = read_image(str(tmp_path / "grey.png"))
+    assert grey.shape == (5, 4, 3) and (grey == 77).all()
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"\x89PNG\r\n\x1a\n this is not really a png", "cannot be decoded"),
+    (b"", "empty file"),
+    (None, "no such file"),
+])
+def test_read_image_errors_name_the_file(tmp_path, content, reason) -> None:
+    path = tmp_path / "frame_007.png"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=reason) as exc:
+        read_image(path)
+    assert str(path) in str(exc.value) and exc.value.path == str(path)
+    assert isinstance(exc.value, InputError)
+
+
+def test_write_image_is_atomic_and_round_trips(tmp_path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (10, 12, 3)).astype(np.uint8)
+    out = write_image(tmp_path / "a" / "x.png", rgb)
+    np.testing.assert_array_equal(read_image(out), rgb)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.png"]
+    with pytest.raises(InputError, match="cannot encode"):
+        write_image(tmp_path / "x.unknownext", rgb)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_plain_panorama_is_the_image(annular) -> None:
+    assert make_panorama(annular, PanoramaConfig(projection="plain")) is annular
+
+
+def test_equirect_panorama_is_the_resized_band() -> None:
+    img = np.repeat(np.arange(180, dtype=np.uint8)[:, None], 360, axis=1)
+    img = np.stack([img] * 3, axis=-1)
+    cfg = PanoramaConfig(projection="equirect", elevation=(45.0, -45.0), pano_width=180, pano_height=45)
+    pano = make_panorama(img, cfg)
+    assert pano.shape == (45, 180, 3) and pano.dtype == np.uint8
+    # rows 45..134 of the source averaged in pairs
+    np.testing.assert_allclose(pano[:, 0, 0], np.arange(45, 135, 2) + 0.5, atol=0.51)
+
+
+def test_annular_panorama_uses_geometry_or_config(annular) -> None:
+    cfg = PanoramaConfig(projection="annular", pano_width=360, pano_height=20, annulus=GEOM.to_dict())
+    from_cfg = make_panorama(annular, cfg)
+    assert from_cfg.shape == (20, 360, 3)
+    np.testing.assert_array_equal(from_cfg, AnnularUnwrapper(GEOM, 360, 20)(annular))
+    # an explicit geometry wins over the config's
+    turned = make_panorama(annular, cfg, GEOM.replace(start_deg=90.0))
+    np.testing.assert_array_equal(turned, np.roll(from_cfg, -90, axis=1))
+    with pytest.raises(InputError, match="needs an annulus geometry"):
+        make_panorama(annular, PanoramaConfig(projection="annular"))
+
+
+def test_plain_single_crop_is_the_resized_image(annular) -> None:
+    crops = image_to_crops(annular, PanoramaConfig(projection="plain", crop_size=(64, 48)))
+    assert crops.shape == (1, 64, 48, 3) and crops.dtype == np.uint8
+    np.testing.assert_array_equal(crops[0], cv2.resize(annular, (48, 64), interpolation=cv2.INTER_AREA))
+
+
+def test_annular_crops_follow_the_sectors(annular) -> None:
+    cfg = PanoramaConfig(projection="annular", annulus=GEOM.to_dict(), pano_width=400, pano_height=40,
+                         n_crops=4, crop_size=(32, 32))
+    crops = image_to_crops(annular, cfg)
+    assert crops.shape == (4, 32, 32, 3)
+    # crop k covers azimuths 90k..90(k+1), i.e. exactly sector k of the 4-sector ring
+    for k in range(4):
+        assert (nearest_colour(crops[k, :, 4:-4]) == k).all()
+
+
+def test_crop_count_matches_crop_windows_for_every_projection(annular) -> None:
+    for cfg in (PanoramaConfig(projection="plain", n_crops=3, crop_size=(16, 16)),
+                PanoramaConfig(projection="annular", annulus=GEOM.to_dict(), window_deg=90.0, stride_deg=60.0,
+                               crop_size=(16, 16)),
+                PanoramaConfig(projection="equirect", n_crops=5, crop_size=(16, 16))):
+        k = len(crop_windows(cfg.pano_width, n_crops=cfg.n_crops, window_deg=cfg.window_deg,
+                             stride_deg=cfg.stride_deg))
+        assert image_to_crops(annular, cfg).shape == (k, 16, 16, 3)
+
+
+def test_plain_multi_crop_treats_the_image_as_a_panorama() -> None:
+    img = np.zeros((10, 40, 3), np.uint8)
+    img[:, :, 0] = np.arange(40, dtype=np.uint8) * 5
+    crops = image_to_crops(img, PanoramaConfig(projection="plain", n_crops=4, crop_size=(10, 10)))
+    np.testing.assert_array_equal(crops[:, 0, :, 0], img[0, :, 0].reshape(4, 10))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
+                                 np.zeros((10, 10, 4), np.uint8), [[0, 0, 0]]])
+def test_wrong_image_shapes_name_the_expected_shape(bad) -> None:
+    with pytest.raises(InputError, match=r"expects an \(H, W, 3\) uint8 RGB image"):
+        image_to_crops(bad, PanoramaConfig())
+
+
+def test_panorama_package_does_not_import_torch() -> None:
+    import subprocess
+
+    code = "import sys, panoplace.panorama, panoplace.cli.unwrap; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
