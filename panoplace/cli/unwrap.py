@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image direction of output column 0: degrees from the +x axis (right), "
                         "counter-clockwise as displayed, 90 = up (default 0)")
     g.add_argument("--clockwise", action=argparse.BooleanOptionalAction, default=None,
-                   help="azimuth grows clockwise as displayed (default: counter-clockwise)")
+                   help="columns sweep clockwise as displayed, column c = start_deg - c*360/width "
+                        "(default: counter-clockwise)")
     g.add_argument("--outer-top", action=argparse.BooleanOptionalAction, default=None,
                    help="output row 0 is the outer radius (default); --no-outer-top flips rows")
     o = p.add_argument_group("output")

@@ -64,12 +64,14 @@ def test_explicit_geometry_and_overrides(annular_folder, tmp_path) -> None:
     assert load_geometry(out / "annulus.json") == AnnulusGeometry(**truth, start_deg=90.0, clockwise=True)
 
     out2 = tmp_path / "out2"
-    assert main(["unwrap", str(src), str(out2), *ARGS, "--cx", "131.4", "--cy", "117.7",
-                 "--r-inner", "30", "--r-outer", "98"]) == 0  # all four given: no calibration
-    assert load_geometry(out2 / "annulus.json") == AnnulusGeometry(131.4, 117.7, 30.0, 98.0)
-    # the start angle only rolls the columns
-    a, b = read_image(out / "frame_000.png"), read_image(out2 / "frame_000.png")
-    assert a.shape == b.shape == (32, 128, 3)
+    assert main(["unwrap", str(src), str(out2), *ARGS, "--cx", "131.4", "--cy", "117.7", "--r-inner", "30.3",
+                 "--r-outer", "98.6", "--start-deg", "90"]) == 0  # all four given: no calibration
+    assert load_geometry(out2 / "annulus.json") == AnnulusGeometry(**truth, start_deg=90.0)
+    # clockwise column c looks where counter-clockwise column -c does (both start at 90 deg)
+    cw, ccw = read_image(out / "frame_000.png"), read_image(out2 / "frame_000.png")
+    mirrored = ccw[:, (-np.arange(128)) % 128]
+    assert np.abs(cw.astype(int) - mirrored).max() <= 2
+    assert np.abs(cw.astype(int) - ccw).mean() > 10  # while the two layouts do differ
 
 
 def test_other_geometry_over_existing_outputs_is_refused(annular_folder, tmp_path, capsys) -> None:
@@ -117,7 +119,7 @@ def test_uncalibratable_folder_exits_2(tmp_path, capsys) -> None:
 
 
 def test_unwrap_folder_library_call(annular_folder) -> None:
-    src, truth = annular_folder
+    src, _ = annular_folder
     (src / "sub").mkdir()
     (src / "frame_000.png").rename(src / "sub" / "frame_000.PNG")
     out = src / "unwrapped"  # inside the input folder: its files must not become inputs
