@@ -86,6 +86,18 @@ def _calibrate_from_folder(root: Path, files: List[Path], n_images: int, on_erro
     return geometry
 
 
+def _check_existing_size(path: Path, out_width: int, out_height: int) -> None:
+    """Refuse to resume into outputs of another panorama size (one existing output is read)."""
+    try:
+        shape = read_image(path).shape
+    except PanoplaceError:
+        return  # a broken earlier output is the user's to remove; it is kept like the others
+    if shape[:2] != (out_height, out_width):
+        raise InputError(
+            f"{path} is {shape[1]}x{shape[0]} but {out_width}x{out_height} panoramas were asked for; "
+            "use --overwrite or another output folder")
+
+
 def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[AnnulusGeometry] = None, *,
                   out_width: int = 2048, out_height: int = 512, calibrate_from: int = 16,
                   overrides: Optional[Mapping[str, Any]] = None, save_calibration: Optional[PathLike] = None,
@@ -105,7 +117,8 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
 
     The geometry used is always saved as ``output_dir/annulus.json``. Raises
     :class:`InputError` for a missing/empty input folder, an output folder equal to the input
-    folder, or an output folder holding results of another geometry (without ``overwrite``).
+    folder, or an output folder holding results of another geometry or size (without
+    ``overwrite``).
     """
     if on_error not in ON_ERROR:
         raise InputError(f"on_error must be one of {list(ON_ERROR)}, got {on_error!r}")
@@ -127,8 +140,8 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
     if unknown:
         raise InputError(f"unknown annulus field(s) {unknown}; valid: {sorted(fields)}")
     calibration = out_root / CALIBRATION_NAME
-    previous = load_geometry(calibration) if calibration.is_file() else None
-    if geometry is None and previous is not None and not overwrite:
+    previous = load_geometry(calibration) if calibration.is_file() and not overwrite else None
+    if geometry is None and previous is not None:
         geometry = previous
         log.info("using the geometry of the earlier run in %s", calibration)
     elif geometry is None and all(k in changes for k in ("cx", "cy", "r_inner", "r_outer")):
@@ -137,12 +150,13 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
         geometry = _calibrate_from_folder(root, files, int(calibrate_from), on_error)
     geometry = geometry.replace(**changes)
 
-    if previous is not None and previous != geometry and not overwrite:
-        done = [f for f in files if (out_root / f).exists()]
-        if done:
-            raise InputError(
-                f"{out_root} holds {len(done)} output(s) unwrapped with another geometry ({calibration}); "
-                "use --overwrite or another output folder")
+    done = [] if overwrite else [out_root / f for f in files if (out_root / f).exists()]
+    if done and previous is not None and previous != geometry:
+        raise InputError(
+            f"{out_root} holds {len(done)} output(s) unwrapped with another geometry ({calibration}); "
+            "use --overwrite or another output folder")
+    if done:
+        _check_existing_size(done[0], out_width, out_height)
     save_geometry(geometry, calibration)
     if save_calibration is not None:
         save_geometry(geometry, save_calibration)

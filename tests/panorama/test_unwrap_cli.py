@@ -74,7 +74,7 @@ def test_explicit_geometry_and_overrides(annular_folder, tmp_path) -> None:
     assert np.abs(cw.astype(int) - ccw).mean() > 10  # while the two layouts do differ
 
 
-def test_other_geometry_over_existing_outputs_is_refused(annular_folder, tmp_path, capsys) -> None:
+def test_other_geometry_or_size_over_existing_outputs_is_refused(annular_folder, tmp_path, capsys) -> None:
     src, _ = annular_folder
     out = tmp_path / "out"
     assert main(["unwrap", str(src), str(out), *ARGS]) == 0
@@ -83,6 +83,9 @@ def test_other_geometry_over_existing_outputs_is_refused(annular_folder, tmp_pat
     assert "unwrapped with another geometry" in capsys.readouterr().err
     assert main(["unwrap", str(src), str(out), *ARGS, "--start-deg", "45", "--overwrite"]) == 0
     assert load_geometry(out / "annulus.json").start_deg == 45.0
+    capsys.readouterr()
+    assert main(["unwrap", str(src), str(out), "--width", "64", "--height", "32", "--no-progress"]) == 2
+    assert "is 128x32 but 64x32 panoramas were asked for" in capsys.readouterr().err
 
 
 def test_empty_or_missing_folder_exits_2_with_one_line(tmp_path, capsys) -> None:
