@@ -20,7 +20,7 @@ Anything that does not look like such a ring raises :class:`CalibrationError` wi
 from __future__ import annotations
 
 import logging
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -177,16 +177,18 @@ def _inner_radius(share: np.ndarray, valid: np.ndarray, r_outer: float) -> float
         return _interp_crossing(share, later[0], j)
     raise CalibrationError(
         "no dark central disc inside the bright ring; is this a panoramic annular image? "
-        "(give the inner radius explicitly, e.g. --r-inner)")
+        "(give the inner radius, e.g. --r-inner 0 for a circular fisheye)")
 
 
 def calibrate_annulus(images: Union[np.ndarray, Sequence[np.ndarray]], start_deg: float = 0.0,
-                      clockwise: bool = False) -> AnnulusGeometry:
+                      clockwise: bool = False, r_inner: Optional[float] = None) -> AnnulusGeometry:
     """Find the centre and radii of the ring of panoramic annular images.
 
     images: one image or several of the same camera and size, each ``(H, W, 3)`` RGB,
         ``(H, W, 4)`` or ``(H, W)`` uint8; with several, their per-pixel median is used.
     start_deg, clockwise: copied into the returned geometry (they cannot be seen in the image).
+    r_inner: a known inner radius in pixels; then only the centre and outer radius are searched
+        (for lenses without a dark central disc, e.g. ``r_inner=0`` for a circular fisheye).
 
     Raises :class:`CalibrationError` when no ring is found (uniform image, no dark border
     around the bright region, region not circular, no dark central disc).
@@ -253,12 +255,15 @@ def calibrate_annulus(images: Union[np.ndarray, Sequence[np.ndarray]], start_deg
 
     share_f, valid_f = _radial_profile(filled, cx, cy)
     r_outer = _outer_radius(share_f, valid_f, r_fit)
-    share_r, valid_r = _radial_profile(ring, cx, cy)
-    r_inner = _inner_radius(share_r, valid_r, r_outer)
+    if r_inner is None:
+        share_r, valid_r = _radial_profile(ring, cx, cy)
+        r_inner = _inner_radius(share_r, valid_r, r_outer)
+    elif not 0.0 <= float(r_inner) < r_outer:
+        raise CalibrationError(f"the given inner radius {r_inner:g} px is not inside the found outer radius {r_outer:.1f} px")
     if r_outer - r_inner < 3.0:
         raise CalibrationError(
             f"no annulus found: the ring between radii {r_inner:.1f} and {r_outer:.1f} px is too thin")
-    geometry = AnnulusGeometry(cx=round(cx, 2), cy=round(cy, 2), r_inner=round(r_inner, 2),
+    geometry = AnnulusGeometry(cx=round(cx, 2), cy=round(cy, 2), r_inner=round(float(r_inner), 2),
                                r_outer=round(r_outer, 2), start_deg=start_deg, clockwise=clockwise)
     log.info("annulus: centre (%.1f, %.1f), radii %.1f..%.1f px", geometry.cx, geometry.cy,
              geometry.r_inner, geometry.r_outer)

@@ -68,7 +68,8 @@ def list_folder_images(folder: PathLike, exclude: Optional[PathLike] = None) -> 
     return sorted(files, key=lambda q: q.as_posix())
 
 
-def _calibrate_from_folder(root: Path, files: List[Path], n_images: int, on_error: str) -> AnnulusGeometry:
+def _calibrate_from_folder(root: Path, files: List[Path], n_images: int, on_error: str,
+                           r_inner: Optional[float] = None) -> AnnulusGeometry:
     """Calibrate from the median of up to ``n_images`` images spread evenly over ``files``."""
     pick = np.unique(np.linspace(0, len(files) - 1, min(n_images, len(files))).round().astype(int))
     images = []
@@ -81,7 +82,7 @@ def _calibrate_from_folder(root: Path, files: List[Path], n_images: int, on_erro
             log.warning("calibration: skipping %s", exc)  # listed again when the image is unwrapped
     if not images:
         raise InputError(f"none of the {len(pick)} images picked for calibration could be read")
-    geometry = calibrate_annulus(images)
+    geometry = calibrate_annulus(images, r_inner=r_inner)
     log.info("calibrated the annulus from the median of %d image(s)", len(images))
     return geometry
 
@@ -147,7 +148,7 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
     elif geometry is None and all(k in changes for k in ("cx", "cy", "r_inner", "r_outer")):
         geometry = AnnulusGeometry.from_dict(changes)
     elif geometry is None:
-        geometry = _calibrate_from_folder(root, files, int(calibrate_from), on_error)
+        geometry = _calibrate_from_folder(root, files, int(calibrate_from), on_error, changes.get("r_inner"))
     geometry = geometry.replace(**changes)
 
     done = [] if overwrite else [out_root / f for f in files if (out_root / f).exists()]

@@ -107,3 +107,11 @@ def test_fit_circle_ignores_outliers(rng) -> None:
     assert resid.shape == (200,) and np.median(np.abs(resid[20:])) < 0.05
     plain = fit_circle(pts, iterations=0)  # least squares over all points, outliers included
     assert max(abs(plain[0] - 30.0), abs(plain[1] + 4.0)) > 0.5
+
+
+def test_known_inner_radius_skips_the_hole_search() -> None:
+    """A disc without a dark centre (a circular fisheye) calibrates once r_inner is given."""
+    geom = calibrate_annulus([_disc_without_hole()], r_inner=0.0)
+    _assert_close(geom, 150.0, 100.0, 0.0, 80.0)
+    with pytest.raises(CalibrationError, match="not inside the found outer radius"):
+        calibrate_annulus([_disc_without_hole()], r_inner=200.0)

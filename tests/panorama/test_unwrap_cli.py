@@ -151,3 +151,16 @@ def test_unwrap_folder_stop_raises_image_read_error(annular_folder, tmp_path) ->
     # the images before it were written
     assert _outputs(tmp_path / "o") == ["frame_000.png", "frame_001.png", "frame_002.png"]
     assert json.loads((tmp_path / "o" / "annulus.json").read_text())["r_outer"] == truth["r_outer"]
+
+
+def test_fisheye_folder_needs_and_accepts_a_given_inner_radius(tmp_path, capsys) -> None:
+    src = tmp_path / "fisheye"
+    src.mkdir()
+    disc = np.zeros((120, 160, 3), np.uint8)
+    disc[np.hypot(*np.mgrid[0:120, 0:160] - np.array([[[60.0]], [[80.0]]])) < 50] = (180, 170, 160)
+    write_image(src / "a.png", disc)
+    assert main(["unwrap", str(src), str(tmp_path / "out"), *ARGS]) == 2
+    assert "no dark central disc" in capsys.readouterr().err
+    assert main(["unwrap", str(src), str(tmp_path / "out"), *ARGS, "--r-inner", "0"]) == 0
+    geom = load_geometry(tmp_path / "out" / "annulus.json")
+    assert geom.r_inner == 0.0 and abs(geom.r_outer - 50.0) <= 1.0 and abs(geom.cx - 80.0) <= 1.0
