@@ -56,15 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (so captured/redirected streams work)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
+
+
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Configure the root panoplace logger for terminal use (CLI only)."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     root = logging.getLogger("panoplace")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

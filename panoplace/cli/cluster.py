@@ -1,0 +1,45 @@
+"""``panoplace cluster``: initialise NetVLAD centroids from images (faiss k-means)."""
+
+from __future__ import annotations
+
+import argparse
+
+from panoplace.cli.common import add_model_args, add_panorama_args, pipeline_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cluster",
+        help="fit NetVLAD centroids on local features of images; writes an initialised model",
+        description="Sample local features of the backbone from images, cluster them with faiss "
+                    "k-means, initialise the NetVLAD layer from the centroids (vladv1 or vladv2) "
+                    "and save the model as a checkpoint that `panoplace extract` loads as is.",
+        epilog="example: panoplace cluster runs/world/day/equirect --projection equirect --crops 4 "
+               "--num-clusters 32 --out runs/model.pt",
+    )
+    p.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
+    p.add_argument("--out", "-o", required=True, help="checkpoint to write (.pt)")
+    add_model_args(p, checkpoint=False)
+    add_panorama_args(p)
+    p.add_argument("--vladv2", action="store_true", help="NetVLAD v2 initialisation (with bias)")
+    p.add_argument("--images", type=int, default=500, help="images to sample (default 500)")
+    p.add_argument("--per-image", type=int, default=100, help="local features per image (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader decoding workers (default 1)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from panoplace.cluster import cluster_images
+    from panoplace.extract import list_images
+
+    pipeline = pipeline_from_args(args)
+    pipeline.model.vladv2 = args.vladv2
+    root, paths = list_images(args.source)
+    cluster_images(root, paths, pipeline, out=args.out, n_images=args.images, per_image=args.per_image,
+                   seed=args.seed, batch_size=args.batch_size, num_workers=args.workers,
+                   device=args.device, progress=not args.no_progress)
+    return 0
