@@ -43,6 +43,8 @@ def sample_features(
     """
     from tqdm.auto import tqdm
 
+    from panoplace.models.clusters import sample_from_feature_maps
+
     dev = resolve_device(device)
     model = model.to(dev).eval()
     rng = np.random.default_rng(seed)
@@ -59,13 +61,8 @@ def sample_features(
             if not good:
                 continue
             x = model.preprocess(crops[good].to(dev))  # (B, K, 3, H, W)
-            b, k = x.shape[:2]
             feats = model.local_features(x.flatten(0, 1))  # (B*K, C, h, w)
-            feats = torch.nn.functional.normalize(feats, dim=1)
-            feats = feats.view(b, k, feats.shape[1], -1).permute(0, 1, 3, 2).reshape(b, -1, feats.shape[1])
-            for f in feats:  # (K*h*w, C) per image
-                take = rng.choice(f.shape[0], size=min(per_image, f.shape[0]), replace=False)
-                out.append(f[torch.as_tensor(take)].float().cpu().numpy())
+            out.append(sample_from_feature_maps(feats, per_image, rng, images=x.shape[0]))
     if not out:
         raise InputError("no readable images to sample local features from")
     return np.concatenate(out).astype(np.float32)
