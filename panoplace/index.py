@@ -1,0 +1,318 @@
+"""faiss index over database descriptors: build, search, save, load.
+
+Two kinds:
+
+- ``flat`` (default): exact inner-product search (``faiss.IndexFlatIP``). For L2-normalised
+  descriptors the score is the cosine similarity and the ranking equals the L2 ranking.
+- ``ivfpq``: inverted file with ``nlist`` coarse cells and product quantisation (``m``
+  sub-quantisers of ``nbits`` bits each), inner-product metric, trained on the database itself;
+  ``nprobe`` cells are visited per query. For maps of ~10^5-10^6 images.
+
+Per-crop database descriptors ``(N, K, D)`` are indexed through their fused view (sum over the K
+crops, then L2 normalisation, see :func:`fuse_crops`) for candidate search; the crop
+descriptors are kept with the index so that :mod:`panoplace.matching.rotation` can re-rank the
+candidates under circular crop shifts and estimate the relative heading.
+
+On disk an index is one HDF5 file (written atomically): ``faiss_index`` (uint8, the bytes of
+``faiss.serialize_index``), ``ids`` (utf-8), optional ``crop_descriptors`` ``(N, K, D)``, and
+attributes ``config`` (pipeline config JSON), ``fingerprint``, ``kind``, ``params`` (JSON),
+``descriptor_shape`` (JSON) and ``format_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from panoplace.errors import DescriptorMismatchError, InputError
+from panoplace.store import DescriptorSet, check_compatible, check_finite
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+INDEX_KINDS = ("flat", "ivfpq")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class IndexParams:
+    """Index kind and IVF-PQ parameters (ignored by ``flat``).
+
+    nlist: coarse cells; the database must hold at least ``nlist`` descriptors to train
+        (faiss recommends >= 39 * nlist). m: PQ sub-quantisers, must divide D.
+    nbits: bits per sub-quantiser code (needs >= 2**nbits training descriptors).
+    nprobe: cells visited per query (recall/speed trade-off, changeable after loading).
+    """
+
+    kind: str = "flat"
+    nlist: int = 1024
+    m: int = 64
+    nbits: int = 8
+    nprobe: int = 32
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise InputError(f"unknown index kind {self.kind!r}; choose one of {list(INDEX_KINDS)}")
+        for name in ("nlist", "m", "nbits", "nprobe"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"index parameter {name} must be >= 1, got {getattr(self, name)}")
+            setattr(self, name, int(getattr(self, name)))
+        if self.nbits > 16:
+            raise InputError(f"nbits must be <= 16, got {self.nbits}")
+
+
+def fuse_crops(x: np.ndarray) -> np.ndarray:
+    """Fused view of per-crop descriptors: sum over crops, then L2-normalise.
+
+    Shape:
+        ``(N, K, D)`` → ``(N, D)`` float32; ``(N, D)`` is returned as float32 unchanged.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        return x
+    if x.ndim != 3:
+        raise InputError(f"descriptors must be (N, D) or (N, K, D), got shape {x.shape}")
+    s = x.sum(axis=1)
+    return (s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class PlaceIndex:
+    """A faiss index over N database descriptors plus the metadata needed to use it safely.
+
+    Attributes:
+        index: the faiss index (over ``(N, D)`` fused descriptors).
+        ids: N database image ids (from the descriptor store).
+        config, fingerprint: the pipeline config and weights hash the descriptors came from.
+        descriptor_shape: per-image descriptor shape in the store, ``(D,)`` or ``(K, D)``.
+        params: :class:`IndexParams`.
+        crop_descriptors: ``(N, K, D)`` float32 for per-crop databases, else None.
+    """
+
+    def __init__(self, index: Any, ids: List[str], config: Dict[str, Any], fingerprint: str,
+                 descriptor_shape: Tuple[int, ...], params: IndexParams,
+                 crop_descriptors: Optional[np.ndarray] = None) -> None:
+        self.index = index
+        self.ids = list(ids)
+        self.config = dict(config)
+        self.fingerprint = fingerprint
+        self.descriptor_shape = tuple(int(s) for s in descriptor_shape)
+        self.params = params
+        self.crop_descriptors = crop_descriptors
+        if index.ntotal != len(self.ids):
+            raise InputError(f"index holds {index.ntotal} vectors but {len(self.ids)} ids")
+        self.set_nprobe(params.nprobe)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        """D, the dimension of the searched (fused) vectors."""
+        return int(self.index.d)
+
+    @property
+    def n_crops(self) -> Optional[int]:
+        """K for a per-crop database, else None."""
+        return self.descriptor_shape[0] if len(self.descriptor_shape) == 2 else None
+
+    @property
+    def kind(self) -> str:
+        return self.params.kind
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """Cells visited per query (IVF-PQ only; no effect on ``flat``)."""
+        if self.params.kind == "ivfpq":
+            import faiss
+
+            faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
+            self.params.nprobe = int(nprobe)
+
+    def reference(self) -> DescriptorSet:
+        """A one-row, metadata-only stand-in for the database descriptors (zeros with the
+        database's shape, config and fingerprint), for :func:`panoplace.store.check_compatible`."""
+        return DescriptorSet(np.zeros((1, *self.descriptor_shape), np.float32), ["<index>"],
+                             self.config, self.fingerprint)
+
+    def check_query(self, query: DescriptorSet) -> None:
+        """Refuse query descriptors that cannot be compared with this database.
+
+        Raises:
+            DescriptorMismatchError: empty set, NaN/inf, other dimension, other model weights
+                or config, or another number of crops for per-crop descriptors.
+        """
+        check_compatible(query, self.reference())
+        if query.per_crop and self.n_crops is not None and query.descriptors.shape[1] != self.n_crops:
+            raise DescriptorMismatchError(
+                f"query descriptors have {query.descriptors.shape[1]} crops but the database has {self.n_crops}"
+            )
+        if query.per_crop != (self.n_crops is not None):
+            raise DescriptorMismatchError(
+                "query descriptors are " + ("per-crop" if query.per_crop else "one per image")
+                + " but the database's are " + ("per-crop" if self.n_crops is not None else "one per image")
+            )
+
+    def _prepare(self, queries: np.ndarray) -> np.ndarray:
+        q = np.asarray(queries)
+        if q.ndim == 1:
+            q = q[None]
+        q = np.ascontiguousarray(fuse_crops(q))
+        if q.shape[1] != self.dim:
+            raise DescriptorMismatchError(
+                f"query descriptors have dimension {q.shape[1]} but the index has {self.dim}"
+            )
+        if not np.isfinite(q).all():
+            raise DescriptorMismatchError("query descriptors contain NaN/inf values")
+        return q
+
+    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-k database entries per query by inner product.
+
+        Args:
+            queries: ``(Q, D)`` float32, or ``(Q, K, D)`` per-crop (searched through the fused
+                view), or one ``(D,)`` descriptor.
+            k: results per query (clipped to the database size).
+
+        Returns:
+            ``scores`` ``(Q, k)`` float32 (higher = more similar, descending) and ``ids``
+            ``(Q, k)`` int64 database rows; IVF-PQ gives ``-1`` (score ``-inf``) where fewer than
+            k entries were found in the probed cells.
+        """
+        if int(k) < 1:
+            raise InputError(f"k must be >= 1, got {k}")
+        q = self._prepare(queries)
+        k = min(int(k), len(self))
+        if len(q) == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        scores, ids = self.index.search(q, k)
+        ids = ids.astype(np.int64)
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+        return scores, ids
+
+    def similarities(self, queries: np.ndarray) -> np.ndarray:
+        """Full query × database similarity matrix (for sequence matching).
+
+        Returns:
+            ``(Q, N)`` float32 inner products; entries IVF-PQ did not reach are ``-inf``.
+        """
+        q = self._prepare(queries)
+        n = len(self)
+        if self.params.kind == "flat":
+            return (q @ self.index.reconstruct_n(0, n).T).astype(np.float32)
+        scores, ids = self.search(q, n)
+        out = np.full((len(q), n), -np.inf, np.float32)
+        rows = np.broadcast_to(np.arange(len(q))[:, None], ids.shape)
+        ok = ids >= 0
+        out[rows[ok], ids[ok]] = scores[ok]
+        return out
+
+
+def build_index(
+    ds: DescriptorSet,
+    kind: str = "flat",
+    nlist: int = 1024,
+    m: int = 64,
+    nbits: int = 8,
+    nprobe: int = 32,
+) -> PlaceIndex:
+    """Build a :class:`PlaceIndex` over the database descriptors ``ds``.
+
+    Args:
+        ds: database descriptors ``(N, D)`` or per-crop ``(N, K, D)``.
+        kind: ``flat`` (exact) or ``ivfpq`` (see :class:`IndexParams` for the others).
+
+    Raises:
+        DescriptorMismatchError: empty set or NaN/inf descriptors.
+        InputError: unknown kind, ``m`` does not divide D, or too few descriptors to train IVF-PQ.
+    """
+    import faiss
+
+    params = IndexParams(kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe)
+    check_finite(ds, "database descriptors")
+    x = np.ascontiguousarray(fuse_crops(ds.descriptors))
+    n, d = x.shape
+    if params.kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    else:
+        if d % params.m:
+            raise InputError(f"IVF-PQ: m={params.m} sub-quantisers must divide the dimension {d}")
+        need = max(params.nlist, 2 ** params.nbits)
+        if n < need:
+            raise InputError(
+                f"IVF-PQ with nlist={params.nlist}, nbits={params.nbits} needs at least {need} database "
+                f"descriptors to train, the database has {n}; use --kind flat or a smaller --nlist/--nbits"
+            )
+        if n < 39 * params.nlist:
+            log.warning("IVF-PQ: %d descriptors for %d cells; faiss recommends >= %d (39 per cell)",
+                        n, params.nlist, 39 * params.nlist)
+        index = faiss.index_factory(d, f"IVF{params.nlist},PQ{params.m}x{params.nbits}",
+                                    faiss.METRIC_INNER_PRODUCT)
+        # the factory turns on polysemous training (slow; only useful for Hamming-filtered search)
+        faiss.downcast_index(index).do_polysemous_training = False
+        log.info("training IVF-PQ (nlist=%d, m=%d, nbits=%d) on %d descriptors of dimension %d",
+                 params.nlist, params.m, params.nbits, n, d)
+        index.train(x)
+    index.add(x)
+    crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
+    return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops)
+
+
+def save_index(index: PlaceIndex, path: PathLike) -> Path:
+    """Write ``index`` with its metadata to one HDF5 file, atomically (temp file + rename)."""
+    import faiss
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("faiss_index", data=faiss.serialize_index(index.index))
+            f.create_dataset("ids", data=np.array(index.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            if index.crop_descriptors is not None:
+                f.create_dataset("crop_descriptors", data=index.crop_descriptors, dtype=np.float32)
+            f.attrs["config"] = json.dumps(index.config, sort_keys=True)
+            f.attrs["fingerprint"] = index.fingerprint
+            f.attrs["kind"] = index.params.kind
+            f.attrs["params"] = json.dumps(asdict(index.params))
+            f.attrs["descriptor_shape"] = json.dumps(list(index.descriptor_shape))
+            f.attrs["format_version"] = FORMAT_VERSION
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_index(path: PathLike) -> PlaceIndex:
+    """Read an index written by :func:`save_index` (or ``panoplace index``).
+
+    Raises:
+        InputError: the file is missing or is not a panoplace index.
+    """
+    import faiss
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"index file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "faiss_index" not in f or "ids" not in f:
+                raise InputError(f"{path} is not a panoplace index (no 'faiss_index'/'ids')")
+            raw = f["faiss_index"][...]
+            ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][...]]
+            crops = f["crop_descriptors"][...] if "crop_descriptors" in f else None
+            config = json.loads(f.attrs.get("config", "{}"))
+            fingerprint = str(f.attrs.get("fingerprint", ""))
+            params = IndexParams(**json.loads(f.attrs["params"]))
+            shape = tuple(json.loads(f.attrs["descriptor_shape"]))
+    except (OSError, KeyError) as exc:
+        raise InputError(f"cannot read index file {path}: {exc}") from None
+    index = faiss.deserialize_index(np.asarray(raw, dtype=np.uint8))
+    return PlaceIndex(index, ids, config, fingerprint, shape, params, crops)
