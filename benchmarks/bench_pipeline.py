@@ -1,0 +1,108 @@
+"""Full extraction pipeline versus the backbone alone, same crops, same run.
+
+Full pipeline = JPEG decode + annular unwrap + K crops + resize (in DataLoader workers)
++ backbone + NetVLAD + add-fusion (one batched model call), as ``panoplace extract`` runs it,
+writing the store. Backbone alone = the same crops, already decoded and in memory, through the
+backbone only. The ratio (full / backbone-only panoramas per second) says how much the
+pipeline around the network costs; target >= 0.90 on a 2-core machine.
+
+The annular test images are made here: a textured panorama mapped onto a ring by the inverse
+of the unwrap geometry, saved as JPEG.
+
+Run: .venv/bin/python benchmarks/bench_pipeline.py [--images 48] [--crops 4] [--size 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from panoplace.config import ModelConfig, PanoramaConfig
+from panoplace.extract import CropDataset, count_crops, extract
+from panoplace.models.build import build_model
+from panoplace.panorama.annular import AnnulusGeometry
+
+
+def make_annular_images(folder: Path, n: int, size: int, seed: int = 0) -> AnnulusGeometry:
+    """Write ``n`` annular JPEGs of ``size``² with a known ring; return its geometry."""
+    rng = np.random.default_rng(seed)
+    g = AnnulusGeometry(cx=size / 2 - 0.5, cy=size / 2 - 0.5, r_inner=size * 0.15, r_outer=size * 0.48)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    dx, dy = xx - g.cx, -(yy - g.cy)
+    r = np.hypot(dx, dy)
+    az = (np.degrees(np.arctan2(dy, dx)) - g.start_deg) % 360.0
+    pw, ph = 2048, 512
+    map_x = (az / 360.0 * pw).astype(np.float32)
+    map_y = ((g.r_outer - r) / (g.r_outer - g.r_inner) * ph).astype(np.float32)
+    outside = (r < g.r_inner) | (r > g.r_outer)
+    for i in range(n):
+        base = rng.random((ph // 16, pw // 16, 3)).astype(np.float32)
+        pano = cv2.resize(base, (pw, ph), interpolation=cv2.INTER_CUBIC)
+        pano += 0.15 * rng.standard_normal((ph, pw, 3)).astype(np.float32)
+        pano = np.clip(pano * 255, 0, 255).astype(np.uint8)
+        img = cv2.remap(pano, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        img[outside] = 0
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return g
+
+
+def backbone_only(model, crops: torch.Tensor, batch: int) -> float:
+    """Seconds for the backbone alone over all crops ``(N, K, H, W, 3)`` uint8, preprocessed
+    beforehand (outside the timing)."""
+    x = model.preprocess(crops)  # (N, K, 3, H, W)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch):
+            model.backbone(x[i:i + batch].flatten(0, 1))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=48)
+    ap.add_argument("--size", type=int, default=1024, help="annular image side in pixels")
+    ap.add_argument("--crops", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        geometry = make_annular_images(tmp, args.images, args.size)
+        paths = sorted(p.name for p in tmp.glob("*.jpg"))
+        panorama = PanoramaConfig(projection="annular", annulus=geometry.to_dict(), pano_width=1024,
+                                  pano_height=256, n_crops=args.crops, crop_size=(224, 224))
+        model = build_model(ModelConfig(backbone=args.backbone, num_clusters=32)).eval()
+        k = count_crops(panorama)
+        ds = CropDataset(tmp, paths, panorama, k)
+        crops = torch.stack([ds[i][0] for i in range(len(ds))])  # (N, K, H, W, 3) decoded once
+        full, bb = [], []
+        for r in range(args.repeats):
+            bb.append(backbone_only(model, crops, args.batch))
+            t0 = time.perf_counter()
+            extract(tmp, paths, model, panorama, out=tmp / f"d{r}.h5", batch_size=args.batch,
+                    num_workers=args.workers, device="cpu", progress=False)
+            full.append(time.perf_counter() - t0)
+        n = args.images
+        t_full, t_bb = statistics.median(full), statistics.median(bb)
+        print(f"\nextraction pipeline vs backbone alone ({args.backbone}, {n} annular {args.size}² JPEGs, "
+              f"K={k} crops of 224², batch {args.batch}, {args.workers} worker(s), torch threads "
+              f"{torch.get_num_threads()}, median of {args.repeats})")
+        print(f"{'stage':<44}{'seconds':>10}{'panoramas/s':>14}")
+        print(f"{'backbone alone (crops in memory)':<44}{t_bb:>10.2f}{n / t_bb:>14.2f}")
+        print(f"{'full: decode+unwrap+crops+backbone+VLAD+fuse':<44}{t_full:>10.2f}{n / t_full:>14.2f}")
+        print(f"{'ratio full / backbone-only throughput':<44}{'':>10}{t_bb / t_full:>14.3f}   (target >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
