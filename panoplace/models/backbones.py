@@ -120,12 +120,24 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def _numpy_safe_globals() -> List[Any]:
+    """numpy scalar/array/dtype types, safe to unpickle (pytorch-NetVlad keeps ``np.float64`` scores)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    out: List[Any] = [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return out
+
+
 def read_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
     """Load a ``torch.save`` file on the CPU.
 
-    Tries ``weights_only=True`` first; files that pickle other Python objects (numpy scalars in
-    pytorch-NetVlad's ``best_score``, argparse namespaces) are then loaded with full unpickling,
-    with a warning: load only files you trust.
+    Loads with ``weights_only=True`` (tensors, containers, numpy scalars and arrays); a file that
+    pickles other Python objects (an argparse namespace, a whole module) is then loaded with full
+    unpickling, with a warning: load only files you trust.
 
     Raises:
         CheckpointError: the file is missing or cannot be read.
@@ -134,7 +146,8 @@ def read_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
     if not p.is_file():
         raise CheckpointError(f"{what} file {p} does not exist")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass
     except Exception as err:  # noqa: BLE001 - any read failure is a bad file for the user

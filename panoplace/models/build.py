@@ -394,7 +394,17 @@ def _load_netvlad_format(sd: Dict[str, torch.Tensor], path: Path) -> PlaceModel:
     other = [k for k in sd if not k.startswith(("encoder.", "pool."))]
     if other:
         raise CheckpointError(f"{source} has keys outside encoder.* and pool.*, e.g. {', '.join(other[:3])}")
-    arch = str(flags["arch"]).lower() if "arch" in flags else _infer_arch(enc, source)
+    if "arch" in flags:
+        arch = str(flags["arch"]).lower()
+        try:
+            inferred: Optional[str] = _infer_arch(enc, source)
+        except CheckpointError:
+            inferred = None
+        if inferred is not None and inferred != arch:
+            raise CheckpointError(f"{source}: flags.json says arch {arch!r} but the encoder weights are "
+                                  f"{inferred}'s")
+    else:
+        arch = _infer_arch(enc, source)
     if arch not in NETVLAD_ARCHS:
         raise CheckpointError(f"{source}: encoder arch {arch!r} is not supported; supported: {', '.join(NETVLAD_ARCHS)}")
     children, cuts = trunk_layout(arch)
