@@ -62,9 +62,11 @@ from panoplace.errors import InputError
 log = logging.getLogger(__name__)
 
 METHODS = ("seqslam", "hmm")
+MATCHERS = ("single", "seqslam", "hmm", "seqslam_classic")
 MODES = ("offline", "online")
 
 __all__ = [
+    "MATCHERS",
     "METHODS",
     "MODES",
     "SequenceMatch",
@@ -453,7 +455,11 @@ def match_sequence(D: np.ndarray, method: str = "hmm", ds: int = 10, mode: str =
     Args:
         D: difference matrix, lower = more similar; rows are queries in traversal order,
             columns database frames in traversal order.
-        method: one of :data:`METHODS` (see the module docstring).
+        method: one of :data:`MATCHERS`: a sequence method of :data:`METHODS` (see the module
+            docstring), ``single`` (:func:`single_frame_match`, no sequence; only
+            ``uniqueness_radius`` applies) or ``seqslam_classic`` (the OpenSeqSLAM port
+            :func:`~panoplace.matching.seqslam_classic.seqslam_classic`, offline only, velocities
+            of whole frames per ``ds`` between ``vmin`` and ``vmax``).
         ds: sequence length in query frames.
         mode: ``offline`` (centred window, uses later frames) or ``online`` (causal: only
             frames ``i - ds + 1 .. i``).
@@ -472,6 +478,15 @@ def match_sequence(D: np.ndarray, method: str = "hmm", ds: int = 10, mode: str =
         ``scores`` ``(Q, N)`` float32.
     """
     D = _check_matrix(D)
+    if method == "single":
+        return single_frame_match(D, uniqueness_radius=uniqueness_radius, return_scores=return_scores)
+    if method == "seqslam_classic":
+        from panoplace.matching.seqslam_classic import seqslam_classic
+
+        if mode != "offline":
+            raise InputError("seqslam_classic works offline only (use method 'seqslam' for online mode)")
+        return seqslam_classic(D, ds=ds, vmin=vmin, vmax=vmax, enhance_window=enhance_window,
+                               return_scores=return_scores)
     if method == "seqslam":
         return _seqslam(D, ds, mode, vmin, vmax, n_velocities, enhance_window, uniqueness_radius,
                         return_scores, chunk_bytes)
@@ -479,4 +494,4 @@ def match_sequence(D: np.ndarray, method: str = "hmm", ds: int = 10, mode: str =
         window_offsets(ds, mode)
         return _hmm(D, ds, mode, vmin, vmax, jump_std, teleport, sigma, enhance_window,
                     uniqueness_radius, return_scores, chunk_bytes)
-    raise InputError(f"unknown sequence matching method {method!r}; choose one of {', '.join(METHODS)}")
+    raise InputError(f"unknown sequence matching method {method!r}; choose one of {', '.join(MATCHERS)}")
