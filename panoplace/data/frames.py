@@ -175,6 +175,38 @@ class ImageSet:
             out.setdefault(p, i)
         return out
 
+    def rows_for(self, ids: Sequence[str]) -> np.ndarray:
+        """Rows of this set for image ids (e.g. the ids of a descriptor store).
+
+        An id matches a path exactly (after ``\\`` → ``/``) or, failing that, by file name when
+        file names are unique in the set.
+
+        Returns:
+            ``(len(ids),)`` int64 rows.
+
+        Raises:
+            DatasetError: naming the first id that is not in the set.
+        """
+        exact = self.index_of()
+        names: Dict[str, int] = {}
+        dup = set()
+        for i, p in enumerate(self.paths):
+            n = p.rsplit("/", 1)[-1]
+            if n in names:
+                dup.add(n)
+            names.setdefault(n, i)
+        rows = np.empty(len(ids), dtype=np.int64)
+        for j, raw in enumerate(ids):
+            key = str(raw).replace("\\", "/")
+            row = exact.get(key)
+            if row is None:
+                base = key.rsplit("/", 1)[-1]
+                row = names.get(base) if base not in dup else None
+            if row is None:
+                raise DatasetError(f"image id {raw!r} is not in dataset {self.name!r} ({len(self)} images under {self.root})")
+            rows[j] = row
+        return rows
+
 
 def _parse_float_column(rows: List[Dict[str, str]], col: str, path: Path, required: bool) -> np.ndarray:
     """Column ``col`` as float64; empty cells are NaN unless ``required``."""
