@@ -76,7 +76,10 @@ class ModelConfig:
     """How a batch of crops becomes a place descriptor.
 
     backbone: registry name (see ``panoplace.models.backbones.BACKBONES``).
-    cut: where local features are taken from (backbone-specific name or index; None = default).
+    cut: where local features are taken from (backbone-specific name or index; None = the
+        backbone's default, ``panoplace.models.backbones.DEFAULT_CUTS``: for efficientnet_lite0
+        block 7, chosen on real data by benchmarks/bench_default_backbone.py; kept None here
+        because a cut only means something for one backbone).
     n_trainable: number of trainable tail blocks of the backbone (the rest is frozen).
     weights: ``imagenet`` (offline where the backbone ships them), ``none``, or a file path.
     aggregator: ``netvlad``, ``gem``, ``avg`` or ``max``.
@@ -93,7 +96,7 @@ class ModelConfig:
     n_trainable: int = 0
     weights: str = "imagenet"
     aggregator: str = "netvlad"
-    num_clusters: int = 64
+    num_clusters: int = 32  # chosen by benchmarks/bench_default_backbone.py
     vladv2: bool = False
     gem_p: float = 3.0
     fusion: str = "add"

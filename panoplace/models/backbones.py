@@ -95,7 +95,7 @@ PLACES365_CLASSES = 365
 # Default cut per backbone (cut=None). efficientnet_lite0's was chosen on real data by
 # benchmarks/bench_default_backbone.py (see the table in its docstring).
 DEFAULT_CUTS: Dict[str, Any] = {
-    "efficientnet_lite0": 10,
+    "efficientnet_lite0": 7,
     "resnet18": "layer4",
     "resnet34": "layer4",
     "resnet50": "layer4",
