@@ -142,18 +142,21 @@ class PlaceModel(nn.Module):
     Attributes:
         config: the :class:`ModelConfig` it was built from, with ``cut`` resolved.
         backbone: :class:`Backbone`; aggregator: NetVLAD/GeM/AvgPool/MaxPool;
-        whitening: :class:`Whitening` or None.
+        attention: spatial attention applied before aggregation
+            (:mod:`panoplace.models.attention`) or None; whitening: :class:`Whitening` or None.
 
     Shape:
         - Input: crops ``(B, K, 3, H, W)`` float, normalised (see :meth:`preprocess`).
         - Output: ``(B, D)`` (``add``/``concat``) or ``(B, K, D)`` (``per-crop``).
     """
 
-    def __init__(self, config: ModelConfig, backbone: Backbone, aggregator: nn.Module) -> None:
+    def __init__(self, config: ModelConfig, backbone: Backbone, aggregator: nn.Module,
+                 attention: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone
         self.aggregator = aggregator
+        self.attention = attention
         self.whitening: Optional[Whitening] = (Whitening(config.whitening_dim)
                                                if config.whitening_dim is not None else None)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
@@ -203,7 +206,8 @@ class PlaceModel(nn.Module):
                              f"got {crops.dtype}")
         b, k = crops.shape[:2]
         feats = self.backbone(crops.flatten(0, 1))  # (B*K, C, h, w)
-        raw = self.aggregator.raw(feats)  # (B*K, ...)
+        raw = (self.attention.raw(feats, self.aggregator) if self.attention is not None
+               else self.aggregator.raw(feats))  # (B*K, ...)
         desc = fuse(raw.reshape(b, k, *raw.shape[1:]), self.aggregator, self.config.fusion)
         if self.whitening is not None and whiten:
             desc = F.normalize(self.whitening(desc), p=2, dim=-1)
@@ -231,13 +235,14 @@ def build_model(cfg: ModelConfig) -> PlaceModel:
         InputError: unknown backbone/cut/aggregator, or an option this builder does not provide.
         CheckpointError: backbone weights that cannot be loaded.
     """
-    if cfg.attention is not None:
-        raise InputError(f"attention={cfg.attention!r} is not provided by panoplace.models.build; "
-                         "use attention=None")
+    from panoplace.models.attention import build_attention, check_attention
+
+    check_attention(cfg.attention, cfg.attention_remain)
     backbone = build_backbone(cfg.backbone, cut=cfg.cut, n_trainable=cfg.n_trainable, weights=cfg.weights)
     aggregator = make_aggregator(cfg, backbone.out_channels)
+    attention = build_attention(cfg.attention, backbone.out_channels, cfg.attention_remain)
     resolved = dataclasses.replace(cfg, cut=backbone.cut)
-    return PlaceModel(resolved, backbone, aggregator).eval()
+    return PlaceModel(resolved, backbone, aggregator, attention).eval()
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -295,6 +300,10 @@ def _load_state(model: PlaceModel, sd: Dict[str, torch.Tensor], source: str) -> 
         w = sd.get("whitening.weight")
         if isinstance(w, torch.Tensor) and w.dim() == 2:
             model.whitening._resize(w.shape[0], w.shape[1])
+    if model.attention is not None and hasattr(model.attention, "set_classifier"):  # CAM: sized by the file
+        w = sd.get("attention.weight")
+        if isinstance(w, torch.Tensor) and w.dim() == 2:
+            model.attention._resize(w.shape[0])
     expected = model.state_dict()
     what = _describe(model.config)
     for k, v in sd.items():

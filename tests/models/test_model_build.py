@@ -88,6 +88,6 @@ def test_whitening_layer_projects_then_normalises(rng: np.random.Generator) -> N
         _model().set_whitening(mean, comps)
 
 
-def test_attention_is_refused_with_a_clear_message() -> None:
+def test_unknown_attention_is_refused_with_a_clear_message() -> None:
     with pytest.raises(InputError, match="attention"):
-        build_model(ModelConfig(backbone="resnet18", weights="none", attention="learned"))
+        build_model(ModelConfig(backbone="resnet18", weights="none", attention="bogus"))
