@@ -95,3 +95,12 @@ def test_imageset_checks_lengths_and_subsets(tmp_path: Path) -> None:
     np.testing.assert_array_equal(sub.xy, [[2, 3], [4, 5]])
     with pytest.raises(DatasetError, match="no positions"):
         ImageSet("n", tmp_path, ["a"]).require_positions("ground truth")
+
+
+def test_rows_for_matches_ids_exactly_or_by_unique_file_name(tmp_path: Path) -> None:
+    s = ImageSet("s", tmp_path, ["a/1.png", "a/2.png", "b/1.png", "c/3.png"])
+    np.testing.assert_array_equal(s.rows_for(["b/1.png", "a\\2.png", "run/c/3.png"]), [2, 1, 3])
+    with pytest.raises(DatasetError, match="'x/1.png' is not in dataset"):
+        s.rows_for(["x/1.png"])  # 1.png is ambiguous by name
+    with pytest.raises(DatasetError, match="'9.png'"):
+        s.rows_for(["9.png"])
