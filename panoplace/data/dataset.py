@@ -25,8 +25,8 @@ ground truth comes from positions (:func:`load_pair`). Explicit kinds:
 
 - ``csv:FILE``, ``utm:DIR``, ``vprbench:DIR``, ``mat:FILE[,db_root=DIR][,query_root=DIR]``
 - ``patchnetvlad:INDEX.txt,QUERY.txt,GT.npz[,root=DIR]``
-- ``aligned:DIR_A,DIR_B[,tol=2][,reverse]`` (A = database, B = queries; ``reverse``: query i ↔
-  database ``N-1-i``)
+- ``aligned:DIR_A,DIR_B[,tol=2][,reverse]`` (A = database, B = queries, images in natural name
+  order; positives ± ``tol`` frames, default 2; ``reverse``: query i ↔ database ``N-1-i``)
 - ``pal:DB_DIR,QUERY_DIR`` (queries' ``Overlap.txt`` marks the valid ones)
 - ``pair:DB,QUERY`` (each side any single-set spec path)
 

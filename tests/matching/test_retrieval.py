@@ -183,6 +183,15 @@ def test_localize_bad_input_gives_one_line_and_exit_2(world: Path, capsys: pytes
     assert "db/0000.png" in _err(capsys)
     assert main(["localize", "--index", str(world / "none.index"), str(world / "q.h5")]) == 2
     assert "index file not found" in _err(capsys)
+    # a VPR-Bench dataset whose ground truth does not match its images
+    (world / "vpr" / "ref").mkdir(parents=True)
+    (world / "vpr" / "query").mkdir()
+    for i in range(3):
+        (world / "vpr" / "ref" / f"{i}.png").write_bytes(b"")
+        (world / "vpr" / "query" / f"{i}.png").write_bytes(b"")
+    np.save(world / "vpr" / "ground_truth_new.npy", np.array([[0, [0]], [1, [1]]], dtype=object))
+    assert main(["localize", "--index", idx, str(world / "q.h5"), "--database-set", str(world / "vpr")]) == 2
+    assert "lists 2 queries but the query folder has 3 images" in _err(capsys)
 
 
 @pytest.mark.slow
