@@ -456,16 +456,26 @@ def _hmm(D: np.ndarray, ds: int, mode: str, vmin: float, vmax: float, jump_std: 
     cols = np.arange(n)
     for q0 in range(0, q, step):
         m = min(q, q0 + step) - q0
+        # Query frames before the first / after the last one do not exist: a row's chain
+        # starts (forward) or ends (backward) at its first / last existing frame, so no
+        # transition is applied across missing frames (that would drain the database ends).
         alpha = np.full((m, n), 1.0 / n)
-        for k, t in enumerate(past.tolist()):
-            if k:
-                alpha = _propagate(alpha, jumps, probs, teleport, backward=False)
+        prev = None
+        for t in past.tolist():
+            if prev is not None:
+                r0 = min(m, max(0, -(q0 + prev)))  # rows whose previous frame exists
+                if r0 < m:
+                    alpha[r0:] = _propagate(alpha[r0:], jumps, probs, teleport, backward=False)
             alpha *= _emission(z, q0, m, t, sigma)
             alpha /= alpha.sum(axis=1, keepdims=True)
+            prev = t
         beta = np.ones((m, n))
         for t in future[::-1].tolist():
-            beta = _propagate(beta * _emission(z, q0, m, t, sigma), jumps, probs, teleport, backward=True)
-            beta /= beta.sum(axis=1, keepdims=True)
+            r1 = max(0, min(m, q - q0 - t))  # rows whose frame i + t exists
+            if r1 > 0:
+                beta[:r1] = _propagate(beta[:r1] * _emission(z, q0, r1, t, sigma), jumps, probs, teleport,
+                                       backward=True)
+                beta[:r1] /= beta[:r1].sum(axis=1, keepdims=True)
         post = alpha * beta
         post /= post.sum(axis=1, keepdims=True)
         b = np.argmax(post, axis=1)
