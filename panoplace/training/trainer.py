@@ -1,0 +1,701 @@
+"""NetVLAD-style weakly supervised training of a :class:`~panoplace.models.build.PlaceModel`.
+
+One epoch (as pytorch-NetVlad's ``train``, with panoramas):
+
+1. the trainable queries (a positive within ``pos_radius``, see
+   :class:`~panoplace.training.mining.TripletMiner`) are shuffled with a generator seeded by
+   ``(seed, epoch)``, so an epoch is the same whether or not the run was resumed before it;
+2. every ``cache_refresh`` queries, the database descriptors are recomputed with the current
+   model (eval mode, :func:`panoplace.extract.extract`) into a
+   :class:`~panoplace.training.mining.DescriptorCache` (memory or HDF5), the descriptors of
+   those queries too, and tuples (query, best positive, up to ``n_neg`` hard negatives) are
+   mined;
+3. batches of ``batch_size`` tuples: the distinct images of the batch are decoded and cropped
+   in DataLoader workers (:class:`panoplace.extract.CropDataset`), all their ``B*K`` crops go
+   through the model at once and through the crop fusion (so the gradient reaches every crop),
+   and the :func:`~panoplace.training.loss.triplet_ranking_loss` is back-propagated.
+
+After each epoch the validation Recall@N is computed; ``latest.pt`` (with the optimizer,
+scheduler, hard-negative cache and history, for ``resume``) and, when the validation recall
+improved, ``best.pt`` are written with :func:`~panoplace.models.build.save_checkpoint`, so
+both load in ``panoplace extract`` as they are. Training stops early after ``patience``
+epochs without improvement. Per-step and per-epoch scalars go to ``steps.csv`` and
+``epochs.csv`` (and to TensorBoard under ``tb/`` when the ``tensorboard`` package is
+installed).
+
+Frozen / trainable parts: the backbone's last ``n_trainable`` units, the aggregator
+(NetVLAD centroids and assignment, GeM ``p``) and a learned attention head train; the
+attention head at ``attention_lr_mult`` times the learning rate. BatchNorm layers keep their
+running statistics (``train_bn=False``) unless asked, so the cached descriptors and the
+training forward pass agree and small batches do not disturb the pretrained statistics.
+Per-crop models train on their summed, L2-normalised crop descriptors (the ``add`` view).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from panoplace.config import PanoramaConfig
+from panoplace.errors import CheckpointError, ImageReadError, InputError
+from panoplace.extract import CropDataset, calibrate_panorama, count_crops, extract, resolve_device
+from panoplace.training.loss import triplet_ranking_loss
+from panoplace.training.mining import CACHE_KINDS, DescriptorCache, TripletMiner, Triplets, make_cache
+from panoplace.training.splits import PlaceSplit
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+OPTIMIZERS = ("sgd", "adam")
+LATEST = "latest.pt"
+BEST = "best.pt"
+STEP_COLUMNS = ("epoch", "step", "loss", "tuples", "triplets", "lr")
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (defaults after pytorch-NetVlad / the NetVLAD paper).
+
+    epochs: maximum number of epochs. batch_size: tuples (query, positive, negatives) per step.
+    optimizer: ``sgd`` (momentum, weight decay) or ``adam``. lr: base learning rate.
+    lr_step, lr_gamma: the learning rate is multiplied by ``lr_gamma`` every ``lr_step`` epochs
+        (0 = constant).
+    margin: triplet margin (squared distances). pos_radius, neg_radius: metres.
+    n_neg_sample: random negatives per query and mining round. n_neg: hard negatives per tuple.
+    cache_refresh: queries between two refreshes of the mining cache.
+    cache: ``auto``, ``memory`` or ``hdf5`` (the file lives in the output folder while training).
+    queries_per_epoch: cap on the queries of an epoch (None = all trainable queries).
+    n_trainable: trainable tail units of the backbone (None = as the model was built).
+    attention_lr_mult: learning-rate factor of the attention head.
+    train_bn: update BatchNorm running statistics of the trainable units.
+    val_radius: metres for validation ground truth. recall_ns: the N of the validation Recall@N;
+        the best checkpoint has the highest Recall@N for the first N (ties: the next N).
+    validate_first: validate the initial model as epoch 0 (so ``best`` never is worse).
+    patience: stop after that many epochs without a better validation recall (0 = never).
+    seed: seeds shuffling, negative sampling and torch.
+    batch_size_describe: images per batch when computing descriptors for the cache and validation.
+    num_workers: DataLoader decoding workers. device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    epochs: int = 30
+    batch_size: int = 4
+    optimizer: str = "sgd"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_step: int = 5
+    lr_gamma: float = 0.5
+    margin: float = 0.1
+    pos_radius: float = 10.0
+    neg_radius: float = 25.0
+    n_neg_sample: int = 1000
+    n_neg: int = 10
+    cache_refresh: int = 1000
+    cache: str = "auto"
+    queries_per_epoch: Optional[int] = None
+    n_trainable: Optional[int] = None
+    attention_lr_mult: float = 10.0
+    train_bn: bool = False
+    val_radius: float = 25.0
+    recall_ns: Tuple[int, ...] = (1, 5, 10, 20)
+    validate_first: bool = True
+    patience: int = 10
+    seed: int = 0
+    batch_size_describe: int = 16
+    num_workers: int = 1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.recall_ns = tuple(int(n) for n in self.recall_ns)
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if self.cache not in CACHE_KINDS:
+            raise InputError(f"unknown cache {self.cache!r}; choose one of {list(CACHE_KINDS)}")
+        for name in ("epochs", "batch_size", "n_neg", "n_neg_sample", "cache_refresh", "batch_size_describe"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr_step", "patience", "num_workers"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.attention_lr_mult > 0 and self.lr_gamma > 0):
+            raise InputError("lr, lr_gamma and attention_lr_mult must be > 0")
+        if not self.recall_ns or min(self.recall_ns) < 1:
+            raise InputError(f"recall_ns must be positive integers, got {self.recall_ns}")
+        if self.queries_per_epoch is not None and self.queries_per_epoch < 1:
+            raise InputError(f"queries_per_epoch must be >= 1, got {self.queries_per_epoch}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["recall_ns"] = list(self.recall_ns)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**data)
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did. Epoch 0 is the validation of the initial model (no training)."""
+
+    epoch: int
+    loss: float = float("nan")
+    tuples: int = 0
+    triplets: int = 0
+    solved: int = 0
+    lr: float = float("nan")
+    recall: Dict[int, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    cache_seconds: float = 0.0
+    val_seconds: float = 0.0
+
+    @property
+    def triplets_per_second(self) -> float:
+        return self.triplets / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["recall"] = {int(k): float(v) for k, v in self.recall.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "EpochRecord":
+        d = dict(d)
+        d["recall"] = {int(k): float(v) for k, v in d.get("recall", {}).items()}
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :meth:`Trainer.fit`."""
+
+    out_dir: Path
+    history: List[EpochRecord]
+    best_epoch: int
+    best_recall: Dict[int, float]
+    stopped_early: bool
+
+    @property
+    def latest(self) -> Path:
+        return self.out_dir / LATEST
+
+    @property
+    def best(self) -> Path:
+        return self.out_dir / BEST
+
+
+# --------------------------------------------------------------------------------------------
+# model preparation
+# --------------------------------------------------------------------------------------------
+
+def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention: Optional[str] = None,
+                  remain: Optional[float] = None, cam_classifier: Optional[nn.Linear] = None,
+                  seed: int = 0) -> nn.Module:
+    """Set up a :class:`PlaceModel` for training: the trainable tail and, optionally, an
+    attention module added before aggregation (``learned`` or ``cam``); ``model.config`` is
+    updated so that checkpoints rebuild the same model.
+
+    Raises:
+        InputError: a whitened model (train first, then fit PCA-whitening), a model that already
+            has another attention, or a ``cam`` attention without a classifier.
+    """
+    from panoplace.models.attention import build_attention
+
+    if getattr(model, "whitening", None) is not None:
+        raise InputError("the model already has a PCA-whitening layer: train the un-whitened model and fit "
+                         "the whitening afterwards (`panoplace pca`)")
+    cfg = model.config
+    if n_trainable is not None and n_trainable != model.backbone.n_trainable:
+        model.backbone.set_trainable(int(n_trainable))
+        cfg = dataclasses.replace(cfg, n_trainable=int(n_trainable))
+    if remain is not None and attention is None and model.attention is not None:
+        from panoplace.models.attention import check_remain
+
+        model.attention.remain = check_remain(remain)
+        cfg = dataclasses.replace(cfg, attention_remain=model.attention.remain)
+    if attention is not None:
+        if model.attention is not None and cfg.attention != attention:
+            raise InputError(f"the model already has {cfg.attention!r} attention; cannot switch to {attention!r}")
+        r = cfg.attention_remain if remain is None else float(remain)
+        if model.attention is None:
+            torch.manual_seed(seed)
+            device = next(model.parameters()).device
+            model.attention = build_attention(attention, model.backbone.out_channels, r).to(device)
+        else:
+            model.attention.remain = r
+        cfg = dataclasses.replace(cfg, attention=attention, attention_remain=model.attention.remain)
+    if cfg.attention == "cam":
+        if cam_classifier is not None:
+            model.attention.set_classifier(cam_classifier)
+        if not model.attention.fitted:
+            raise InputError("attention 'cam' needs a scene classifier over the local features "
+                             "(e.g. --cam-classifier with a Places365 checkpoint)")
+    model.config = cfg
+    return model
+
+
+def load_linear_classifier(path: PathLike) -> nn.Linear:
+    """A linear classifier from a file: a state dict with ``weight``/``bias`` or ``fc.weight``/
+    ``fc.bias`` (as in the official Places365 checkpoints; ``module.`` prefixes are removed)."""
+    from panoplace.models.backbones import read_torch_file, state_dict_of
+
+    sd = state_dict_of(read_torch_file(path, "classifier"), str(path))
+    for prefix in ("", "fc.", "classifier.", "linear."):
+        w, b = sd.get(prefix + "weight"), sd.get(prefix + "bias")
+        if isinstance(w, torch.Tensor) and w.dim() == 2:
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                if b is not None:
+                    lin.bias.copy_(b)
+            return lin
+    raise CheckpointError(f"{path} holds no linear classifier (looked for weight/bias and fc.weight/fc.bias)")
+
+
+def _fused(desc: torch.Tensor) -> torch.Tensor:
+    """Per-crop ``(B, K, D)`` -> summed and L2-normalised ``(B, D)``; ``(B, D)`` as is."""
+    return F.normalize(desc.sum(dim=1), p=2, dim=1) if desc.dim() == 3 else desc
+
+
+def describe(model: nn.Module, imageset_root: Path, paths: Sequence[str], panorama: PanoramaConfig,
+             batch_size: int = 16, num_workers: int = 1, device: str = "auto") -> np.ndarray:
+    """Descriptors of images with ``model`` (eval mode, no gradients), per-crop ones fused.
+
+    Shape:
+        Output: ``(len(paths), D)`` float32.
+    """
+    res = extract(imageset_root, paths, model, panorama, out=None, batch_size=batch_size,
+                  num_workers=num_workers, device=device, on_error="stop", progress=False)
+    return res.descriptors.fused()
+
+
+def recall_of(query: np.ndarray, database: np.ndarray, ground_truth: Any,
+              ns: Sequence[int] = (1, 5, 10, 20), chunk: int = 1024) -> Dict[int, float]:
+    """Recall@N of nearest-neighbour retrieval by inner product (L2-normalised descriptors).
+
+    Shape:
+        query: ``(Q, D)``; database: ``(N, D)``; ground_truth a
+        :class:`~panoplace.data.groundtruth.GroundTruth` for Q against N.
+    """
+    from panoplace.evaluation.metrics import recall_at_n
+
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    d = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
+    k = min(max(ns), d.shape[0])
+    cands = [torch.topk(q[s:s + chunk] @ d.T, k, dim=1).indices for s in range(0, q.shape[0], chunk)]
+    return recall_at_n(torch.cat(cands).numpy().astype(np.int64), ground_truth, ns)
+
+
+# --------------------------------------------------------------------------------------------
+# batches of tuples
+# --------------------------------------------------------------------------------------------
+
+class TupleBatches(Dataset):
+    """Batch ``b`` of mined tuples as the crops of its distinct images (decoded in workers).
+
+    Item ``b`` -> ``(crops, q, p, n)``: crops ``(U, K, h, w, 3)`` uint8 of the U distinct images;
+    ``q`` ``(B,)``, ``p`` ``(B,)`` and ``n`` ``(B, M)`` int64 rows into those U images
+    (``-1`` = padding).
+    """
+
+    def __init__(self, triplets: Triplets, batch_size: int, database: CropDataset, queries: CropDataset) -> None:
+        self.t = triplets
+        self.batch_size = int(batch_size)
+        self.database = database
+        self.queries = queries
+        self.n_db = len(database)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.t) / self.batch_size)
+
+    def _load(self, key: int) -> torch.Tensor:
+        ds, i = (self.database, key) if key < self.n_db else (self.queries, key - self.n_db)
+        crops, _, msg = ds[i]
+        if msg:
+            raise ImageReadError(ds.paths[i], msg.split(": ", 1)[-1])
+        return crops
+
+    def __getitem__(self, b: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        q = self.t.query[sl] + self.n_db  # keys: database j -> j, query i -> N + i
+        p = self.t.positive[sl]
+        n = self.t.negatives[sl]
+        keys = np.concatenate([q, p, n[n >= 0]])
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        rows_q = inverse[:len(q)]
+        rows_p = inverse[len(q):2 * len(q)]
+        rows_n = np.full(n.shape, -1, dtype=np.int64)
+        rows_n[n >= 0] = inverse[2 * len(q):]
+        crops = torch.stack([self._load(int(k)) for k in uniq])
+        return (crops, torch.from_numpy(rows_q.astype(np.int64)), torch.from_numpy(rows_p.astype(np.int64)),
+                torch.from_numpy(rows_n))
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer
+# --------------------------------------------------------------------------------------------
+
+class _ScalarLog:
+    """``steps.csv`` / ``epochs.csv`` (and TensorBoard when installed)."""
+
+    def __init__(self, out_dir: Path, recall_ns: Sequence[int]) -> None:
+        self.steps = out_dir / "steps.csv"
+        self.epochs = out_dir / "epochs.csv"
+        self.epoch_columns = (["epoch", "loss", "tuples", "triplets", "solved", "lr"]
+                              + [f"recall@{n}" for n in recall_ns]
+                              + ["train_seconds", "cache_seconds", "val_seconds", "triplets_per_second"])
+        self.tb = None
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tb"))
+
+    def truncate(self, last_epoch: int) -> None:
+        """Drop rows of epochs after ``last_epoch`` (left by a run killed mid-epoch)."""
+        for path in (self.steps, self.epochs):
+            if not path.exists():
+                continue
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows:
+                continue
+            kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_epoch]
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
+
+    @staticmethod
+    def _append(path: Path, columns: Sequence[str], row: Sequence[Any]) -> None:
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(columns)
+            w.writerow(row)
+
+    def step(self, epoch: int, step: int, loss: float, tuples: int, triplets: int, lr: float) -> None:
+        self._append(self.steps, STEP_COLUMNS, [epoch, step, f"{loss:.6g}", tuples, triplets, f"{lr:.6g}"])
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", loss, step)
+            self.tb.add_scalar("train/lr", lr, step)
+
+    def epoch(self, rec: EpochRecord, ns: Sequence[int]) -> None:
+        row = ([rec.epoch, f"{rec.loss:.6g}", rec.tuples, rec.triplets, rec.solved, f"{rec.lr:.6g}"]
+               + [f"{rec.recall.get(n, float('nan')):.6g}" for n in ns]
+               + [f"{rec.train_seconds:.3f}", f"{rec.cache_seconds:.3f}", f"{rec.val_seconds:.3f}",
+                  f"{rec.triplets_per_second:.4g}"])
+        self._append(self.epochs, self.epoch_columns, row)
+        if self.tb is not None:
+            for n, r in rec.recall.items():
+                self.tb.add_scalar(f"val/recall@{n}", r, rec.epoch)
+            if rec.tuples:
+                self.tb.add_scalar("train/epoch_loss", rec.loss, rec.epoch)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Trainer:
+    """Trains a place model with triplet ranking (see the module docstring).
+
+    Args:
+        model: a :class:`~panoplace.models.build.PlaceModel` (e.g. from ``panoplace cluster``),
+            prepared with :func:`prepare_model`; it is trained in place.
+        panorama: how the image files become crops (saved into the checkpoints).
+        train: the training split; val: the validation split (None = no validation, no ``best``).
+        out_dir: where ``latest.pt``, ``best.pt`` and the CSV logs go.
+        config: :class:`TrainConfig`.
+        progress: show a tqdm bar with the running loss.
+    """
+
+    def __init__(self, model: nn.Module, panorama: PanoramaConfig, train: PlaceSplit,
+                 val: Optional[PlaceSplit], out_dir: PathLike, config: Optional[TrainConfig] = None,
+                 progress: bool = True) -> None:
+        self.config = cfg = config or TrainConfig()
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = prepare_model(model, n_trainable=cfg.n_trainable).to(self.device)
+        self.panorama = calibrate_panorama(panorama, train.database.root, train.database.paths)
+        self.n_crops = count_crops(self.panorama)
+        self.train_split, self.val_split = train, val
+        self.miner = TripletMiner(train.database.xy, train.queries.xy, cfg.pos_radius, cfg.neg_radius,
+                                  cfg.n_neg_sample, cfg.n_neg, cfg.margin, same_frame=train.same_frame())
+        if len(self.miner.trainable) == 0:
+            raise InputError(f"no training query has a database image within {cfg.pos_radius:g} m and one "
+                             f"beyond {cfg.neg_radius:g} m: check that queries and database share a route and "
+                             "a coordinate frame")
+        self.optimizer = self._make_optimizer()
+        self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.lr_step, cfg.lr_gamma)
+                          if cfg.lr_step > 0 else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0))
+        self.epoch = 0  # last finished epoch
+        self.step = 0
+        self.history: List[EpochRecord] = []
+        self.best_score: Optional[Tuple[float, ...]] = None
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self._val_gt = None
+        self._resumed = False
+        self.log = _ScalarLog(self.out_dir, cfg.recall_ns)
+
+    # ---------------------------------------------------------------- set-up
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        base = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("attention.")]
+        attn = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("attention.")]
+        if not base and not attn:
+            raise InputError("nothing to train: the backbone is frozen (n_trainable 0), the aggregator has no "
+                             "parameters and there is no learned attention; set n_trainable >= 1")
+        groups = [{"params": base, "lr": cfg.lr}]
+        if attn:
+            groups.append({"params": attn, "lr": cfg.lr * cfg.attention_lr_mult})
+        n_params = sum(p.numel() for g in groups for p in g["params"])
+        log.info("training %d parameters (%d tensors; attention at %gx lr)", n_params,
+                 sum(len(g["params"]) for g in groups), cfg.attention_lr_mult)
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    @classmethod
+    def resume(cls, out_dir: PathLike, train: PlaceSplit, val: Optional[PlaceSplit],
+               config: Optional[TrainConfig] = None, progress: bool = True) -> "Trainer":
+        """Continue from ``out_dir/latest.pt``: model, optimizer, scheduler, hard negatives,
+        history, best score and early-stopping count as they were after its epoch.
+
+        Args:
+            config: training options; None = those saved in the checkpoint (pass a config to,
+                e.g., train for more epochs or with more patience; the optimizer kind and the
+                schedule must stay the same: the learning rates continue from the checkpoint).
+
+        Raises:
+            CheckpointError: no ``latest.pt`` or one without training state.
+            InputError: other training data than the checkpoint was trained on.
+        """
+        from panoplace.models.backbones import read_torch_file
+        from panoplace.models.build import load_checkpoint
+
+        path = Path(out_dir) / LATEST
+        if not path.is_file():
+            raise CheckpointError(f"nothing to resume: {path} does not exist")
+        extra = read_torch_file(path, "checkpoint").get("extra", {})
+        if not isinstance(extra, dict) or "optimizer" not in extra or "train_config" not in extra:
+            raise CheckpointError(f"{path} holds no training state (optimizer, epoch) to resume from")
+        model, panorama = load_checkpoint(path)
+        cfg = config or TrainConfig.from_dict(extra["train_config"])
+        if extra.get("split") != train.fingerprint():
+            raise InputError(f"{path} was trained on other images than the training split given; resume "
+                             "with the same training data")
+        trainer = cls(model, panorama or PanoramaConfig(), train, val, out_dir, cfg, progress=progress)
+        trainer.optimizer.load_state_dict(extra["optimizer"])
+        trainer.scheduler.load_state_dict(extra["scheduler"])
+        trainer.epoch = int(extra["epoch"])
+        trainer.step = int(extra.get("step", 0))
+        trainer.history = [EpochRecord.from_dict(r) for r in extra.get("history", [])]
+        best = extra.get("best_score")
+        trainer.best_score = tuple(float(x) for x in best) if best is not None else None
+        trainer.best_epoch = int(extra.get("best_epoch", -1))
+        trainer.bad_epochs = int(extra.get("bad_epochs", 0))
+        hn = extra.get("hard_negatives")
+        if isinstance(hn, torch.Tensor) and tuple(hn.shape) == trainer.miner.hard_negatives.shape:
+            trainer.miner.hard_negatives = hn.numpy().astype(np.int64).copy()
+        trainer._resumed = True
+        trainer.log.truncate(trainer.epoch)
+        log.info("resumed from %s after epoch %d (best epoch %d)", path, trainer.epoch, trainer.best_epoch)
+        return trainer
+
+    # ---------------------------------------------------------------- pieces
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        if not self.config.train_bn:
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _describe(self, imageset: Any, index: Optional[np.ndarray] = None) -> np.ndarray:
+        paths = imageset.paths if index is None else [imageset.paths[i] for i in index]
+        cfg = self.config
+        return describe(self.model, imageset.root, paths, self.panorama, batch_size=cfg.batch_size_describe,
+                        num_workers=cfg.num_workers, device=str(self.device))
+
+    def validate(self) -> Dict[int, float]:
+        """Validation Recall@N of the current model (empty without a validation split)."""
+        if self.val_split is None:
+            return {}
+        from panoplace.data.groundtruth import GroundTruth
+
+        if self._val_gt is None:
+            gt = GroundTruth.from_positions(self.val_split.database.xy, self.val_split.queries.xy,
+                                            self.config.val_radius)
+            has = gt.n_positives > 0
+            if not has.any():
+                raise InputError(f"no validation query has a database image within {self.config.val_radius:g} m")
+            self._val_gt = GroundTruth(gt.positives, has, gt.n_database)
+        db = self._describe(self.val_split.database)
+        q = self._describe(self.val_split.queries)
+        return recall_of(q, db, self._val_gt, self.config.recall_ns)
+
+    def _score(self, recall: Dict[int, float]) -> Tuple[float, ...]:
+        return tuple(recall.get(n, float("nan")) for n in self.config.recall_ns)
+
+    def _fill_cache(self, cache: Optional[DescriptorCache]) -> DescriptorCache:
+        db = self.train_split.database
+        desc = self._describe(db)
+        if cache is None:
+            cache = make_cache(self.config.cache, len(db), desc.shape[1], self.out_dir)
+        cache.write(0, desc)
+        return cache
+
+    def _train_steps(self, triplets: Triplets, epoch: int, rec: EpochRecord, bar: Any,
+                     loss_sum: List[float]) -> None:
+        cfg = self.config
+        db = CropDataset(self.train_split.database.root, self.train_split.database.paths, self.panorama, self.n_crops)
+        qs = CropDataset(self.train_split.queries.root, self.train_split.queries.paths, self.panorama, self.n_crops)
+        loader = DataLoader(TupleBatches(triplets, cfg.batch_size, db, qs), batch_size=None, shuffle=False,
+                            num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
+        self._set_train_mode()
+        for crops, rq, rp, rn in loader:
+            x = self.model.preprocess(crops.to(self.device, non_blocking=True))  # (U, K, 3, H, W)
+            desc = _fused(self.model(x))  # (U, D)
+            rq, rp, rn = rq.to(self.device), rp.to(self.device), rn.to(self.device)
+            mask = rn >= 0
+            loss = triplet_ranking_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], cfg.margin, mask)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            value = float(loss.detach())
+            n_trip = int(mask.sum())
+            rec.tuples += len(rq)
+            rec.triplets += n_trip
+            loss_sum[0] += value * len(rq)
+            self.log.step(epoch, self.step, value, len(rq), n_trip, self.optimizer.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{loss_sum[0] / max(rec.tuples, 1):.4f}", refresh=False)
+
+    def train_epoch(self, epoch: int) -> EpochRecord:
+        """One epoch of mining and training (no validation)."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        order = rng.permutation(self.miner.trainable)
+        if cfg.queries_per_epoch is not None:
+            order = order[:cfg.queries_per_epoch]
+        rec = EpochRecord(epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]))
+        loss_sum = [0.0]
+        cache: Optional[DescriptorCache] = None
+        bar = tqdm(total=len(order), unit="query", desc=f"epoch {epoch}", disable=not self.progress,
+                   dynamic_ncols=True)
+        try:
+            for s in range(0, len(order), cfg.cache_refresh):
+                rows = order[s:s + cfg.cache_refresh]
+                t0 = time.perf_counter()
+                cache = self._fill_cache(cache)
+                qdesc = self._describe(self.train_split.queries, rows)
+                triplets = self.miner.mine(rows, qdesc, cache, rng)
+                rec.solved += triplets.solved
+                t1 = time.perf_counter()
+                rec.cache_seconds += t1 - t0
+                if len(triplets):
+                    self._train_steps(triplets, epoch, rec, bar, loss_sum)
+                rec.train_seconds += time.perf_counter() - t1
+                bar.update(len(rows))
+        finally:
+            bar.close()
+            if cache is not None:
+                cache.close()
+        rec.loss = loss_sum[0] / rec.tuples if rec.tuples else float("nan")
+        self.scheduler.step()
+        log.info("epoch %d: loss %.4f over %d tuples (%d triplets, %d queries already solved), %.1f triplets/s",
+                 epoch, rec.loss, rec.tuples, rec.triplets, rec.solved, rec.triplets_per_second)
+        return rec
+
+    def _extra(self, rec: EpochRecord) -> Dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_config": self.config.to_dict(),
+            "split": self.train_split.fingerprint(),
+            "history": [r.to_dict() for r in self.history],
+            "best_score": list(self.best_score) if self.best_score is not None else None,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "hard_negatives": torch.from_numpy(self.miner.hard_negatives.copy()),
+            "recall": {int(k): float(v) for k, v in rec.recall.items()},
+        }
+
+    def _finish_epoch(self, rec: EpochRecord) -> None:
+        from panoplace.models.build import save_checkpoint
+
+        t0 = time.perf_counter()
+        rec.recall = self.validate()
+        rec.val_seconds = time.perf_counter() - t0
+        self.epoch = rec.epoch
+        self.history.append(rec)
+        improved = False
+        if rec.recall:
+            score = self._score(rec.recall)
+            improved = self.best_score is None or score > self.best_score
+            if improved:
+                self.best_score, self.best_epoch, self.bad_epochs = score, rec.epoch, 0
+            elif rec.epoch > 0:
+                self.bad_epochs += 1
+            log.info("epoch %d validation: %s%s", rec.epoch,
+                     ", ".join(f"R@{n} {r:.3f}" for n, r in rec.recall.items()), " (best)" if improved else "")
+        self.log.epoch(rec, self.config.recall_ns)
+        extra = self._extra(rec)
+        if improved:
+            save_checkpoint(self.model, self.out_dir / BEST, panorama=self.panorama,
+                            extra={k: extra[k] for k in ("epoch", "recall", "train_config", "split")})
+        save_checkpoint(self.model, self.out_dir / LATEST, panorama=self.panorama, extra=extra)
+
+    def fit(self) -> TrainResult:
+        """Train until ``epochs`` or early stopping; returns the history and the best epoch."""
+        cfg = self.config
+        stopped = False
+        try:
+            if not self._resumed and cfg.validate_first and self.val_split is not None:
+                self._finish_epoch(EpochRecord(epoch=0))
+            while self.epoch < cfg.epochs:
+                if cfg.patience and self.val_split is not None and self.bad_epochs >= cfg.patience:
+                    stopped = True
+                    log.info("early stop: no better validation recall for %d epochs (best: epoch %d)",
+                             self.bad_epochs, self.best_epoch)
+                    break
+                self._finish_epoch(self.train_epoch(self.epoch + 1))
+        finally:
+            self.log.close()
+        best = next((r.recall for r in self.history if r.epoch == self.best_epoch), {})
+        return TrainResult(self.out_dir, list(self.history), self.best_epoch, best, stopped)
+
+
+def train(model: nn.Module, panorama: PanoramaConfig, train_split: PlaceSplit, val_split: Optional[PlaceSplit],
+          out_dir: PathLike, config: Optional[TrainConfig] = None, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` (or, with ``resume``, the model of ``out_dir/latest.pt``); see :class:`Trainer`."""
+    if resume:
+        trainer = Trainer.resume(out_dir, train_split, val_split, config, progress=progress)
+    else:
+        trainer = Trainer(model, panorama, train_split, val_split, out_dir, config, progress=progress)
+    return trainer.fit()
