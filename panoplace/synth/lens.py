@@ -1,0 +1,201 @@
+"""A panoramic annular lens (PAL) model: equirectangular panorama -> annular image.
+
+The annular image is square (``size`` x ``size``); the scene's elevation band
+``[elev_bottom_deg, elev_top_deg]`` lies on a ring between ``r_inner`` and ``r_outer`` around
+``(cx, cy)``: the **top** of the band (highest elevation) on the **outer** radius. Outside
+the ring the image is black; inside the inner radius it is a dark disc (the lens' blind
+centre).
+
+Conventions (written into the lens JSON as well):
+
+- pixel ``(u, v)`` (column, row) has its centre at coordinates ``(u, v)``; ``cx, cy`` use
+  those coordinates (so the exact centre of a 1024 image is 511.5);
+- image angles are measured from the +u axis (pointing right), counter-clockwise as seen on
+  screen (towards -v, i.e. up);
+- azimuth ``a`` of the scene is measured from panorama column 0 (the camera heading),
+  increasing as panorama columns increase (clockwise seen from above);
+- azimuth ``a`` lies at image angle ``start_deg + a`` when ``clockwise`` is False, and at
+  ``start_deg - a`` when it is True;
+- radial mapping, with ``rho = (r - r_inner) / (r_outer - r_inner)``:
+  ``linear`` (f-theta): ``elev = bottom + rho * (top - bottom)``;
+  ``sine`` (equal-area): ``sin(elev) = sin(bottom) + rho * (sin(top) - sin(bottom))``.
+
+The keys ``cx, cy, r_inner, r_outer, start_deg, clockwise`` are those of
+``panoplace.panorama.annular.AnnulusGeometry`` (written alone to ``annulus.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from panoplace.errors import InputError
+
+RADIAL_MAPPINGS = ("linear", "sine")
+GEOMETRY_KEYS = ("cx", "cy", "r_inner", "r_outer", "start_deg", "clockwise")
+
+
+@dataclass(frozen=True)
+class AnnularLens:
+    """Geometry of a synthetic panoramic annular image (see the module docstring)."""
+
+    size: int = 1024
+    cx: float = 517.6
+    cy: float = 507.4
+    r_inner: float = 150.0
+    r_outer: float = 480.0
+    start_deg: float = 90.0
+    clockwise: bool = False
+    elev_top_deg: float = 30.0
+    elev_bottom_deg: float = -60.0
+    radial: str = "linear"
+    vignetting: float = 0.2
+    centre_grey: int = 14
+
+    def __post_init__(self) -> None:
+        if self.size < 32 or self.size > 8192:
+            raise InputError(f"annular image size must be in [32, 8192], got {self.size}")
+        if not (0 <= self.r_inner < self.r_outer):
+            raise InputError(f"need 0 <= r_inner < r_outer, got {self.r_inner} and {self.r_outer}")
+        if (self.cx - self.r_outer < -0.5 or self.cy - self.r_outer < -0.5
+                or self.cx + self.r_outer > self.size - 0.5 or self.cy + self.r_outer > self.size - 0.5):
+            raise InputError(
+                f"the ring (centre {self.cx:.1f},{self.cy:.1f}, r_outer {self.r_outer}) does not fit a {self.size}px image"
+            )
+        if not (-90.0 <= self.elev_bottom_deg < self.elev_top_deg <= 90.0):
+            raise InputError(
+                f"need -90 <= elev_bottom_deg < elev_top_deg <= 90, got {self.elev_bottom_deg}, {self.elev_top_deg}"
+            )
+        if self.radial not in RADIAL_MAPPINGS:
+            raise InputError(f"unknown radial mapping {self.radial!r}; choose one of {list(RADIAL_MAPPINGS)}")
+        if not (0.0 <= self.vignetting < 1.0):
+            raise InputError(f"vignetting must be in [0, 1), got {self.vignetting}")
+
+    @classmethod
+    def for_size(cls, size: int, **overrides: Any) -> "AnnularLens":
+        """The default lens scaled to a ``size`` x ``size`` image (centre slightly off, as real)."""
+        s = size / 1024.0
+        base = dict(size=int(size), cx=517.6 * s - 0.5 * (s - 1), cy=507.4 * s - 0.5 * (s - 1), r_inner=150.0 * s, r_outer=480.0 * s)
+        base.update(overrides)
+        return cls(**base)
+
+    def geometry_dict(self) -> Dict[str, Any]:
+        """The ``AnnulusGeometry`` keys only (cx, cy, r_inner, r_outer, start_deg, clockwise)."""
+        return {k: getattr(self, k) for k in GEOMETRY_KEYS}
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["conventions"] = {
+            "pixel_centre": "pixel (u, v) has its centre at (u, v)",
+            "image_angle": "from +u (right), counter-clockwise on screen",
+            "azimuth": "from panorama column 0 (camera heading), clockwise seen from above",
+            "mapping": "image angle = start_deg + azimuth (clockwise=False) or start_deg - azimuth (True)",
+            "radius": "r_outer = elev_top_deg, r_inner = elev_bottom_deg",
+        }
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "AnnularLens":
+        d = {k: v for k, v in data.items() if k != "conventions"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown lens key(s) {unknown}; valid keys: {sorted(names)}")
+        return cls(**d)
+
+    # --- geometry ---------------------------------------------------------------------------
+
+    def elevation_of_rho(self, rho: np.ndarray) -> np.ndarray:
+        """Elevation (degrees) at normalised radius ``rho`` in [0, 1] (0 = r_inner)."""
+        top, bot = self.elev_top_deg, self.elev_bottom_deg
+        if self.radial == "linear":
+            return bot + rho * (top - bot)
+        s = math.sin(math.radians(bot)) + rho * (math.sin(math.radians(top)) - math.sin(math.radians(bot)))
+        return np.degrees(np.arcsin(np.clip(s, -1.0, 1.0)))
+
+    def rho_of_elevation(self, elev_deg: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`elevation_of_rho`."""
+        top, bot = self.elev_top_deg, self.elev_bottom_deg
+        if self.radial == "linear":
+            return (np.asarray(elev_deg) - bot) / (top - bot)
+        sb, st = math.sin(math.radians(bot)), math.sin(math.radians(top))
+        return (np.sin(np.radians(elev_deg)) - sb) / (st - sb)
+
+    def project(self, azimuth_deg: np.ndarray, elev_deg: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Image coordinates (u, v) of scene directions (azimuth from column 0, elevation)."""
+        rho = self.rho_of_elevation(elev_deg)
+        r = self.r_inner + rho * (self.r_outer - self.r_inner)
+        ang = np.radians(self.start_deg + (-1.0 if self.clockwise else 1.0) * np.asarray(azimuth_deg))
+        return self.cx + r * np.cos(ang), self.cy - r * np.sin(ang)
+
+    def _maps(self, pano_w: int, pano_h: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n = self.size
+        v, u = np.mgrid[0:n, 0:n].astype(np.float64)
+        du, dv = u - self.cx, v - self.cy
+        r = np.hypot(du, dv)
+        phi = np.degrees(np.arctan2(-dv, du))
+        az = ((phi - self.start_deg) * (-1.0 if self.clockwise else 1.0)) % 360.0
+        rho = (r - self.r_inner) / (self.r_outer - self.r_inner)
+        elev = self.elevation_of_rho(np.clip(rho, 0.0, 1.0))
+        map_x = (az * pano_w / 360.0 - 0.5 + 2.0).astype(np.float32)  # +2: wrapped padding columns
+        map_y = ((90.0 - elev) * pano_h / 180.0 - 0.5).astype(np.float32)
+        ring = (rho >= 0.0) & (rho <= 1.0)
+        inner = rho < 0.0
+        # mild vignetting towards both edges of the ring
+        gain = (1.0 - self.vignetting * (2.0 * np.clip(rho, 0, 1) - 1.0) ** 2).astype(np.float32)
+        return map_x, map_y, ring, inner, gain
+
+
+_MAP_CACHE: Dict[Tuple[AnnularLens, int, int], Tuple[np.ndarray, ...]] = {}
+
+
+def equirect_to_annular(pano: np.ndarray, lens: AnnularLens) -> np.ndarray:
+    """Render the annular image of an equirectangular panorama through ``lens``.
+
+    pano: (H, W, 3) uint8 equirectangular (row 0 = +90 deg, column 0 = heading, see
+    :mod:`panoplace.synth.render`). Returns (size, size, 3) uint8.
+    """
+    if pano.ndim != 3 or pano.shape[2] != 3 or pano.dtype != np.uint8:
+        raise InputError(f"expected an (H, W, 3) uint8 panorama, got {pano.shape} {pano.dtype}")
+    h, w = pano.shape[:2]
+    key = (lens, w, h)
+    if key not in _MAP_CACHE:
+        if len(_MAP_CACHE) > 8:
+            _MAP_CACHE.clear()
+        _MAP_CACHE[key] = lens._maps(w, h)
+    map_x, map_y, ring, inner, gain = _MAP_CACHE[key]
+    padded = np.concatenate([pano[:, -2:], pano, pano[:, :2]], axis=1)
+    out = cv2.remap(padded, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = (out.astype(np.float32) * gain[..., None]).astype(np.uint8)
+    out[~ring] = 0
+    out[inner] = lens.centre_grey
+    return out
+
+
+def write_lens_files(lens: AnnularLens, folder: Path) -> Tuple[Path, Path]:
+    """Write ``annulus.json`` (AnnulusGeometry keys) and ``lens.json`` (full model) atomically."""
+    from panoplace.synth.writer import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    a = folder / "annulus.json"
+    b = folder / "lens.json"
+    atomic_write_text(a, json.dumps(lens.geometry_dict(), indent=2) + "\n")
+    atomic_write_text(b, json.dumps(lens.to_dict(), indent=2) + "\n")
+    return a, b
+
+
+def load_lens(path: Path) -> AnnularLens:
+    """Read a ``lens.json`` written by :func:`write_lens_files`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read lens file {path}: {exc}") from None
+    return AnnularLens.from_dict(data)

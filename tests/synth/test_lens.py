@@ -1,0 +1,65 @@
+"""Annular lens model: ring geometry, mapping conventions, JSON files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from panoplace.errors import InputError
+from panoplace.synth import AnnularLens, equirect_to_annular, load_lens, write_lens_files
+
+
+def _coded_equirect(w: int = 720, h: int = 360) -> np.ndarray:
+    """An equirect whose red channel encodes azimuth and green channel elevation."""
+    az = (np.arange(w) + 0.5) * 360.0 / w
+    el = 90.0 - (np.arange(h) + 0.5) * 180.0 / h
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.round(az[None, :] / 360.0 * 250).astype(np.uint8)
+    img[..., 1] = np.round((el[:, None] + 90.0) / 180.0 * 250).astype(np.uint8)
+    img[..., 2] = 200
+    return img
+
+
+@pytest.mark.parametrize("radial", ["linear", "sine"])
+@pytest.mark.parametrize("clockwise", [False, True])
+def test_directions_land_where_the_lens_says(radial: str, clockwise: bool) -> None:
+    lens = AnnularLens.for_size(512, start_deg=30.0, clockwise=clockwise, radial=radial, vignetting=0.0)
+    ann = equirect_to_annular(_coded_equirect(), lens).astype(float)
+    for az, el in [(10.0, 0.0), (100.0, 20.0), (200.0, -45.0), (300.0, -10.0)]:
+        u, v = lens.project(np.array(az), np.array(el))
+        px = ann[int(round(float(v))), int(round(float(u)))]
+        assert abs(px[0] / 250 * 360 - az) < 4.0
+        assert abs(px[1] / 250 * 180 - 90 - el) < 3.0
+    # azimuth 90 deg lies a quarter turn from start_deg, counter-clockwise on screen unless clockwise
+    u, v = lens.project(np.array(90.0), np.array(0.0))
+    ang = np.degrees(np.arctan2(-(v - lens.cy), u - lens.cx))
+    assert abs(((ang - (30.0 + (-90.0 if clockwise else 90.0))) + 180) % 360 - 180) < 1e-6
+
+
+def test_ring_matches_geometry_black_outside_dark_inside(tmp_path) -> None:
+    lens = AnnularLens.for_size(400)
+    ann = equirect_to_annular(np.full((128, 256, 3), 180, np.uint8), lens)
+    a_path, l_path = write_lens_files(lens, tmp_path)
+    geo = json.loads(a_path.read_text())
+    assert set(geo) == {"cx", "cy", "r_inner", "r_outer", "start_deg", "clockwise"}
+    assert load_lens(l_path) == lens
+    v, u = np.mgrid[0:400, 0:400]
+    r = np.hypot(u - geo["cx"], v - geo["cy"])
+    assert ann[r > geo["r_outer"] + 1.0].max() == 0
+    inner = ann[r < geo["r_inner"] - 1.0]
+    assert inner.max() <= 30 and inner.min() > 0  # a dark disc, not black
+    ring = ann[(r > geo["r_inner"] + 1.0) & (r < geo["r_outer"] - 1.0)]
+    assert ring.min() > 100
+
+
+def test_bad_lenses_raise() -> None:
+    with pytest.raises(InputError):
+        AnnularLens(size=100, cx=50, cy=50, r_inner=10, r_outer=80)  # ring leaves the image
+    with pytest.raises(InputError):
+        AnnularLens.for_size(512, radial="fisheye")
+    with pytest.raises(InputError):
+        AnnularLens.for_size(512, elev_top_deg=-70.0)
+    with pytest.raises(InputError):
+        equirect_to_annular(np.zeros((10, 20), np.uint8), AnnularLens.for_size(64))
