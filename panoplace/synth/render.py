@@ -76,27 +76,65 @@ def _sun_vector(light: Lighting) -> np.ndarray:
     return np.array([math.sin(az) * math.cos(el), math.cos(az) * math.cos(el)], np.float32)
 
 
-def _box_hits(b: Dict[str, np.ndarray], ox: float, oy: float, cz: float, dx: np.ndarray, dy: np.ndarray, sun: np.ndarray):  # type: ignore[no-untyped-def]
-    """Ray vs axis-aligned boxes for every column. Returns dense (W, N) arrays."""
+def _column_pairs(b0: np.ndarray, width: np.ndarray, full: np.ndarray, heading: float, W: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Expand per-shape bearing intervals into (shape index, column) pairs.
+
+    b0: (N,) first bearing (radians, compass); width: (N,) angular width (radians);
+    full: (N,) True where the shape surrounds the camera (every column). Columns whose centre
+    could fall inside the interval are listed (one column of margin on each side).
+    """
+    step = 2 * np.pi / W
+    lo = np.floor((b0 - heading) / step - 0.5).astype(np.int64) - 1
+    n = np.floor(width / step).astype(np.int64) + 4
+    lo = np.where(full, 0, lo)
+    n = np.where(full, W, np.minimum(n, W))
+    idx = np.repeat(np.arange(n.size), n)
+    start = np.repeat(np.cumsum(n) - n, n)
+    col = (np.repeat(lo, n) + np.arange(idx.size) - start) % W
+    return idx, col
+
+
+def _box_pairs(b: Dict[str, np.ndarray], ox: float, oy: float, heading: float, W: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(box, column) pairs of boxes seen from (ox, oy): only the columns each box can cover."""
+    cx = np.stack([b["x0"], b["x1"], b["x1"], b["x0"]], 1) - ox
+    cy = np.stack([b["y0"], b["y0"], b["y1"], b["y1"]], 1) - oy
+    centre = np.arctan2(cx.mean(1), cy.mean(1))
+    rel = (np.arctan2(cx, cy) - centre[:, None] + np.pi) % (2 * np.pi) - np.pi
+    inside = (b["x0"] - 0.3 <= ox) & (ox <= b["x1"] + 0.3) & (b["y0"] - 0.3 <= oy) & (oy <= b["y1"] + 0.3)
+    return _column_pairs(centre + rel.min(1), rel.max(1) - rel.min(1), inside, heading, W)
+
+
+def _round_pairs(cx: np.ndarray, cy: np.ndarray, r: np.ndarray, ox: float, oy: float, heading: float, W: int, px_rad: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(circle, column) pairs of vertical circles (trunks, poles, crowns) seen from (ox, oy)."""
+    rx, ry = cx - ox, cy - oy
+    d = np.hypot(rx, ry)
+    r_eff = np.maximum(r, d * 0.5 * px_rad)
+    half = np.arcsin(np.clip(r_eff / np.maximum(d, 1e-9), 0.0, 1.0))
+    centre = np.arctan2(rx, ry)
+    return _column_pairs(centre - half, 2 * half, d <= r_eff + 0.3, heading, W)
+
+
+def _box_hits(b: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.ndarray, ox: float, oy: float, cz: float, sun: np.ndarray):  # type: ignore[no-untyped-def]
+    """Ray vs axis-aligned box for (box ``i``, ray direction ``dx, dy``) pairs: 1-D arrays."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        idx = np.where(np.abs(dx) < 1e-9, 1e-9, dx)[:, None]
-        idy = np.where(np.abs(dy) < 1e-9, 1e-9, dy)[:, None]
-        x0, x1, y0, y1 = (b[k][None, :] for k in ("x0", "x1", "y0", "y1"))
-        tx0 = (x0 - ox) / idx
-        tx1 = (x1 - ox) / idx
-        ty0 = (y0 - oy) / idy
-        ty1 = (y1 - oy) / idy
+        idx = 1.0 / np.where(np.abs(dx) < 1e-9, 1e-9, dx)
+        idy = 1.0 / np.where(np.abs(dy) < 1e-9, 1e-9, dy)
+        x0, x1, y0, y1 = (b[k][i] for k in ("x0", "x1", "y0", "y1"))
+        tx0 = (x0 - ox) * idx
+        tx1 = (x1 - ox) * idx
+        ty0 = (y0 - oy) * idy
+        ty1 = (y1 - oy) * idy
         txn, txf = np.minimum(tx0, tx1), np.maximum(tx0, tx1)
         tyn, tyf = np.minimum(ty0, ty1), np.maximum(ty0, ty1)
         tn = np.maximum(txn, tyn)
         tf = np.minimum(txf, tyf)
         hit = (tf > tn) & (tn > 0.3)
         xface = txn > tyn
-        hx = ox + tn * dx[:, None]
-        hy = oy + tn * dy[:, None]
+        hx = ox + tn * dx
+        hy = oy + tn * dy
         wx, wy = x1 - x0, y1 - y0
-        pos_dx = (dx > 0)[:, None]
-        pos_dy = (dy > 0)[:, None]
+        pos_dx = dx > 0
+        pos_dy = dy > 0
         # faces: 0 south (u = x - x0), 1 east (u = y - y0), 2 north (u = x1 - x), 3 west (u = y1 - y)
         u = np.where(
             xface,
@@ -106,24 +144,25 @@ def _box_hits(b: Dict[str, np.ndarray], ox: float, oy: float, cz: float, dx: np.
         nx = np.where(xface, np.where(pos_dx, -1.0, 1.0), 0.0)
         ny = np.where(xface, 0.0, np.where(pos_dy, -1.0, 1.0))
         lam = np.maximum(0.0, nx * sun[0] + ny * sun[1])
-        z0, z1 = b["z0"][None, :], b["z1"][None, :]
+        z0, z1 = b["z0"][i], b["z1"][i]
         t_hi = np.where(z1 < cz, (z1 - cz) / tf, (z1 - cz) / tn)
         t_lo = np.where(z0 > cz, (z0 - cz) / tf, (z0 - cz) / tn)
     return hit, tn, t_lo, t_hi, u, lam, z1
 
 
-def _round_hits(c: Dict[str, np.ndarray], ox: float, oy: float, dx: np.ndarray, dy: np.ndarray, radius: np.ndarray, px_rad: float):  # type: ignore[no-untyped-def]
-    """Ray vs vertical circles: (hit, tc along-ray centre distance, dn near distance, nx, ny, u_angle)."""
-    rx = (c["cx"] - ox)[None, :]
-    ry = (c["cy"] - oy)[None, :]
-    tc = rx * dx[:, None] + ry * dy[:, None]
+def _round_hits(c: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.ndarray, ox: float, oy: float, radius: np.ndarray, px_rad: float):  # type: ignore[no-untyped-def]
+    """Ray vs vertical circle for (circle ``i``, direction) pairs: (hit, tc along-ray centre
+    distance, dn near distance, nx, ny outward normal, angle around the circle, half chord)."""
+    rx = c["cx"][i] - ox
+    ry = c["cy"][i] - oy
+    tc = rx * dx + ry * dy
     p2 = rx * rx + ry * ry - tc * tc
-    r = np.maximum(radius[None, :], tc * (0.5 * px_rad))  # keep thin poles one pixel wide
+    r = np.maximum(radius, tc * (0.5 * px_rad))  # keep thin poles one pixel wide
     hit = (p2 < r * r) & (tc > 0.3)
     half = np.sqrt(np.maximum(r * r - p2, 0.0))
     dn = tc - half
-    hx = dn * dx[:, None] - rx
-    hy = dn * dy[:, None] - ry
+    hx = dn * dx - rx
+    hy = dn * dy - ry
     inv = 1.0 / np.maximum(r, 1e-6)
     return hit, tc, dn, hx * inv, hy * inv, np.arctan2(hy, hx) + np.pi, half
 
@@ -136,6 +175,7 @@ class _Caster:
         self.sun = _sun_vector(light) if light.has_sun else np.zeros(2, np.float32)
         self.W = width
         self.px_rad = 2 * math.pi / width
+        self.heading = math.radians(pose.heading_deg)
         at = world.atlas
         self.off, self.tw, self.th, self.ppm = at.offset, at.width, at.height, at.ppm.astype(np.float64)
         self.n_levels = at.n_levels
@@ -160,18 +200,15 @@ class _Caster:
         return base, tw, th, a, b
 
     def cast(self) -> _Slots:
-        W = self.W
         cz = self.pose.z
         ox, oy = self.pose.x, self.pose.y
         boxes = self.prims.boxes
-        # ---- buildings: rising-horizon filter ------------------------------------------
         occ = np.flatnonzero(boxes["occluder"])
         occ = occ[self._box_near(boxes, occ, OCCLUDER_RANGE_M)]
         wall = self._walls({k: v[occ] for k, v in boxes.items()}, ox, oy, cz)
-        # ---- other objects -----------------------------------------------------------------
         cand = [self._small_boxes(ox, oy, cz), self._cylinders(ox, oy, cz), self._crowns(ox, oy, cz)]
         cand = [c for c in cand if c is not None]
-        objs = self._objects(cand, wall, W)
+        objs = self._objects(cand, wall, self.W)
         return _Slots(*(np.concatenate([getattr(wall, f), getattr(objs, f)], axis=1) for f in _Slots.__dataclass_fields__))
 
     def _box_near(self, b: Dict[str, np.ndarray], idx: np.ndarray, rng_m: float) -> np.ndarray:
@@ -180,43 +217,31 @@ class _Caster:
         return (cx - self.pose.x) ** 2 + (cy - self.pose.y) ** 2 < rng_m * rng_m
 
     def _walls(self, b: Dict[str, np.ndarray], ox: float, oy: float, cz: float) -> _Slots:
+        """Building walls per column through the rising-horizon filter: (W, K_WALLS) slots."""
         W = self.W
-        n = len(b["tex"])
-        if n == 0:
-            return _empty_slots(W, K_WALLS)
-        hit, tn, t_lo, t_hi, u, lam, z1 = _box_hits(b, ox, oy, cz, self.dx, self.dy, self.sun)
-        key = np.where(hit, tn, np.inf)
-        kscan = min(n, 24)
-        if n > kscan:
-            idx = np.argpartition(key, kscan - 1, axis=1)[:, :kscan]
-        else:
-            idx = np.broadcast_to(np.arange(n), (W, n))
-        order = np.argsort(np.take_along_axis(key, idx, 1), axis=1, kind="stable")
-        idx = np.take_along_axis(idx, order, 1)
-        ks = np.take_along_axis(key, idx, 1)
-        tops = np.take_along_axis(t_hi, idx, 1)
-        tops = np.where(np.isfinite(ks), tops, -np.inf)
-        cm = np.maximum.accumulate(tops, axis=1)
-        prev = np.concatenate([np.full((W, 1), -np.inf), cm[:, :-1]], axis=1)
-        vis = np.isfinite(ks) & (tops > prev)
-        vis &= np.cumsum(vis, axis=1) <= K_WALLS
-        k = min(K_WALLS, idx.shape[1])
-        sel = np.argsort(~vis, axis=1, kind="stable")[:, :k]
-        valid = np.take_along_axis(vis, sel, 1)
-        col = np.take_along_axis(idx, sel, 1)
-        rows = np.arange(W)[:, None]
-        tex = b["tex"][col]
+        out = _empty_slots(W, K_WALLS)
+        if len(b["tex"]) == 0:
+            return out
+        i, col = _box_pairs(b, ox, oy, self.heading, W)
+        hit, tn, t_lo, t_hi, u, lam, z1 = _box_hits(b, i, self.dx[col], self.dy[col], ox, oy, cz, self.sun)
+        keep = np.flatnonzero(hit)
+        i, col, tn, t_lo, t_hi, u, lam, z1 = (a[keep] for a in (i, col, tn, t_lo, t_hi, u, lam, z1))
+        order = np.lexsort((tn, col))
+        i, col, tn, t_lo, t_hi, u, lam, z1 = (a[order] for a in (i, col, tn, t_lo, t_hi, u, lam, z1))
+        # rising horizon per column: a wall shows only above every nearer wall of its column
+        v = np.clip(t_hi, -1e3, 1e3) + col * 1e4
+        prev = np.concatenate([[-np.inf], np.maximum.accumulate(v)[:-1]])
+        vis = np.flatnonzero(v > prev)
+        i, col, tn, t_lo, t_hi, u, lam, z1 = (a[vis] for a in (i, col, tn, t_lo, t_hi, u, lam, z1))
+        rank = np.arange(col.size) - np.searchsorted(col, col, side="left")
+        m = rank < K_WALLS
+        i, col, tn, t_lo, t_hi, u, lam, z1, rank = (a[m] for a in (i, col, tn, t_lo, t_hi, u, lam, z1, rank))
+        tex = b["tex"][i]
         ppm = self.ppm[tex]
-        base, tw, th, a, bb = self._texel_fields(tex, u[rows, col] * ppm, ppm, z1[0, col], tn[rows, col], cz)
-        out = _Slots(
-            key=np.where(valid, tn[rows, col], np.inf),
-            t_lo=np.where(valid, t_lo[rows, col], 1.0),
-            t_hi=np.where(valid, t_hi[rows, col], -1.0),
-            base=base, tw=tw, th=th, a=a, b=bb,
-            lam=lam[rows, col], dist=tn[rows, col],
-        )
-        if k < K_WALLS:
-            out = _pad_slots(out, K_WALLS)
+        base, tw, th, a, bb = self._texel_fields(tex, u * ppm, ppm, z1, tn, cz)
+        for name, val in (("key", tn), ("t_lo", t_lo), ("t_hi", t_hi), ("base", base), ("tw", tw), ("th", th),
+                          ("a", a), ("b", bb), ("lam", lam), ("dist", tn)):
+            getattr(out, name)[col, rank] = val
         return out
 
     def _small_boxes(self, ox: float, oy: float, cz: float) -> Optional[Dict[str, np.ndarray]]:
@@ -226,11 +251,14 @@ class _Caster:
         if idx.size == 0:
             return None
         sb = {k: v[idx] for k, v in b.items()}
-        hit, tn, t_lo, t_hi, u, lam, z1 = _box_hits(sb, ox, oy, cz, self.dx, self.dy, self.sun)
-        c, o = np.nonzero(hit)
-        ppm = self.ppm[sb["tex"][o]]
-        return dict(col=c, key=tn[c, o], t_lo=t_lo[c, o], t_hi=t_hi[c, o], tex=sb["tex"][o], ucol=u[c, o] * ppm,
-                    vscale=ppm, ztop=sb["z1"][o], dtex=tn[c, o], lam=lam[c, o])
+        i, col = _box_pairs(sb, ox, oy, self.heading, self.W)
+        hit, tn, t_lo, t_hi, u, lam, z1 = _box_hits(sb, i, self.dx[col], self.dy[col], ox, oy, cz, self.sun)
+        k = np.flatnonzero(hit)
+        i = i[k]
+        tex = sb["tex"][i]
+        ppm = self.ppm[tex]
+        return dict(col=col[k], key=tn[k], t_lo=t_lo[k], t_hi=t_hi[k], tex=tex, ucol=u[k] * ppm,
+                    vscale=ppm, ztop=z1[k], dtex=tn[k], lam=lam[k])
 
     def _cylinders(self, ox: float, oy: float, cz: float) -> Optional[Dict[str, np.ndarray]]:
         cy = self.prims.cylinders
@@ -238,17 +266,19 @@ class _Caster:
         if idx.size == 0:
             return None
         s = {k: v[idx] for k, v in cy.items()}
-        hit, tc, dn, nx, ny, ang, half = _round_hits(s, ox, oy, self.dx, self.dy, s["r"], self.px_rad)
-        c, o = np.nonzero(hit)
-        d = dn[c, o]
-        far = tc[c, o] + half[c, o]
-        z0, z1 = s["z0"][o], s["z1"][o]
-        t_hi = np.where(z1 < cz, (z1 - cz) / far, (z1 - cz) / d)
-        t_lo = np.where(z0 > cz, (z0 - cz) / far, (z0 - cz) / d)
-        lam = np.maximum(0.0, nx[c, o] * self.sun[0] + ny[c, o] * self.sun[1])
-        ppm = self.ppm[s["tex"][o]]
-        return dict(col=c, key=d, t_lo=t_lo, t_hi=t_hi, tex=s["tex"][o], ucol=ang[c, o] * s["r"][o] * ppm,
-                    vscale=ppm, ztop=z1, dtex=d, lam=lam)
+        i, col = _round_pairs(s["cx"], s["cy"], s["r"], ox, oy, self.heading, self.W, self.px_rad)
+        hit, tc, dn, nx, ny, ang, half = _round_hits(s, i, self.dx[col], self.dy[col], ox, oy, s["r"][i], self.px_rad)
+        k = np.flatnonzero(hit)
+        i, col, tc, dn, nx, ny, ang, half = (a[k] for a in (i, col, tc, dn, nx, ny, ang, half))
+        far = tc + half
+        z0, z1 = s["z0"][i], s["z1"][i]
+        t_hi = np.where(z1 < cz, (z1 - cz) / far, (z1 - cz) / dn)
+        t_lo = np.where(z0 > cz, (z0 - cz) / far, (z0 - cz) / dn)
+        lam = np.maximum(0.0, nx * self.sun[0] + ny * self.sun[1])
+        tex = s["tex"][i]
+        ppm = self.ppm[tex]
+        return dict(col=col, key=dn, t_lo=t_lo, t_hi=t_hi, tex=tex, ucol=ang * s["r"][i] * ppm,
+                    vscale=ppm, ztop=z1, dtex=dn, lam=lam)
 
     def _crowns(self, ox: float, oy: float, cz: float) -> Optional[Dict[str, np.ndarray]]:
         cr = self.prims.crowns
@@ -256,25 +286,25 @@ class _Caster:
         if idx.size == 0:
             return None
         s = {k: v[idx] for k, v in cr.items()}
-        hit, tc, dn, nx, ny, ang, half = _round_hits(s, ox, oy, self.dx, self.dy, s["a"], self.px_rad)
+        i, col = _round_pairs(s["cx"], s["cy"], s["a"], ox, oy, self.heading, self.W, self.px_rad)
+        hit, tc, dn, nx, ny, ang, half = _round_hits(s, i, self.dx[col], self.dy[col], ox, oy, s["a"][i], self.px_rad)
         hit &= dn > 0.5
-        c, o = np.nonzero(hit)
-        a = s["a"][o]
-        tcc = tc[c, o]
-        k = np.clip(half[c, o] / np.maximum(a, 1e-6), 0.0, 1.0)  # sqrt(1 - p^2/a^2): exact slice
+        k = np.flatnonzero(hit)
+        i, col, tc, dn, nx, ny, ang, half = (a[k] for a in (i, col, tc, dn, nx, ny, ang, half))
+        a = s["a"][i]
+        kk = np.clip(half / np.maximum(a, 1e-6), 0.0, 1.0)  # sqrt(1 - p^2/a^2): exact slice
         # leafy, irregular outline: a per-crown, per-direction wobble of the slice height
-        ang_c = ang[c, o]
-        wob = tx.cell_hash(idx[o], np.floor(ang_c * 9.0), 11)
-        b_full = s["b"][o]
-        bb = b_full * k * (0.86 + 0.14 * wob)
-        zc = s["zc"][o]
-        lam = np.maximum(0.0, nx[c, o] * self.sun[0] + ny[c, o] * self.sun[1]) * 0.8 + 0.2 * (np.linalg.norm(self.sun) > 0)
-        tex = s["tex"][o]
+        wob = tx.cell_hash(idx[i], np.floor(ang * 9.0), 11)
+        b_full = s["b"][i]
+        bb = b_full * kk * (0.86 + 0.14 * wob)
+        zc = s["zc"][i]
+        lam = np.maximum(0.0, nx * self.sun[0] + ny * self.sun[1]) * 0.8 + 0.2 * (np.linalg.norm(self.sun) > 0)
+        tex = s["tex"][i]
         # texture wraps once around the crown and spans its full height
-        ucol = ang_c / (2 * np.pi) * self.tw[0, tex]
+        ucol = ang / (2 * np.pi) * self.tw[0, tex]
         vscale = self.th[0, tex] / (2.0 * b_full)
-        return dict(col=c, key=dn[c, o], t_lo=(zc - bb - cz) / tcc, t_hi=(zc + bb - cz) / tcc, tex=tex,
-                    ucol=ucol, vscale=vscale, ztop=zc + b_full, dtex=tcc, lam=lam)
+        return dict(col=col, key=dn, t_lo=(zc - bb - cz) / tc, t_hi=(zc + bb - cz) / tc, tex=tex,
+                    ucol=ucol, vscale=vscale, ztop=zc + b_full, dtex=tc, lam=lam)
 
     def _objects(self, cand: list, wall: _Slots, W: int) -> _Slots:  # type: ignore[type-arg]
         if not cand:
@@ -316,12 +346,6 @@ def _empty_slots(W: int, K: int) -> _Slots:
         base=np.zeros((W, K), np.int64), tw=np.ones((W, K), np.int64), th=np.ones((W, K), np.int64),
         a=np.zeros((W, K)), b=np.zeros((W, K)), lam=np.zeros((W, K)), dist=np.full((W, K), 1e9),
     )
-
-
-def _pad_slots(s: _Slots, K: int) -> _Slots:
-    W, k = s.key.shape
-    e = _empty_slots(W, K - k)
-    return _Slots(*(np.concatenate([getattr(s, f), getattr(e, f)], axis=1) for f in _Slots.__dataclass_fields__))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,6 +402,11 @@ def _world_cache(world: World, key: str, make):  # type: ignore[no-untyped-def]
     return world.cache[key]
 
 
+def _roof_drop(cam_h: float) -> float:
+    """Height of the camera above its car's roof (roof at 1.45 m), metres."""
+    return float(np.clip(cam_h - 1.45, 0.3, 1.2))
+
+
 def _ego_roof(rel: np.ndarray, cam_h: float) -> np.ndarray:
     """Roof of the camera car per column: (W,) tan(elevation) below which the roof is seen.
 
@@ -388,13 +417,13 @@ def _ego_roof(rel: np.ndarray, cam_h: float) -> np.ndarray:
         rf = np.where(fwd > 0, 1.0 / np.maximum(fwd, 1e-9), 1.5 / np.maximum(-fwd, 1e-9))
         rs = 0.75 / np.maximum(np.abs(side), 1e-9)
     r = np.minimum(rf, rs)
-    drop = min(0.75, max(cam_h - 0.5, 0.1))  # camera on a short mast above the roof
+    drop = _roof_drop(cam_h)
     return (-drop / r).astype(np.float32)
 
 
 def _ego_roof_colour(light: Lighting, t: np.ndarray, elev: np.ndarray, rel: np.ndarray, cam_h: float) -> np.ndarray:
     """Colour of the camera car's roof (dark paint, sky reflection, rails, sunroof): (N, 3)."""
-    drop = min(0.75, max(cam_h - 0.5, 0.1))
+    drop = _roof_drop(cam_h)
     dist = drop / np.maximum(-t, 1e-6)
     fwd, side = dist * np.cos(rel), dist * np.sin(rel)
     amb = np.asarray(light.ambient, np.float32)
@@ -520,8 +549,11 @@ def render_frame(
     sky_rows = _sky_gradient(light, elev)
     roof = ids == -3
     if roof.any():
-        rr, rc = np.nonzero(roof)
-        img[roof] = _ego_roof_colour(light, tr[rr], elev[rr], rel[rc], cz)
+        key = f"roofcol{W}x{H}:{cz}:{round(float(rel[0]) % (2 * math.pi), 9)}:{condition.tag}"
+        if key not in world.cache:
+            rr, rc = np.nonzero(roof)
+            world.cache[key] = _ego_roof_colour(light, tr[rr], elev[rr], rel[rc], cz)
+        img[roof] = world.cache[key]
         dist[roof] = 0.0
     hill = ids == -2
     if hill.any():

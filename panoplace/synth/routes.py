@@ -38,7 +38,7 @@ class Pose:
     x: float
     y: float
     heading_deg: float
-    z: float = 2.2
+    z: float = 2.5
     vehicle_heading_deg: Optional[float] = None
 
 

@@ -68,7 +68,7 @@ class WorldConfig:
     block_min_m: float = 55.0
     block_max_m: float = 95.0
     route_length_m: float = 1000.0
-    camera_height_m: float = 2.2
+    camera_height_m: float = 2.5
     lane_offset_m: float = 1.6
     texture_ppm: float = 8.0
     ground_ppm: float = 6.0

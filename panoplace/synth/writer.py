@@ -122,6 +122,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; datasets are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         try:

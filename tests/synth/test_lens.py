@@ -63,3 +63,24 @@ def test_bad_lenses_raise() -> None:
         AnnularLens.for_size(512, elev_top_deg=-70.0)
     with pytest.raises(InputError):
         equirect_to_annular(np.zeros((10, 20), np.uint8), AnnularLens.for_size(64))
+
+
+def test_panorama_unwrapper_recovers_the_equirect_band(tmp_path) -> None:
+    """The project's unwrapper, fed the geometry JSON, gives back the rendered elevation band."""
+    annular = pytest.importorskip("panoplace.panorama.annular")
+    import cv2
+
+    rng = np.random.default_rng(0)
+    eq = cv2.resize(rng.integers(0, 255, (45, 90, 3), dtype=np.uint8), (720, 360), interpolation=cv2.INTER_CUBIC)
+    lens = AnnularLens.for_size(1024, start_deg=57.0, vignetting=0.0)
+    ann = equirect_to_annular(eq, lens)
+    geo_path, _ = write_lens_files(lens, tmp_path)
+    out_w, out_h = 720, 180
+    un = annular.AnnularUnwrapper(annular.load_geometry(geo_path), out_w, out_h)(ann).astype(float)
+    # the same band sampled from the equirect: column c at azimuth c*360/W, row i at the i-th radius
+    el = lens.elev_top_deg - (np.arange(out_h) + 0.5) * (lens.elev_top_deg - lens.elev_bottom_deg) / out_h
+    my, mx = np.meshgrid((90.0 - el) * 360 / 180.0 - 0.5, np.arange(out_w) * 720 / out_w - 0.5, indexing="ij")
+    padded = np.concatenate([eq[:, -2:], eq, eq[:, :2]], axis=1)
+    ref = cv2.remap(padded, (mx + 2).astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR).astype(float)
+    assert np.abs(un - ref).mean() < 6.0
+    assert np.abs(np.roll(un, 20, axis=1) - ref).mean() > 20.0  # a misaligned band would not match
