@@ -477,7 +477,8 @@ class Trainer:
 
     @classmethod
     def resume(cls, out_dir: PathLike, train: PlaceSplit, val: Optional[PlaceSplit],
-               config: Optional[TrainConfig] = None, progress: bool = True) -> "Trainer":
+               config: Optional[TrainConfig] = None, overrides: Optional[Dict[str, Any]] = None,
+               progress: bool = True) -> "Trainer":
         """Continue from ``out_dir/latest.pt``: model, optimizer, scheduler, hard negatives,
         history, best score and early-stopping count as they were after its epoch.
 
@@ -485,10 +486,12 @@ class Trainer:
             config: training options; None = those saved in the checkpoint (pass a config to,
                 e.g., train for more epochs or with more patience; the optimizer kind and the
                 schedule must stay the same: the learning rates continue from the checkpoint).
+            overrides: instead of ``config``, options that replace the saved ones.
 
         Raises:
             CheckpointError: no ``latest.pt`` or one without training state.
-            InputError: other training data than the checkpoint was trained on.
+            InputError: other training data than the checkpoint was trained on, or another
+                number of trainable units.
         """
         from panoplace.models.backbones import read_torch_file
         from panoplace.models.build import load_checkpoint
@@ -500,7 +503,10 @@ class Trainer:
         if not isinstance(extra, dict) or "optimizer" not in extra or "train_config" not in extra:
             raise CheckpointError(f"{path} holds no training state (optimizer, epoch) to resume from")
         model, panorama = load_checkpoint(path)
-        cfg = config or TrainConfig.from_dict(extra["train_config"])
+        cfg = config or TrainConfig.from_dict({**extra["train_config"], **(overrides or {})})
+        if cfg.n_trainable is not None and cfg.n_trainable != model.backbone.n_trainable:
+            raise InputError(f"{path} trains {model.backbone.n_trainable} backbone units; resuming cannot change "
+                             f"that to {cfg.n_trainable} (start a new run from {path} instead)")
         if extra.get("split") != train.fingerprint():
             raise InputError(f"{path} was trained on other images than the training split given; resume "
                              "with the same training data")
@@ -589,6 +595,40 @@ class Trainer:
             loss_sum[0] += value * len(rq)
             self.log.step(epoch, self.step, value, len(rq), n_trip, self.optimizer.param_groups[0]["lr"])
             bar.set_postfix(loss=f"{loss_sum[0] / max(rec.tuples, 1):.4f}", refresh=False)
+
+    def mine(self, queries: Optional[np.ndarray] = None, seed: int = 0) -> Triplets:
+        """Mine tuples for ``queries`` (default: all trainable ones) with the current model.
+
+        Uses a generator seeded by ``seed`` and updates the miner's hard-negative memory.
+        """
+        rows = self.miner.trainable if queries is None else np.asarray(queries, dtype=np.int64)
+        cache = self._fill_cache(None)
+        try:
+            return self.miner.mine(rows, self._describe(self.train_split.queries, rows), cache,
+                                   np.random.default_rng(seed))
+        finally:
+            cache.close()
+
+    @torch.no_grad()
+    def tuple_loss(self, triplets: Triplets) -> float:
+        """Mean triplet ranking loss of fixed ``triplets`` under the current model (eval mode).
+
+        The loss per tuple is summed over its negatives; the mean is over the tuples.
+        """
+        if len(triplets) == 0:
+            raise InputError("no tuples to compute a loss on")
+        db = CropDataset(self.train_split.database.root, self.train_split.database.paths, self.panorama, self.n_crops)
+        qs = CropDataset(self.train_split.queries.root, self.train_split.queries.paths, self.panorama, self.n_crops)
+        batches = TupleBatches(triplets, self.config.batch_size, db, qs)
+        self.model.eval()
+        total = 0.0
+        for b in range(len(batches)):
+            crops, rq, rp, rn = batches[b]
+            desc = _fused(self.model(self.model.preprocess(crops.to(self.device))))
+            rq, rp, rn = rq.to(self.device), rp.to(self.device), rn.to(self.device)
+            total += float(triplet_ranking_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], self.config.margin,
+                                                rn >= 0, reduction="sum"))
+        return total / len(triplets)
 
     def train_epoch(self, epoch: int) -> EpochRecord:
         """One epoch of mining and training (no validation)."""
