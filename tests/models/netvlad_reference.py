@@ -25,7 +25,7 @@ def netvlad_loop(x: torch.Tensor, conv: nn.Conv2d, centroids: torch.Tensor,
     vlad = torch.zeros(n, k, c, dtype=x.dtype, device=x.device)
     for j in range(k):
         residual = x_flat.unsqueeze(1) - centroids[j].view(1, 1, c, 1)  # (N, 1, C, L)
-        residual = residual * soft_assign[:, j:j + 1, :].unsqueeze(2)
+        residual *= soft_assign[:, j:j + 1, :].unsqueeze(2)  # in place, as pytorch-NetVlad
         vlad[:, j:j + 1, :] = residual.sum(dim=-1)
     vlad = F.normalize(vlad, p=2, dim=2)
     return F.normalize(vlad.reshape(n, -1), p=2, dim=1)
