@@ -22,7 +22,7 @@ OpenSeqSLAM; here they get ``best = -1`` and confidence 0 (they count as misses)
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np

@@ -25,17 +25,24 @@ Methods (:data:`METHODS`):
     A hidden Markov model over database frames, run over the same window of ``ds`` query
     frames. The transition prior allows database jumps of ``floor(vmin) - 1 .. ceil(vmax) + 1``
     frames per query frame with a Gaussian weight around the mean velocity
-    ``(vmin + vmax) / 2`` (std ``jump_std``, default 0.4) plus a small uniform "teleport"
-    probability. Unlike SeqSLAM's straight lines, the path may speed up and slow down inside
-    the window. ``jump_std`` trades the two: 0.3 suits constant speed (Nordland: R@1 0.946 vs
-    0.941 at 0.4), 0.5 stop-and-go traffic (a synthetic route whose speed swings ±30-50 %:
-    0.97 vs 0.88 at 0.4, but Nordland drops to 0.90);
-    the emission likelihood is ``exp(-z / sigma)`` of the enhanced differences. Offline mode
+    ``(vmin + vmax) / 2`` (std ``jump_std``) plus a small uniform "teleport" probability;
+    unlike SeqSLAM's straight lines, the path may speed up and slow down inside the window.
+    The emission likelihood is ``exp(-z / sigma)`` of the enhanced differences. Offline mode
     combines the forward pass over the past half-window with the backward pass over the
     future half-window (forward-backward: the posterior of the database frame at query i);
     online mode is forward filtering over the last ``ds`` frames. The score is
     ``-log posterior``; the confidence is the posterior mass within ``±uniqueness_radius``
     frames of the best match (a probability in [0, 1]).
+
+    ``jump_std`` trades steadiness for flexibility. Measured (R@1, ds 20 on Nordland
+    summer→winter, benchmarks/bench_sequence_nordland.py; ds 12 on a synthetic route whose
+    speed swings ±30-50 %): 0.3 → Nordland 0.946, synthetic 0.70; the default 0.4 → 0.941
+    and 0.88; 0.5 → 0.90 and 0.97. Use 0.3 for constant speed, 0.5 for stop-and-go.
+
+Other matchers (:data:`MATCHERS`): ``single`` (no sequence) and ``seqslam_classic`` (the
+OpenSeqSLAM port in :mod:`panoplace.matching.seqslam_classic`, the baseline). Helpers to build
+better difference matrices: :func:`combine_differences` (sum of row-standardised matrices) and
+:func:`standardise_columns` (removes "hub" database frames; offline only).
 
 Modes (:data:`MODES`):
 
@@ -184,13 +191,15 @@ def standardise_columns(D: np.ndarray) -> np.ndarray:
     """Z-score every database column over all queries, then shift to minimum 0.
 
     Removes "hub" database frames that look alike to every query (a uniform stretch, a station
-    where the train stood). It uses every query, including later ones, so use it for offline
-    matching only.
+    where the train stood). Rows are centred first (each query row minus its mean) so that
+    per-query offsets do not leak into the column statistics. It uses every query, including
+    later ones, so use it for offline matching only.
 
     Shape:
         D: ``(Q, N)``; returns float32 ``(Q, N)``.
     """
     D = _check_matrix(D).astype(np.float64)
+    D = D - D.mean(axis=1, keepdims=True)
     z = (D - D.mean(axis=0, keepdims=True)) / np.maximum(D.std(axis=0, keepdims=True), 1e-12)
     return (z - z.min()).astype(np.float32)
 
@@ -234,7 +243,7 @@ def enhance_contrast(D: np.ndarray, window: int = 10, chunk_bytes: int = 1 << 27
     b = np.minimum(n, j + half + 1)
     cnt = (b - a).astype(np.float64)
     out = np.empty((q, n), dtype=np.float32)
-    step = _chunk_rows(n + 1, chunk_bytes, arrays=5)
+    step = _chunk_rows(n + 1, chunk_bytes, arrays=10)
     for i0 in range(0, q, step):
         x = D[i0:i0 + step].astype(np.float64)
         c1 = np.zeros((len(x), n + 1))
@@ -390,7 +399,9 @@ def transition_kernel(vmin: float, vmax: float, jump_std: float) -> Tuple[np.nda
     """Jump prior of the HMM: database jumps ``d`` per query frame and their probabilities.
 
     Jumps run from ``floor(vmin) - 1`` to ``ceil(vmax) + 1`` with weights
-    ``exp(-(d - v)^2 / (2 jump_std^2))``, ``v = (vmin + vmax) / 2``, normalised to sum 1.
+    ``exp(-(d - v)^2 / (2 jump_std^2))``, ``v = (vmin + vmax) / 2``; jumps weighing less than
+    1e-4 of the largest are dropped (they cannot change a result but cost a pass over the
+    data each), the rest normalised to sum 1.
 
     Returns:
         (jumps int64 ``(K,)``, probabilities float64 ``(K,)``).
@@ -399,7 +410,8 @@ def transition_kernel(vmin: float, vmax: float, jump_std: float) -> Tuple[np.nda
         raise InputError(f"jump_std must be > 0, got {jump_std}")
     jumps = np.arange(int(np.floor(vmin)) - 1, int(np.ceil(vmax)) + 2, dtype=np.int64)
     w = np.exp(-((jumps - (vmin + vmax) / 2.0) ** 2) / (2.0 * jump_std ** 2))
-    return jumps, w / w.sum()
+    keep = w >= 1e-4 * w.max()
+    return jumps[keep], w[keep] / w[keep].sum()
 
 
 def _propagate(x: np.ndarray, jumps: np.ndarray, probs: np.ndarray, teleport: float,
@@ -411,27 +423,31 @@ def _propagate(x: np.ndarray, jumps: np.ndarray, probs: np.ndarray, teleport: fl
     """
     n = x.shape[1]
     out = np.zeros_like(x)
+    tmp = np.empty_like(x)
     for d, p in zip(jumps.tolist(), probs.tolist()):
         s = -d if backward else d  # out[:, j] += p * x[:, j - s]
-        if s >= 0:
-            if s < n:
-                out[:, s:] += p * x[:, :n - s]
-        elif -s < n:
-            out[:, :n + s] += p * x[:, -s:]
-    out *= 1.0 - teleport
+        w = p * (1.0 - teleport)
+        if 0 <= s < n:
+            np.multiply(x[:, :n - s], w, out=tmp[:, :n - s])
+            out[:, s:] += tmp[:, :n - s]
+        elif 0 < -s < n:
+            np.multiply(x[:, -s:], w, out=tmp[:, :n + s])
+            out[:, :n + s] += tmp[:, :n + s]
     out += teleport * x.mean(axis=1, keepdims=True)
     return out
 
 
 def _emission(z: np.ndarray, q0: int, m: int, t: int, sigma: float) -> np.ndarray:
     """Emission likelihoods of queries ``q0 + r + t`` (``r < m``) scaled to max 1; 1 where the
-    query frame does not exist. float64 ``(m, N)``."""
+    query frame does not exist. float32 ``(m, N)``."""
     q, n = z.shape
-    e = np.ones((m, n))
+    e = np.ones((m, n), dtype=np.float32)
     r_lo, r_hi = max(0, -(q0 + t)), min(m, q - (q0 + t))
     if r_lo < r_hi:
-        x = z[q0 + t + r_lo:q0 + t + r_hi].astype(np.float64)
-        e[r_lo:r_hi] = np.exp(-(x - x.min(axis=1, keepdims=True)) / sigma)
+        x = z[q0 + t + r_lo:q0 + t + r_hi]
+        x = x - x.min(axis=1, keepdims=True)
+        x *= np.float32(-1.0 / sigma)
+        np.exp(x, out=e[r_lo:r_hi])
     return e
 
 
@@ -452,14 +468,14 @@ def _hmm(D: np.ndarray, ds: int, mode: str, vmin: float, vmax: float, jump_std: 
     score = np.empty(q, dtype=np.float32)
     conf = np.empty(q, dtype=np.float32)
     scores = np.empty((q, n), dtype=np.float32) if return_scores else None
-    step = _chunk_rows(n, chunk_bytes, arrays=5, itemsize=8)
+    step = _chunk_rows(n, chunk_bytes, arrays=6, itemsize=4)
     cols = np.arange(n)
     for q0 in range(0, q, step):
         m = min(q, q0 + step) - q0
         # Query frames before the first / after the last one do not exist: a row's chain
         # starts (forward) or ends (backward) at its first / last existing frame, so no
         # transition is applied across missing frames (that would drain the database ends).
-        alpha = np.full((m, n), 1.0 / n)
+        alpha = np.full((m, n), 1.0 / n, dtype=np.float32)
         prev = None
         for t in past.tolist():
             if prev is not None:
@@ -469,7 +485,7 @@ def _hmm(D: np.ndarray, ds: int, mode: str, vmin: float, vmax: float, jump_std: 
             alpha *= _emission(z, q0, m, t, sigma)
             alpha /= alpha.sum(axis=1, keepdims=True)
             prev = t
-        beta = np.ones((m, n))
+        beta = np.ones((m, n), dtype=np.float32)
         for t in future[::-1].tolist():
             r1 = max(0, min(m, q - q0 - t))  # rows whose frame i + t exists
             if r1 > 0:
@@ -481,11 +497,11 @@ def _hmm(D: np.ndarray, ds: int, mode: str, vmin: float, vmax: float, jump_std: 
         b = np.argmax(post, axis=1)
         best[q0:q0 + m] = b
         pb = post[np.arange(m), b]
-        score[q0:q0 + m] = -np.log(np.maximum(pb, 1e-300))
+        score[q0:q0 + m] = -np.log(np.maximum(pb, 1e-30))
         near = np.abs(cols[None, :] - b[:, None]) <= uniqueness_radius
         conf[q0:q0 + m] = np.where(near, post, 0.0).sum(axis=1)
         if scores is not None:
-            scores[q0:q0 + m] = -np.log(np.maximum(post, 1e-300))
+            scores[q0:q0 + m] = -np.log(np.maximum(post, np.float32(1e-30)))
     params = {"ds": int(ds), "mode": mode, "vmin": float(vmin), "vmax": float(vmax),
               "jump_std": float(jump_std), "teleport": float(teleport), "sigma": float(sigma),
               "enhance_window": int(enhance_window), "uniqueness_radius": int(uniqueness_radius)}
