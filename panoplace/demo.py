@@ -43,7 +43,11 @@ class DemoConfig:
     """What the demo builds and runs (defaults finish in a few minutes on a 2-core CPU).
 
     frames: frames per drive; spacing_m: metres between frames; radius: ground-truth radius
-    in metres; ds: sequence length of the sequence matcher in frames.
+    in metres; ds: sequence length of the sequence matcher in frames; enhance_window: database
+    frames of the matcher's local contrast enhancement. At 5 m spacing neighbouring frames look
+    alike, and a 10-frame window (SeqSLAM's usual) normalises the true match away against its
+    neighbours: measured on the demo world (40 frames, seed 0), HMM R@1 day->dusk 0.70 with 10,
+    1.00 with 40 (single frame 0.93).
     """
 
     seed: int = 0
@@ -57,6 +61,7 @@ class DemoConfig:
     num_clusters: int = 32
     radius: float = 10.0
     ds: int = 10
+    enhance_window: int = 40
     batch_size: int = 8
     workers: int = 1
 
@@ -178,7 +183,8 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
         for method in ("raw pixels", "GeM", "NetVLAD"):
             results[method] = evaluate_descriptors(descs[name][method], descs[MAP][method], gt, "single", **common)
         results[f"NetVLAD + {SEQUENCE_MATCHER} (ds={cfg.ds})"] = evaluate_descriptors(
-            descs[name]["NetVLAD"], descs[MAP]["NetVLAD"], gt, SEQUENCE_MATCHER, ds=cfg.ds, **common)
+            descs[name]["NetVLAD"], descs[MAP]["NetVLAD"], gt, SEQUENCE_MATCHER, ds=cfg.ds,
+            enhance_window=cfg.enhance_window, **common)
         pair = f"{MAP}->{name}"
         summary["results"][pair] = {m: r.to_json() for m, r in results.items()}
         for m, r in results.items():
@@ -203,11 +209,13 @@ def format_table(rows: Sequence[Tuple[str, str, Dict[str, Any]]]) -> str:
     """A plain-text table: condition pair, method, R@1/5/10, PR-AUC."""
     head = f"{'map -> queries':<16}{'method':<28}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'PR-AUC':>8}"
     lines = [head, "-" * len(head)]
+    def num(v: Optional[float], width: int) -> str:
+        return f"{v:>{width}.3f}" if v is not None else f"{'n/a':>{width}}"
+
     for pair, method, js in rows:
         r = js["recall"]
-        auc = js.get("pr_auc")
-        lines.append(f"{pair:<16}{method:<28}{r['1']:>7.3f}{r['5']:>7.3f}{r['10']:>7.3f}"
-                     f"{(auc if auc is not None else float('nan')):>8.3f}")
+        lines.append(f"{pair:<16}{method:<28}{num(r.get('1'), 7)}{num(r.get('5'), 7)}"
+                     f"{num(r.get('10'), 7)}{num(js.get('pr_auc'), 8)}")
     return "\n".join(lines)
 
 
