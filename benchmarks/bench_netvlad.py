@@ -33,7 +33,7 @@ Measured with the defaults (2 CPU cores shared with other jobs, load average ~5.
       16,80,14,14,32  broadcast     38.7    0.4    0.4      110.1    0.9    0.9     69.4       101.1        30.6
       16,80,14,14,32  panoplace      6.5    2.4    3.0       14.2    6.8    6.5      8.4        15.0         1.0
 
-Reading: the vectorised layer is 3-9x faster than the loop in inference and 7-11x in training,
+Reading: the vectorised layer is 2-9x faster than the loop in inference and 7-10x in training,
 and in training it keeps 5-11x less memory (the loop's autograd graph holds one (N, 1, C, L)
 residual per cluster, i.e. the whole (N, K, C, L) tensor in pieces); in inference both stay
 near the size of the input. The naive broadcast is slower than the loop on the CPU and needs

@@ -1,0 +1,91 @@
+"""This machine's float32 matrix-multiply peak vs the throughput of the backbones.
+
+Peak: ``torch.matmul`` of two ``--n`` x ``--n`` float32 matrices, ``2 n^3`` FLOPs per product.
+Backbones (``build_backbone``, eval mode, ``torch.inference_mode``) on a ``--batch`` x 3 x 224
+x 224 input: EfficientNet-Lite0 at the default cut (block 7, what the pipeline runs) and its
+whole trunk (``head``), ResNet-18 to layer4. FLOPs per forward are counted with
+``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products, 2 FLOPs per
+multiply-add; element-wise ops are not counted). Every round times the matmul and each backbone
+once, so all see the same machine load; the table gives medians over ``--rounds``.
+
+Run: ``.venv/bin/python benchmarks/bench_backbone_peak.py`` (under a minute on 2 cores).
+
+Measured (2 CPU cores shared with other jobs, 2 threads):
+
+    (filled in from the run below)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from panoplace.models.backbones import build_backbone  # noqa: E402
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` as counted by FlopCounterMode."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=2048, help="matrix size for the matmul peak (default 2048)")
+    ap.add_argument("--batch", type=int, default=16, help="backbone batch size (default 16)")
+    ap.add_argument("--size", type=int, default=224, help="input height = width (default 224)")
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds (median; default 7)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    a, b = torch.randn(args.n, args.n), torch.randn(args.n, args.n)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    nets: Dict[str, torch.nn.Module] = {
+        "efficientnet_lite0 (cut 7)": build_backbone("efficientnet_lite0", weights="imagenet").eval(),
+        "efficientnet_lite0 (head)": build_backbone("efficientnet_lite0", cut="head", weights="imagenet").eval(),
+        "resnet18 (layer4)": build_backbone("resnet18", weights="none").eval(),
+    }
+    jobs: Dict[str, Tuple[Callable[[], object], int]] = {"matmul": (lambda: torch.matmul(a, b), 2 * args.n ** 3)}
+    with torch.inference_mode():
+        for name, net in nets.items():
+            fn = (lambda net=net: net(x))
+            jobs[name] = (fn, count_flops(fn))
+        times: Dict[str, List[float]] = {name: [] for name in jobs}
+        for fn, _ in jobs.values():  # warm-up
+            fn()
+        for _ in range(args.rounds):
+            for name, (fn, _) in jobs.items():
+                times[name].append(timed(fn))
+
+    med = {name: statistics.median(v) for name, v in times.items()}
+    peak = jobs["matmul"][1] / med["matmul"] / 1e9
+    print(f"{args.threads} threads; matmul {args.n}x{args.n} float32; backbones batch {args.batch} at "
+          f"{args.size}x{args.size}; median of {args.rounds} interleaved rounds")
+    print(f"{'':28} {'GFLOP/call':>10} {'ms/call':>9} {'images/s':>9} {'GFLOP/s':>9} {'of peak':>8}")
+    for name, (_, flops) in jobs.items():
+        gflops = flops / med[name] / 1e9
+        ips = "" if name == "matmul" else f"{args.batch / med[name]:9.1f}"
+        print(f"{name:28} {flops / 1e9:10.2f} {1000 * med[name]:9.1f} {ips:>9} {gflops:9.1f} {gflops / peak:8.1%}")
+
+
+if __name__ == "__main__":
+    main()
