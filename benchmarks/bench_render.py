@@ -69,14 +69,14 @@ def main() -> None:
     conds = [Condition("day"), Condition("dusk"), Condition("night"), Condition("day", "fog")]
     # warm the per-world caches (shadow maps, lamp light, clouds) outside the timing
     for c in conds:
-        render_frame(world, frames[0].pose, c, dyn, 64, 32, sky_seed=1)
+        render_frame(world, frames[0].pose, c, dyn, 64, 32, appearance_seed=1)
     wall: dict = {"equirect": [], "annular": [], "+jpeg": []}
     cpu: dict = {"equirect": [], "annular": [], "+jpeg": []}
     load0 = os.getloadavg()[0]
     for k, f in enumerate(frames):
         cond = conds[k % len(conds)]
         t0, c0 = time.perf_counter(), time.process_time()
-        pano = render_frame(world, f.pose, cond, dyn, args.width, args.height, sky_seed=1, noise_seed=k)
+        pano = render_frame(world, f.pose, cond, dyn, args.width, args.height, appearance_seed=1, noise_seed=k)
         t1, c1 = time.perf_counter(), time.process_time()
         ring = equirect_to_annular(pano, lens)
         t2, c2 = time.perf_counter(), time.process_time()

@@ -127,8 +127,9 @@ def default_traversals(
     """A database drive and query drives under the named conditions.
 
     The first traversal is the reference (lane centre, frames from arc length 0). Later ones
-    are shifted half a frame along the route, drive up to a metre off the reference line
-    (unless ``lateral_offsets_m`` says otherwise) and have their own dynamic objects.
+    are shifted half a frame along the route, drive up to a metre off the reference line or
+    in the next lane (3.2, 3.0, 2.8 m for the 2nd, 5th, 8th; unless ``lateral_offsets_m``
+    says otherwise), and have their own traffic, clouds, sun position and exposure.
     lateral_offsets_m / heading_offsets_deg: one value per traversal (default 0 heading).
     """
     names = list(conditions)
@@ -139,7 +140,7 @@ def default_traversals(
     for what, vals in (("lateral offsets", lateral_offsets_m), ("heading offsets", heading_offsets_deg)):
         if vals is not None and len(vals) != len(names):
             raise InputError(f"got {len(vals)} {what} for {len(names)} traversals")
-    jitter = (0.0, 0.6, -0.5, 0.9, -0.8, 0.3, -0.3, 0.7)
+    jitter = (0.0, 3.2, -0.5, 0.9, 3.0, -0.3, 0.6, 2.8)  # metres; 3.2 = the next lane
     out = []
     for k, name in enumerate(names):
         lat = float(lateral_offsets_m[k]) if lateral_offsets_m is not None else jitter[k % len(jitter)]
@@ -174,7 +175,8 @@ class Lighting:
     sky gradient; cloud_cover in [0, 1], cloud colour; fog_m: fog e-folding distance
     (inf = none); haze_m: aerial-perspective distance; fog colour. lit_fraction: share of
     windows lit; lamps: street-lamp strength (0 = off); emissive: glow gain of signs and
-    lamps; stars: star density; noise: sensor noise std (in 0..255 units).
+    lamps; stars: star density; noise: sensor noise std (in 0..255 units); exposure: gain of
+    the camera's auto exposure.
     """
 
     sun_az_deg: float
@@ -193,6 +195,7 @@ class Lighting:
     emissive: float
     stars: float
     noise: float
+    exposure: float = 1.0
 
     @property
     def has_sun(self) -> bool:
@@ -221,8 +224,43 @@ _BASE: Dict[str, Dict[str, Any]] = {
 }
 
 
-def lighting(cond: Condition) -> Lighting:
-    """Renderer parameters of a condition (deterministic)."""
+def _vary(p: Dict[str, Any], cond: Condition, seed: int) -> None:
+    """Per-drive variation within a condition: another day, another hour, another camera
+    exposure. Changes ``p`` in place (deterministic in ``seed``)."""
+    rng = np.random.default_rng([int(seed), 0x11647])
+    tod = cond.time_of_day
+
+    def scale(col: Tuple[float, ...], amount: float, warm: float) -> Tuple[float, float, float]:
+        g = 1.0 + rng.uniform(-amount, amount)
+        return (col[0] * g * (1 + warm), col[1] * g, col[2] * g * (1 - warm))
+
+    warm = float(rng.uniform(-0.05, 0.05))
+    if tod == "day":
+        p["sun_az_deg"] = float(p["sun_az_deg"] + rng.uniform(-60.0, 60.0))
+        p["sun_el_deg"] = float(np.clip(p["sun_el_deg"] + rng.uniform(-20.0, 12.0), 25.0, 70.0))
+    elif tod == "dusk":
+        p["sun_az_deg"] = float(p["sun_az_deg"] + rng.uniform(-15.0, 15.0))
+        p["sun_el_deg"] = float(rng.uniform(2.0, 10.0))
+    p["sun"] = scale(p["sun"], 0.12, warm)
+    p["ambient"] = scale(p["ambient"], 0.1, warm)
+    p["sky_top"] = scale(p["sky_top"], 0.08, warm / 2)
+    p["sky_horizon"] = scale(p["sky_horizon"], 0.05, warm / 2)
+    if cond.weather == "clear":
+        p["cloud_cover"] = float(np.clip(p["cloud_cover"] + rng.uniform(-0.3, 0.3), 0.0, 0.85))
+    if cond.weather == "fog":
+        p["fog_m"] = float(p["fog_m"] * rng.uniform(0.75, 1.35))
+    if tod != "day":
+        p["lit_fraction"] = float(np.clip(p["lit_fraction"] + rng.uniform(-0.1, 0.1), 0.05, 0.9))
+    p["exposure"] = float(rng.uniform(0.87, 1.13))
+
+
+def lighting(cond: Condition, seed: Optional[int] = None) -> Lighting:
+    """Renderer parameters of a condition.
+
+    seed: None gives the nominal lighting of the condition; a drive's seed varies it the way
+    two days (or two hours) of the same condition differ: sun position, colour temperature,
+    cloud cover, fog density, share of lit windows and the camera's exposure.
+    """
     p = dict(_BASE[cond.time_of_day])
     tod = cond.time_of_day
     if cond.weather in ("overcast", "fog"):
@@ -245,4 +283,6 @@ def lighting(cond: Condition) -> Lighting:
     if cond.weather == "fog":
         fog = {"day": (0.76, 0.77, 0.79), "dusk": (0.42, 0.39, 0.41), "night": (0.09, 0.09, 0.1)}[tod]
         p.update(fog_m=45.0, fog=fog, sky_top=fog, sky_horizon=fog, cloud=fog)
+    if seed is not None:
+        _vary(p, cond, seed)
     return Lighting(**p)

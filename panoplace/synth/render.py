@@ -384,6 +384,18 @@ def _clouds(seed: int, cover: float) -> Tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
+def _bilinear_wrap(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear lookup in a periodic (n, n) tile at texel coordinates (u column, v row)."""
+    n = tile.shape[0]
+    u0, v0 = np.floor(u), np.floor(v)
+    fu, fv = (u - u0).astype(np.float32), (v - v0).astype(np.float32)
+    c0, r0 = u0.astype(np.int64) % n, v0.astype(np.int64) % n
+    c1, r1 = (c0 + 1) % n, (r0 + 1) % n
+    top = tile[r0, c0] * (1 - fu) + tile[r0, c1] * fu
+    bot = tile[r1, c0] * (1 - fu) + tile[r1, c1] * fu
+    return top * (1 - fv) + bot * fv
+
+
 def _sky_gradient(light: Lighting, elev: np.ndarray) -> np.ndarray:
     """Sky colour per elevation (radians): (..., 3) float32."""
     t = np.clip(np.sin(np.maximum(elev, 0.0)), 0.0, 1.0) ** 0.6
@@ -396,8 +408,14 @@ def _sky_gradient(light: Lighting, elev: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+_CACHE_ENTRIES = 64
+
+
 def _world_cache(world: World, key: str, make):  # type: ignore[no-untyped-def]
+    """Per-world memo of derived data (shadow maps, lamp light, clouds, roof colours)."""
     if key not in world.cache:
+        while len(world.cache) >= _CACHE_ENTRIES:
+            world.cache.pop(next(iter(world.cache)))
         world.cache[key] = make()
     return world.cache[key]
 
@@ -443,18 +461,21 @@ def render_frame(
     dynamic_objects: Optional[Primitives] = None,
     width: int = 1024,
     height: int = 512,
-    sky_seed: int = 0,
+    appearance_seed: Optional[int] = None,
     noise_seed: Optional[int] = None,
 ) -> np.ndarray:
     """Render one equirectangular panorama (see the module docstring for the convention).
 
     pose: camera position (x, y metres), height ``z`` and heading of column 0.
     dynamic_objects: vehicles/pedestrians of a traversal (see :mod:`panoplace.synth.dynamic`).
-    sky_seed: clouds (and stars). noise_seed: sensor noise; None renders without noise.
+    appearance_seed: the drive's look within its condition: clouds, stars, sun position,
+    colour temperature, exposure (see :func:`~panoplace.synth.conditions.lighting`); None =
+    the nominal lighting and sky. noise_seed: sensor noise; None renders without noise.
     Returns (height, width, 3) uint8 RGB.
     """
     check_size(width, height)
-    light = lighting(condition)
+    light = lighting(condition, appearance_seed)
+    sky_seed = 0 if appearance_seed is None else int(appearance_seed)
     prims = world.static if dynamic_objects is None else world.static + dynamic_objects
     W, H = int(width), int(height)
     cz = float(pose.z)
@@ -549,11 +570,9 @@ def render_frame(
     sky_rows = _sky_gradient(light, elev)
     roof = ids == -3
     if roof.any():
-        key = f"roofcol{W}x{H}:{cz}:{round(float(rel[0]) % (2 * math.pi), 9)}:{condition.tag}"
-        if key not in world.cache:
-            rr, rc = np.nonzero(roof)
-            world.cache[key] = _ego_roof_colour(light, tr[rr], elev[rr], rel[rc], cz)
-        img[roof] = world.cache[key]
+        key = f"roofcol{W}x{H}:{cz}:{round(float(rel[0]) % (2 * math.pi), 9)}:{condition.tag}:{appearance_seed}"
+        rr, rc = np.nonzero(roof)
+        img[roof] = _world_cache(world, key, lambda: _ego_roof_colour(light, tr[rr], elev[rr], rel[rc], cz))
         dist[roof] = 0.0
     hill = ids == -2
     if hill.any():
@@ -574,9 +593,8 @@ def render_frame(
             sharp, soft = _world_cache(world, f"clouds{sky_seed}:{light.cloud_cover}", lambda: _clouds(sky_seed, light.cloud_cover))
             te = np.maximum(tr[sr], 1e-3)
             D = np.minimum(_CLOUD_ALT / te, 40000.0)
-            px = (((pose.x + D * dx[sc]) / _CLOUD_M).astype(np.int64)) % _CLOUD_N
-            py = (((pose.y + D * dy[sc]) / _CLOUD_M).astype(np.int64)) % _CLOUD_N
-            al = np.where(D < 5000.0, sharp[py, px], soft[py, px])
+            al = np.where(D < 5000.0, _bilinear_wrap(sharp, (pose.x + D * dx[sc]) / _CLOUD_M, (pose.y + D * dy[sc]) / _CLOUD_M),
+                          _bilinear_wrap(soft, (pose.x + D * dx[sc]) / _CLOUD_M, (pose.y + D * dy[sc]) / _CLOUD_M))
             if light.cloud_cover < 0.999:
                 al = al * np.clip(elev[sr] / 0.06, 0.0, 1.0)
             cc = np.asarray(light.cloud, np.float32)
@@ -611,6 +629,8 @@ def render_frame(
     if math.isfinite(light.fog_m):
         f = np.where(sky, 1.0, f)
     img += (fogc[None, None, :] - img) * f[..., None]
+    if light.exposure != 1.0:
+        img *= np.float32(light.exposure)
 
     out = np.clip(img * 255.0 + 0.5, 0, 255)
     if noise_seed is not None and light.noise > 0:

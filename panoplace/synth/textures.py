@@ -15,6 +15,7 @@ row ``v`` runs downwards from the top of the surface.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -257,6 +258,21 @@ def random_style(rng: np.random.Generator) -> FacadeStyle:
         streaks=float(rng.uniform(0.0, 0.25)),
         brick_w=float(rng.uniform(0.7, 1.0)),
         brick_h=float(rng.uniform(0.32, 0.45)),
+    )
+
+
+def vary_style(rng: np.random.Generator, style: FacadeStyle) -> FacadeStyle:
+    """A sibling of ``style`` (same material and window design, slightly other colours and
+    proportions), as buildings of one development or one street often are."""
+    return dataclasses.replace(
+        style,
+        wall=_jitter(rng, style.wall, 0.08),
+        trim=_jitter(rng, style.trim, 0.08),
+        glass=_jitter(rng, style.glass, 0.1),
+        floor_h=float(style.floor_h * rng.uniform(0.97, 1.03)),
+        win_spacing=float(style.win_spacing * rng.uniform(0.95, 1.05)),
+        balconies=style.balconies if rng.random() < 0.8 else not style.balconies,
+        streaks=float(rng.uniform(0.0, 0.25)),
     )
 
 

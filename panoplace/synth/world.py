@@ -522,6 +522,8 @@ def _street_block(g: _Gen, blk: Block, sides: List[bool]) -> None:
     """Buildings on lots along the block's edges (courtyards inside)."""
     rng = g.rng_build
     tall = rng.random() < 0.35
+    # half the blocks are one development: sibling facades (perceptual aliasing, as in real towns)
+    district = tx.random_style(g.rng_tex) if rng.random() < 0.5 else None
     lots = _split_lots(rng, blk.x0, blk.y0, blk.x1, blk.y1, float(rng.uniform(16.0, 30.0)))
     eps = 0.01
     for (lx0, ly0, lx1, ly1) in lots:
@@ -540,7 +542,7 @@ def _street_block(g: _Gen, blk: Block, sides: List[bool]) -> None:
         bx0, by0, bx1, by1 = lx0 + inset[3], ly0 + inset[0], lx1 - inset[1], ly1 - inset[2]
         if bx1 - bx0 < 6.0 or by1 - by0 < 6.0:
             continue
-        style = tx.random_style(g.rng_tex)
+        style = tx.vary_style(g.rng_tex, district) if district is not None else tx.random_style(g.rng_tex)
         floors = int(rng.choice([2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 8, 10]))
         if tall and rng.random() < 0.4:
             floors = int(rng.integers(9, 18))

@@ -218,7 +218,7 @@ def render_traversal(
         dyn = place_dynamic_objects(world, traversal.seed, avoid_xy=path, condition=traversal.condition)
         for f in tqdm(todo, desc=f"render {traversal.name}", unit="frame", disable=not progress, leave=False):
             pano = render_frame(world, f.pose, traversal.condition, dyn, width, height,
-                                sky_seed=traversal.seed, noise_seed=traversal.seed * 100003 + f.index)
+                                appearance_seed=traversal.seed, noise_seed=traversal.seed * 100003 + f.index)
             if "equirect" in projs:
                 write_image(root / "equirect" / f"{f.stem}.jpg", pano, quality)
             if "annular" in projs and lens is not None:

@@ -155,3 +155,14 @@ def test_empty_dynamic_objects_are_fine(world: World, pose: Pose) -> None:
     a = render_frame(world, pose, width=64, height=32)
     b = render_frame(world, pose, dynamic_objects=Primitives.empty(), width=64, height=32)
     assert np.array_equal(a, b)
+
+
+def test_appearance_seed_varies_a_condition_deterministically(world: World, pose: Pose) -> None:
+    a = render_frame(world, pose, Condition("day"), width=W, height=H, appearance_seed=1)
+    a2 = render_frame(world, pose, Condition("day"), width=W, height=H, appearance_seed=1)
+    b = render_frame(world, pose, Condition("day"), width=W, height=H, appearance_seed=2)
+    assert np.array_equal(a, a2)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 3  # other sun, clouds, exposure
+    la, lb = lighting(Condition("day"), 1), lighting(Condition("day"), 2)
+    assert la != lb and la == lighting(Condition("day"), 1)
+    assert lighting(Condition("night"), 5).sun == (0.0, 0.0, 0.0)  # variation keeps the condition
