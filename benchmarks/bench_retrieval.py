@@ -28,10 +28,10 @@ Results (2-core shared VM, ``--threads 1``, N = 100,000)::
       512 ivfpq256,pq64x8         8     14.2      0.060       0.095     0.831      0.830      7.9
       512 ivfpq256,pq64x8        32     14.2      0.210       0.260     0.874      0.873      7.9
 
-    D=512, Q=1000, isotropic clusters (--latent-dim 0; earlier data generator, same noise idea)
-      512 flat                    -      0.2      0.850      23.476     1.000      0.995    195.3
-      512 ivfpq256,pq64x8         8     17.5      0.090       0.160     0.561      0.561      7.9
-      512 ivfpq256,pq64x8        32     17.5      0.309       0.377     0.601      0.601      7.9
+    D=512, Q=1000, isotropic clusters (--latent-dim 0; load average 8 during this run)
+      512 flat                    -      0.4      1.487      43.042     1.000      1.000    195.3
+      512 ivfpq256,pq64x8         8     32.3      0.155       0.285     0.952      0.952      7.9
+      512 ivfpq256,pq64x8        32     32.3      0.560       0.661     0.954      0.954      7.9
 
     D=4096, Q=200, latent dim 128 (--dims 4096 --queries 200 --single 20, 3.5 min, machine loaded)
      4096 flat                    -      4.1     23.762     507.808     1.000      1.000   1562.5
@@ -39,8 +39,9 @@ Results (2-core shared VM, ``--threads 1``, N = 100,000)::
      4096 ivfpq256,pq64x8        32    131.0      0.643       0.841     0.265      0.265     14.9
 
 Reading: exact search over 100k x 512 costs ~1 ms per query in a batch and ~30 ms alone on one
-core; IVF-PQ is 10-100x faster and 25x smaller but loses recall as soon as look-alike places
-differ in fine detail. With 64 sub-quantisers a 4096-D descriptor gets 64 dimensions per 8-bit
+core; IVF-PQ is 10-100x faster and 25x smaller; its recall depends on how much of the
+difference between look-alike places survives 8-bit codes of 8-dimensional sub-vectors (0.83-0.95
+here). With 64 sub-quantisers a 4096-D descriptor gets 64 dimensions per 8-bit
 code and most of the ranking is lost: index whitened/PCA-reduced descriptors (e.g.
 ``ModelConfig.whitening_dim`` 256-512) when using IVF-PQ. (A prototype with faiss's
 ``PCAR256,IVF64,PQ64x8`` on 20k x 4096 gave R@1 0.99 vs 0.08 without PCA, at 455 s of training.)
@@ -69,8 +70,8 @@ def make_data(n: int, d: int, n_queries: int, latent_dim: int = 128, seed: int =
     (cosine ~0.75 within a cluster), mapped to D dimensions by a random orthonormal basis, plus
     isotropic noise carrying ~8% of the energy; then L2-normalised. Queries are copies of random
     database rows with latent noise (cosine ~0.66 to their source) plus the same isotropic noise.
-    ``latent_dim=0`` gives isotropic data instead (clusters directly in D dimensions: the worst
-    case for product quantisation).
+    ``latent_dim=0`` gives isotropic data instead (clusters directly in D dimensions, the same
+    noise levels).
 
     Returns:
         ``db (n, d)``, ``queries (Q, d)`` float32 unit vectors and ``source (Q,)`` rows.
