@@ -31,7 +31,8 @@ def _per_traversal(values: Optional[List[float]], n: int, what: str) -> Optional
     return values
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the ``synth`` verb to the CLI."""
     p = subparsers.add_parser(
         "synth",
         help="render a procedural panoramic town (equirect + annular) with several traversals",

@@ -282,7 +282,7 @@ def lighting(cond: Condition, seed: Optional[int] = None) -> Lighting:
             p["lit_fraction"] = 0.0
     if cond.weather == "fog":
         fog = {"day": (0.76, 0.77, 0.79), "dusk": (0.42, 0.39, 0.41), "night": (0.09, 0.09, 0.1)}[tod]
-        p.update(fog_m=45.0, fog=fog, sky_top=fog, sky_horizon=fog, cloud=fog)
+        p.update(fog_m=28.0, fog=fog, sky_top=fog, sky_horizon=fog, cloud=fog)  # visibility ~85 m
     if seed is not None:
         _vary(p, cond, seed)
     return Lighting(**p)

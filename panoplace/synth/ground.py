@@ -19,7 +19,7 @@ import numpy as np
 from panoplace.synth.textures import cell_hash, fbm, value_noise
 
 if TYPE_CHECKING:  # pragma: no cover
-    from panoplace.synth.world import World
+    from panoplace.synth.world import Block, World, WorldConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class _Painter:
         self.alpha[r0:r1, c0:c1][m] = 0
 
 
-# --- materials: (rng, yy (h,1), xx (1,w), ppm) -> (h, w, 3) float32 in [0, 1] -----------------
+# --- materials: (rng, yy (h, 1) world y, xx (1, w) world x, ppm) -> (h, w, 3) float32 in [0, 1] --
 
 
 def _noise_like(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cell_m: float, ppm: float) -> np.ndarray:
@@ -118,7 +118,7 @@ def _grain(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarr
     return rng.random((yy.shape[0], xx.shape[1]), dtype=np.float32)
 
 
-def _asphalt(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _asphalt(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     n = _noise_like(rng, yy, xx, 4.0, ppm)
     g = _grain(rng, yy, xx)
     v = 0.2 + 0.07 * n + 0.05 * g
@@ -127,7 +127,7 @@ def _asphalt(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
     return np.stack([v, v, v * 1.04], -1)
 
 
-def _pavement(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _pavement(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     t = 0.5
     tone = _hash2(np.floor(xx / t), np.floor(yy / t), 1.7)
     joint = ((xx % t) < 1.0 / ppm) | ((yy % t) < 1.0 / ppm)
@@ -137,7 +137,7 @@ def _pavement(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
     return np.where(joint[..., None], rgb * 0.75, rgb)
 
 
-def _grass(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _grass(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     n = _noise_like(rng, yy, xx, 6.0, ppm)
     g = _grain(rng, yy, xx)
     base = np.array([0.24, 0.42, 0.14], np.float32)
@@ -146,13 +146,13 @@ def _grass(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
     return np.where(dry[..., None], rgb * np.array([1.35, 1.1, 0.9], np.float32), rgb)
 
 
-def _path(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _path(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     g = _grain(rng, yy, xx)
     n = _noise_like(rng, yy, xx, 2.0, ppm)
     return np.array([0.66, 0.58, 0.46], np.float32) * (0.8 + 0.2 * g[..., None] + 0.1 * n[..., None])
 
 
-def _plaza(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _plaza(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     t = 1.2
     ci, cj = np.floor(xx / t), np.floor(yy / t)
     checker = ((ci + cj) % 2 == 0)
@@ -167,18 +167,18 @@ def _plaza(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
     return np.where(joint[..., None], rgb * 0.7, rgb)
 
 
-def _plaza_ring(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _plaza_ring(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     v = 0.45 + 0.1 * _grain(rng, yy, xx)
     return np.stack([v, v * 0.95, v * 0.9], -1)
 
 
-def _parking(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _parking(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     rgb = _asphalt(rng, yy, xx, ppm) * 1.15
     stain = _noise_like(rng, yy, xx, 1.5, ppm) > 0.7
     return np.where(stain[..., None], rgb * 0.7, rgb)
 
 
-def _promenade(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _promenade(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     tw, th = 0.8, 0.4
     row = np.floor(yy / th)
     xs = xx + (row % 2) * tw / 2
@@ -189,18 +189,18 @@ def _promenade(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
     return np.where(joint[..., None], rgb * 0.72, rgb)
 
 
-def _water(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _water(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     n = _noise_like(rng, yy, xx, 3.0, ppm)
     return np.array([0.1, 0.2, 0.24], np.float32) * (0.8 + 0.4 * n[..., None])
 
 
-def _courtyard(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _courtyard(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     n = _noise_like(rng, yy, xx, 5.0, ppm)
     v = 0.5 + 0.1 * n + 0.05 * _grain(rng, yy, xx)
     return np.stack([v, v * 0.97, v * 0.92], -1)
 
 
-def _soil(rng, yy, xx, ppm):  # type: ignore[no-untyped-def]
+def _soil(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     v = 0.22 + 0.08 * _grain(rng, yy, xx)
     return np.stack([v * 1.2, v, v * 0.8], -1)
 
@@ -223,9 +223,12 @@ WHITE = (0.86, 0.86, 0.82)
 YELLOW = (0.85, 0.68, 0.12)
 
 
-def build_ground(world: "World", paint: List[Tuple[str, Tuple[Any, ...]]], rng: np.random.Generator, water_y: Optional[float]) -> GroundMap:
-    """Rasterise the ground of ``world`` (streets, markings, zones, decals)."""
-    cfg = world.config
+def build_ground(cfg: "WorldConfig", streets_x: np.ndarray, streets_y: np.ndarray, blocks: Sequence["Block"],
+                 paint: List[Tuple[str, Tuple[Any, ...]]], rng: np.random.Generator, water_y: Optional[float]) -> GroundMap:
+    """Rasterise the ground of a town: streets, markings, zones and the decals in ``paint``
+    (``("rect", (x0, y0, x1, y1, material))``, ``("pond", (cx, cy, r))``, ``("disc", (cx, cy,
+    r, material))``, ``("pit", (cx, cy, r))``, ``("bay", (x0, y0, x1, y1))``); water south of
+    ``water_y`` (None = no lake)."""
     ppm = cfg.ground_ppm
     origin = -MARGIN_M
     extent = cfg.size_m + 2 * MARGIN_M
@@ -233,10 +236,10 @@ def build_ground(world: "World", paint: List[Tuple[str, Tuple[Any, ...]]], rng: 
     p = _Painter(n, origin, ppm, rng)
     lo, hi = origin, origin + extent
     hw, rh = cfg.street_width_m / 2, cfg.road_half_m
-    xs, ys = world.streets_x, world.streets_y
+    xs, ys = streets_x, streets_y
 
     p.fill((lo, lo, hi, hi), "grass")
-    for b in world.blocks:
+    for b in blocks:
         if b.zone == "street":
             p.fill((b.x0, b.y0, b.x1, b.y1), "courtyard")
     # street corridors: pavement then carriageway
@@ -249,7 +252,7 @@ def build_ground(world: "World", paint: List[Tuple[str, Tuple[Any, ...]]], rng: 
         p.fill((c - rh, y_start + (hw - rh if cfg.waterfront else 0.0), c + rh, hi), "asphalt")
     for c in ys:
         p.fill((lo, c - rh, hi, c + rh), "asphalt")
-    _markings(p, world, y_start, lo, hi)
+    _markings(p, cfg, xs, ys, y_start, lo, hi)
     # zone decals
     for kind, args in paint:
         if kind == "rect":
@@ -284,11 +287,9 @@ def build_ground(world: "World", paint: List[Tuple[str, Tuple[Any, ...]]], rng: 
     return GroundMap(levels=levels, ppm=ppms, origin=origin, detail=detail.astype(np.float32))
 
 
-def _markings(p: _Painter, world: "World", y_start: float, lo: float, hi: float) -> None:
-    """Centre lines, lane dividers, edge lines, zebra crossings and stop lines."""
-    cfg = world.config
+def _markings(p: _Painter, cfg: "WorldConfig", xs: np.ndarray, ys: np.ndarray, y_start: float, lo: float, hi: float) -> None:
+    """Centre lines, lane dividers, edge lines, zebra crossings, stop lines and kerbs."""
     hw, rh, lw = cfg.street_width_m / 2, cfg.road_half_m, cfg.lane_width_m
-    xs, ys = world.streets_x, world.streets_y
 
     def away(v: np.ndarray, centres: np.ndarray) -> np.ndarray:
         """True where coordinate v is outside every intersection of the crossing streets."""

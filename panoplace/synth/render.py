@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -38,6 +38,7 @@ from panoplace.synth.textures import value_noise
 from panoplace.synth.world import Primitives, World
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 K_WALLS = 6  # visible building walls kept per column
 K_OBJECTS = 8  # other objects kept per column
@@ -114,8 +115,17 @@ def _round_pairs(cx: np.ndarray, cy: np.ndarray, r: np.ndarray, ox: float, oy: f
     return _column_pairs(centre - half, 2 * half, d <= r_eff + 0.3, heading, W)
 
 
-def _box_hits(b: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.ndarray, ox: float, oy: float, cz: float, sun: np.ndarray):  # type: ignore[no-untyped-def]
-    """Ray vs axis-aligned box for (box ``i``, ray direction ``dx, dy``) pairs: 1-D arrays."""
+_Arrays = Tuple[np.ndarray, ...]
+
+
+def _box_hits(b: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.ndarray, ox: float, oy: float,
+              cz: float, sun: np.ndarray) -> _Arrays:
+    """Ray vs axis-aligned box for P (box ``i``, ray direction ``dx, dy``) pairs.
+
+    Returns (P,) arrays: hit (bool), tn (entry distance), t_lo / t_hi (tan-elevation span,
+    including the roof or underside when the camera looks over or under the box), u (metres
+    along the unrolled walls: south, east, north, west), lam (sun-facing factor), z1 (top).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         idx = 1.0 / np.where(np.abs(dx) < 1e-9, 1e-9, dx)
         idy = 1.0 / np.where(np.abs(dy) < 1e-9, 1e-9, dy)
@@ -150,9 +160,13 @@ def _box_hits(b: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.nd
     return hit, tn, t_lo, t_hi, u, lam, z1
 
 
-def _round_hits(c: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.ndarray, ox: float, oy: float, radius: np.ndarray, px_rad: float):  # type: ignore[no-untyped-def]
-    """Ray vs vertical circle for (circle ``i``, direction) pairs: (hit, tc along-ray centre
-    distance, dn near distance, nx, ny outward normal, angle around the circle, half chord)."""
+def _round_hits(c: Dict[str, np.ndarray], i: np.ndarray, dx: np.ndarray, dy: np.ndarray, ox: float, oy: float,
+                radius: np.ndarray, px_rad: float) -> _Arrays:
+    """Ray vs vertical circle for P (circle ``i``, direction) pairs.
+
+    Returns (P,) arrays: hit, tc (along-ray distance of the centre), dn (near distance),
+    nx, ny (outward normal at the hit), angle around the circle in [0, 2 pi), half chord.
+    """
     rx = c["cx"][i] - ox
     ry = c["cy"][i] - oy
     tc = rx * dx + ry * dy
@@ -183,7 +197,8 @@ class _Caster:
     def _near(self, cx: np.ndarray, cy: np.ndarray, rng_m: float) -> np.ndarray:
         return np.flatnonzero((cx - self.pose.x) ** 2 + (cy - self.pose.y) ** 2 < rng_m * rng_m)
 
-    def _texel_fields(self, tex: np.ndarray, ucol: np.ndarray, vscale: np.ndarray, ztop: np.ndarray, dist_tex: np.ndarray, cz: float):  # type: ignore[no-untyped-def]
+    def _texel_fields(self, tex: np.ndarray, ucol: np.ndarray, vscale: np.ndarray, ztop: np.ndarray,
+                      dist_tex: np.ndarray, cz: float) -> _Arrays:
         """Atlas addressing of hits at level-0 texel column ``ucol`` and ``vscale`` rows per metre.
 
         The mip level follows the texel footprint of one pixel at the hit's distance.
@@ -306,7 +321,8 @@ class _Caster:
         return dict(col=col, key=dn, t_lo=(zc - bb - cz) / tc, t_hi=(zc + bb - cz) / tc, tex=tex,
                     ucol=ucol, vscale=vscale, ztop=zc + b_full, dtex=tc, lam=lam)
 
-    def _objects(self, cand: list, wall: _Slots, W: int) -> _Slots:  # type: ignore[type-arg]
+    def _objects(self, cand: List[Dict[str, np.ndarray]], wall: _Slots, W: int) -> _Slots:
+        """The nearest K_OBJECTS hits per column that no building wall hides: (W, K) slots."""
         if not cand:
             return _empty_slots(W, K_OBJECTS)
         h = {k: np.concatenate([c[k] for c in cand]) for k in cand[0]}
@@ -411,7 +427,7 @@ def _sky_gradient(light: Lighting, elev: np.ndarray) -> np.ndarray:
 _CACHE_ENTRIES = 64
 
 
-def _world_cache(world: World, key: str, make):  # type: ignore[no-untyped-def]
+def _world_cache(world: World, key: str, make: Callable[[], T]) -> T:
     """Per-world memo of derived data (shadow maps, lamp light, clouds, roof colours)."""
     if key not in world.cache:
         while len(world.cache) >= _CACHE_ENTRIES:

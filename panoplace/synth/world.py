@@ -29,6 +29,7 @@ import numpy as np
 
 from panoplace.errors import InputError
 from panoplace.synth import textures as tx
+from panoplace.synth.ground import GroundMap, build_ground
 from panoplace.synth.routes import Route
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ class World:
     blocks: List[Block]
     static: Primitives
     atlas: tx.TextureAtlas
-    ground: Any
+    ground: GroundMap
     zones: np.ndarray
     zone_origin: float
     lamps: np.ndarray
@@ -871,8 +872,6 @@ def build_world(cfg: Optional[WorldConfig] = None) -> World:
 
     Raises :class:`~panoplace.errors.InputError` when the town is too small for a route.
     """
-    from panoplace.synth.ground import build_ground  # local: ground imports World types
-
     cfg = cfg or WorldConfig()
     g = _Gen(cfg)
     hw = cfg.street_width_m / 2
@@ -942,6 +941,7 @@ def build_world(cfg: Optional[WorldConfig] = None) -> World:
                         lanes.append((-20.0, c - sgn * off, cfg.size_m + 20.0, c - sgn * off, sgn))
     prims = g.prims.build()
     atlas = g.atlas.build()
+    ground = build_ground(cfg, xs, ys, blocks, g.paint, g.rng_ground, water_y if cfg.waterfront else None)
     world = World(
         config=cfg,
         streets_x=xs,
@@ -949,7 +949,7 @@ def build_world(cfg: Optional[WorldConfig] = None) -> World:
         blocks=blocks,
         static=prims,
         atlas=atlas,
-        ground=None,
+        ground=ground,
         zones=np.zeros((1, 1), np.uint8),
         zone_origin=0.0,
         lamps=np.asarray(g.lamps, np.float64).reshape(-1, 3),
@@ -962,7 +962,6 @@ def build_world(cfg: Optional[WorldConfig] = None) -> World:
         sidewalk_segments=np.asarray(g.sidewalks, np.float64).reshape(-1, 4),
         lane_segments=np.asarray(lanes, np.float64).reshape(-1, 5),
     )
-    world.ground = build_ground(world, g.paint, g.rng_ground, water_y if cfg.waterfront else None)
     world.zones, world.zone_origin = _zone_raster(world)
     log.debug("built world seed=%d: %s, %d textures (%.1f MB)", cfg.seed, prims.counts(), len(atlas), atlas.data.nbytes / 1e6)
     return world
