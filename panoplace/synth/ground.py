@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import cv2
 import numpy as np
 
-from panoplace.synth.textures import cell_hash, fbm, value_noise
+from panoplace.synth.textures import cell_hash, value_noise
 
 if TYPE_CHECKING:  # pragma: no cover
     from panoplace.synth.world import Block, World, WorldConfig
@@ -70,21 +70,29 @@ class _Painter:
         return r0, r1, c0, c1
 
     def fill(self, rect: Tuple[float, float, float, float], material: str, mask: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None) -> None:
+        """Fill ``rect`` (x0, y0, x1, y1 metres) with a material, where ``mask(yy, xx)`` allows.
+
+        Painted in bands of rows (bounded memory); the material's noise is continuous
+        across bands.
+        """
         sp = self.span(*rect)
         if sp is None:
             return
         r0, r1, c0, c1 = sp
-        yy, xx = _coords(r0, r1, c0, c1, self.origin, self.ppm)
-        rgb = MATERIALS[material](self.rng, yy, xx, self.ppm)
-        u8 = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        a = 255 if material == "water" else 0
-        if mask is None:
-            self.rgb[r0:r1, c0:c1] = u8
-            self.alpha[r0:r1, c0:c1] = a
-        else:
-            m = np.broadcast_to(mask(yy, xx), (r1 - r0, c1 - c0))
-            np.copyto(self.rgb[r0:r1, c0:c1], u8, where=m[..., None])
-            np.copyto(self.alpha[r0:r1, c0:c1], np.uint8(a), where=m)
+        noise = _Noise(self.rng, rect[0], rect[1], rect[2], rect[3])
+        a = np.uint8(255 if material == "water" else 0)
+        for b0 in range(r0, r1, _BAND):
+            b1 = min(r1, b0 + _BAND)
+            yy, xx = _coords(b0, b1, c0, c1, self.origin, self.ppm)
+            rgb = MATERIALS[material](noise, self.rng, yy, xx, self.ppm)
+            u8 = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if mask is None:
+                self.rgb[b0:b1, c0:c1] = u8
+                self.alpha[b0:b1, c0:c1] = a
+            else:
+                m = np.broadcast_to(mask(yy, xx), (b1 - b0, c1 - c0))
+                np.copyto(self.rgb[b0:b1, c0:c1], u8, where=m[..., None])
+                np.copyto(self.alpha[b0:b1, c0:c1], a, where=m)
 
     def paint(self, rect: Tuple[float, float, float, float], colour: Sequence[float], mask: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         """Paint a flat colour (markings) where ``mask(yy, xx)`` is True inside ``rect``."""
@@ -101,25 +109,51 @@ class _Painter:
         self.alpha[r0:r1, c0:c1][m] = 0
 
 
-# --- materials: (rng, yy (h, 1) world y, xx (1, w) world x, ppm) -> (h, w, 3) float32 in [0, 1] --
+_BAND = 256  # rows painted at a time
 
 
-def _noise_like(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, cell_m: float, ppm: float) -> np.ndarray:
-    """Fractal noise with ``cell_m`` features over a (h, w) region, made at reduced size."""
-    h, w = yy.shape[0], xx.shape[1]
-    cell = max(1.0, cell_m * ppm)
-    f = float(np.clip(cell / 3.0, 1.0, 8.0))
-    sh, sw = max(2, int(round(h / f))), max(2, int(round(w / f)))
-    small = fbm(rng, sh, sw, cell / f, 3)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+class _Noise:
+    """Fractal value noise over one filled rectangle, a function of world position.
+
+    Lattices of random values (one per feature size, drawn on first use) are interpolated at
+    the world coordinates asked for, so that bands of one fill join without seams.
+    """
+
+    def __init__(self, rng: np.random.Generator, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.rng, self.x0, self.y0, self.x1, self.y1 = rng, x0, y0, x1, y1
+        self.grids: Dict[float, np.ndarray] = {}
+
+    def _octave(self, yy: np.ndarray, xx: np.ndarray, cell_m: float) -> np.ndarray:
+        if cell_m not in self.grids:
+            ny = int(math.ceil((self.y1 - self.y0) / cell_m)) + 4
+            nx = int(math.ceil((self.x1 - self.x0) / cell_m)) + 4
+            self.grids[cell_m] = self.rng.random((ny, nx), dtype=np.float32)
+        h, w = yy.shape[0], xx.shape[1]
+        mx = np.broadcast_to(((xx - self.x0) / cell_m + 1.0).astype(np.float32), (h, w))
+        my = np.broadcast_to(((yy - self.y0) / cell_m + 1.0).astype(np.float32), (h, w))
+        return cv2.remap(self.grids[cell_m], np.ascontiguousarray(mx), np.ascontiguousarray(my), cv2.INTER_CUBIC,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+    def __call__(self, yy: np.ndarray, xx: np.ndarray, cell_m: float, ppm: float, octaves: int = 3) -> np.ndarray:
+        """(h, w) float32 noise in [0, 1] with features about ``cell_m`` metres wide."""
+        acc, amp, total = 0.0, 1.0, 0.0
+        for _ in range(octaves):
+            acc = acc + amp * self._octave(yy, xx, cell_m)
+            total += amp
+            amp *= 0.5
+            cell_m = max(cell_m / 2.0, 1.0 / ppm)
+        return np.clip(acc / total, 0.0, 1.0)
+
+
+# --- materials: (noise, rng, yy (h, 1) world y, xx (1, w) world x, ppm) -> (h, w, 3) float32 ------
 
 
 def _grain(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     return rng.random((yy.shape[0], xx.shape[1]), dtype=np.float32)
 
 
-def _asphalt(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
-    n = _noise_like(rng, yy, xx, 4.0, ppm)
+def _asphalt(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+    n = nz(yy, xx, 4.0, ppm)
     g = _grain(rng, yy, xx)
     v = 0.2 + 0.07 * n + 0.05 * g
     patch = _hash2(np.floor(xx / 7.0), np.floor(yy / 5.0), 3.1) < 0.08
@@ -127,32 +161,32 @@ def _asphalt(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: floa
     return np.stack([v, v, v * 1.04], -1)
 
 
-def _pavement(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+def _pavement(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     t = 0.5
     tone = _hash2(np.floor(xx / t), np.floor(yy / t), 1.7)
     joint = ((xx % t) < 1.0 / ppm) | ((yy % t) < 1.0 / ppm)
-    n = _noise_like(rng, yy, xx, 3.0, ppm)
+    n = nz(yy, xx, 3.0, ppm)
     v = 0.55 + 0.08 * tone + 0.06 * n
     rgb = np.stack([v * 1.02, v, v * 0.96], -1)
     return np.where(joint[..., None], rgb * 0.75, rgb)
 
 
-def _grass(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
-    n = _noise_like(rng, yy, xx, 6.0, ppm)
+def _grass(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+    n = nz(yy, xx, 6.0, ppm)
     g = _grain(rng, yy, xx)
     base = np.array([0.24, 0.42, 0.14], np.float32)
     rgb = base * (0.65 + 0.45 * n[..., None] + 0.2 * g[..., None])
-    dry = _noise_like(rng, yy, xx, 15.0, ppm) > 0.62
+    dry = nz(yy, xx, 15.0, ppm) > 0.62
     return np.where(dry[..., None], rgb * np.array([1.35, 1.1, 0.9], np.float32), rgb)
 
 
-def _path(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+def _path(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     g = _grain(rng, yy, xx)
-    n = _noise_like(rng, yy, xx, 2.0, ppm)
+    n = nz(yy, xx, 2.0, ppm)
     return np.array([0.66, 0.58, 0.46], np.float32) * (0.8 + 0.2 * g[..., None] + 0.1 * n[..., None])
 
 
-def _plaza(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+def _plaza(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     t = 1.2
     ci, cj = np.floor(xx / t), np.floor(yy / t)
     checker = ((ci + cj) % 2 == 0)
@@ -167,18 +201,18 @@ def _plaza(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float)
     return np.where(joint[..., None], rgb * 0.7, rgb)
 
 
-def _plaza_ring(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+def _plaza_ring(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     v = 0.45 + 0.1 * _grain(rng, yy, xx)
     return np.stack([v, v * 0.95, v * 0.9], -1)
 
 
-def _parking(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
-    rgb = _asphalt(rng, yy, xx, ppm) * 1.15
-    stain = _noise_like(rng, yy, xx, 1.5, ppm) > 0.7
+def _parking(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+    rgb = _asphalt(nz, rng, yy, xx, ppm) * 1.15
+    stain = nz(yy, xx, 1.5, ppm) > 0.7
     return np.where(stain[..., None], rgb * 0.7, rgb)
 
 
-def _promenade(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+def _promenade(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     tw, th = 0.8, 0.4
     row = np.floor(yy / th)
     xs = xx + (row % 2) * tw / 2
@@ -189,18 +223,18 @@ def _promenade(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: fl
     return np.where(joint[..., None], rgb * 0.72, rgb)
 
 
-def _water(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
-    n = _noise_like(rng, yy, xx, 3.0, ppm)
+def _water(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+    n = nz(yy, xx, 3.0, ppm)
     return np.array([0.1, 0.2, 0.24], np.float32) * (0.8 + 0.4 * n[..., None])
 
 
-def _courtyard(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
-    n = _noise_like(rng, yy, xx, 5.0, ppm)
+def _courtyard(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+    n = nz(yy, xx, 5.0, ppm)
     v = 0.5 + 0.1 * n + 0.05 * _grain(rng, yy, xx)
     return np.stack([v, v * 0.97, v * 0.92], -1)
 
 
-def _soil(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
+def _soil(nz: _Noise, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, ppm: float) -> np.ndarray:
     v = 0.22 + 0.08 * _grain(rng, yy, xx)
     return np.stack([v * 1.2, v, v * 0.8], -1)
 

@@ -95,19 +95,26 @@ class AtlasBuilder:
         return len(self._images) - 1
 
     def build(self) -> TextureAtlas:
-        pyramid = [self._images]
-        for _ in range(1, self.levels):
-            pyramid.append([_downsample(im) for im in pyramid[-1]])
-        flat = [im.reshape(-1, 4) for lev in pyramid for im in lev]
-        sizes = np.array([f.shape[0] for f in flat], dtype=np.int64)
-        offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64).reshape(self.levels, -1)
-        return TextureAtlas(
-            data=np.concatenate(flat, axis=0),
-            offset=offset,
-            width=np.array([[im.shape[1] for im in lev] for lev in pyramid], dtype=np.int64),
-            height=np.array([[im.shape[0] for im in lev] for lev in pyramid], dtype=np.int64),
-            ppm=np.array(self._ppm, dtype=np.float32),
-        )
+        """Pack all textures and their mip levels (level-major) into one array."""
+        n = len(self._images)
+        h = np.zeros((self.levels, n), np.int64)
+        w = np.zeros((self.levels, n), np.int64)
+        h[0] = [im.shape[0] for im in self._images]
+        w[0] = [im.shape[1] for im in self._images]
+        for lev in range(1, self.levels):  # sizes as _downsample makes them
+            h[lev] = np.maximum(1, (h[lev - 1] + 1) // 2)
+            w[lev] = np.maximum(1, (w[lev - 1] + 1) // 2)
+        sizes = (h * w).ravel()
+        offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64).reshape(self.levels, n)
+        data = np.empty((int(sizes.sum()), 4), np.uint8)
+        for t, im in enumerate(self._images):
+            for lev in range(self.levels):
+                if lev:
+                    im = _downsample(im)
+                o = int(offset[lev, t])
+                data[o : o + im.shape[0] * im.shape[1]] = im.reshape(-1, 4)
+        self._images = []
+        return TextureAtlas(data=data, offset=offset, width=w, height=h, ppm=np.array(self._ppm, dtype=np.float32))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,8 +79,8 @@ class WorldConfig:
     ego_vehicle: bool = True
 
     def __post_init__(self) -> None:
-        if not (150.0 <= self.size_m <= 3000.0):
-            raise InputError(f"size_m must be between 150 and 3000 metres, got {self.size_m}")
+        if not (150.0 <= self.size_m <= 1000.0):
+            raise InputError(f"size_m must be between 150 and 1000 metres, got {self.size_m}")
         if self.block_min_m < 30 or self.block_max_m < self.block_min_m:
             raise InputError(
                 f"need 30 <= block_min_m <= block_max_m, got {self.block_min_m} and {self.block_max_m}"
@@ -686,10 +686,15 @@ def _park_block(g: _Gen, blk: Block) -> None:
     g.paint.append(("rect", (cx - pw / 2, blk.y0, cx + pw / 2, blk.y1, "path")))
     pond = None
     if rng.random() < 0.5:
-        qx = float(rng.choice([-1, 1])) * blk.w / 4
-        qy = float(rng.choice([-1, 1])) * blk.h / 4
-        pond = (cx + qx, cy + qy, min(blk.w, blk.h) * float(rng.uniform(0.12, 0.18)))
-        g.paint.append(("pond", pond))
+        px = cx + float(rng.choice([-1, 1])) * blk.w / 4
+        py = cy + float(rng.choice([-1, 1])) * blk.h / 4
+        r = min(blk.w, blk.h) * float(rng.uniform(0.12, 0.18))
+        # the pond (an ellipse 1.4 r wide) stays on the grass, clear of paths and pavements
+        r = min(r, (min(px - blk.x0, blk.x1 - px) - 2.0) / 1.4, min(py - blk.y0, blk.y1 - py) - 2.0,
+                (abs(px - cx) - 3.0) / 1.4, abs(py - cy) - 3.0)
+        if r > 2.0:
+            pond = (px, py, r)
+            g.paint.append(("pond", pond))
     species = [_species(g) for _ in range(int(rng.integers(2, 5)))]
     n = int(blk.w * blk.h / float(rng.uniform(70, 130)))
     pts = rng.uniform([blk.x0 + 3, blk.y0 + 3], [blk.x1 - 3, blk.y1 - 3], (n * 3, 2))
