@@ -203,12 +203,7 @@ def render_traversal(
         (root / p).mkdir(parents=True, exist_ok=True)
     if "annular" in projs and lens is not None:
         write_lens_files(lens, root / "annular")
-    _check_resume(root / "traversal.json", {
-        "world": world.config.to_dict(),
-        "traversal": traversal.to_dict(),
-        "equirect": [int(width), int(height)],
-        "lens": lens.to_dict() if ("annular" in projs and lens is not None) else None,
-    })
+    _check_resume(root / "traversal.json", _resume_params(world, traversal, projs, width, height, lens), write=True)
 
     todo = [f for f in frames if not all((root / p / f"{f.stem}.jpg").is_file() for p in projs)]
     if len(todo) < len(frames):
@@ -230,8 +225,19 @@ def render_traversal(
     return csv_path
 
 
-def _check_resume(path: Path, params: Dict[str, object]) -> None:
-    """Refuse to resume into a folder rendered with other parameters; record them otherwise."""
+def _resume_params(world: World, traversal: Traversal, projs: Sequence[str], width: int, height: int,
+                   lens: Optional[AnnularLens]) -> Dict[str, object]:
+    """What decides a traversal's pixels (recorded in ``<traversal>/traversal.json``)."""
+    return {
+        "world": world.config.to_dict(),
+        "traversal": traversal.to_dict(),
+        "equirect": [int(width), int(height)],
+        "lens": lens.to_dict() if ("annular" in projs and lens is not None) else None,
+    }
+
+
+def _check_resume(path: Path, params: Dict[str, object], write: bool) -> None:
+    """Refuse to resume into a folder rendered with other parameters; record them if ``write``."""
     params = json.loads(json.dumps(params))  # normalise tuples/floats as JSON would
     if path.is_file():
         try:
@@ -249,7 +255,8 @@ def _check_resume(path: Path, params: Dict[str, object]) -> None:
                 raise InputError(f"{path.parent} holds annular frames of another lens; use a new output folder")
             if params.get("lens") is None:
                 params["lens"] = old.get("lens")
-    atomic_write_text(path, json.dumps(params, indent=2) + "\n")
+    if write:
+        atomic_write_text(path, json.dumps(params, indent=2) + "\n")
 
 
 def world_json(world: World, traversals: Sequence[Traversal], projections: Sequence[str], width: int, height: int,
@@ -300,6 +307,8 @@ def render_world(
     if "annular" in projs and lens is None:
         lens = AnnularLens.for_size(int(height) * 2)
     out = Path(out_dir)
+    for t in traversals:  # refuse before touching anything
+        _check_resume(out / t.name / "traversal.json", _resume_params(world, t, projs, width, height, lens), write=False)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "world.json", json.dumps(world_json(world, traversals, projs, width, height, lens), indent=2) + "\n")
     result: Dict[str, Path] = {}

@@ -83,6 +83,10 @@ def test_render_world_writes_world_json(world: World, tmp_path) -> None:
     assert _rows(out["fog"])[0]["condition"] == "day-fog"
     with pytest.raises(InputError):
         render_world(world, trs, tmp_path, ("cubemap",), progress=False, **SIZE)
+    before = (tmp_path / "world.json").read_text()
+    with pytest.raises(InputError, match="another"):  # other frame spacing in the same folder
+        render_world(world, default_traversals(2, ["day", "fog"], spacing_m=9.0), tmp_path, ("annular",), progress=False, **SIZE)
+    assert (tmp_path / "world.json").read_text() == before
 
 
 def test_synth_cli_writes_frames_and_images(tmp_path, capsys) -> None:
