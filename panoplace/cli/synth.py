@@ -63,7 +63,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--spacing-m", type=float, default=5.0, help="metres of route between frames (default 5)")
     p.add_argument("--lateral-offset", default=None, metavar="M[,M...]",
                    help="metres right of the camera lane per traversal (one value for all, or one per traversal; "
-                        "default: 0 for the first, up to +-0.9 m for the others)")
+                        "default: 0 for the first; the others within 1 m of it or in the next lane, "
+                        "e.g. 3.2 for the second)")
     p.add_argument("--heading-offset", default=None, metavar="DEG[,DEG...]",
                    help="camera yaw in degrees per traversal (one value for all, or one per traversal; default 0)")
     p.add_argument("--quality", type=int, default=92, help="JPEG quality 1-100 (default 92)")
