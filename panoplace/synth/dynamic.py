@@ -1,8 +1,9 @@
 """Vehicles and pedestrians that change from one traversal to the next.
 
 :func:`place_dynamic_objects` draws, from a traversal seed, moving vehicles in the lanes
-(with the world's right-hand traffic), cars in free parking bays and pedestrians on
-pavements, plazas, park paths and the promenade. Nothing is placed on the camera's own path.
+(with the world's right-hand traffic), cars parked at the kerb and in free parking bays,
+and pedestrians on pavements, plazas, park paths and the promenade. Nothing is placed on the
+camera's own path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from panoplace.synth.world import PrimitiveBuilder, Primitives, World
 
 log = logging.getLogger(__name__)
 
-VEHICLES_PER_100M = 1.6  # per lane
+VEHICLES_PER_100M = 1.6  # moving, per lane
+PARKED_PER_100M = 5.0  # at the kerb of the outer lanes
 PEOPLE_PER_100M = 3.0  # per pavement segment
 BAY_OCCUPANCY = 0.5
 
@@ -54,29 +56,38 @@ def place_dynamic_objects(
     models = world.vehicles
     placed: List[np.ndarray] = []  # vehicle footprints (x0, y0, x1, y1) to avoid overlaps
     weights = {"car": 1.0, "taxi": 0.5, "van": 0.35, "bus": 0.12}
-    for (x0, y0, x1, y1, sgn) in world.lane_segments:
+    outer = cfg.lanes_per_direction - 1
+    passes = [(row, False) for row in world.lane_segments] + [(row, True) for row in world.lane_segments if int(row[5]) == outer]
+    for (x0, y0, x1, y1, sgn, _), parked in passes:
         along_x = abs(y1 - y0) < 1e-6  # E-W lane runs along x
         length = abs(x1 - x0) if along_x else abs(y1 - y0)
-        n = rng.poisson(length / 100.0 * VEHICLES_PER_100M * traffic)
+        rate = PARKED_PER_100M * density if parked else VEHICLES_PER_100M * traffic
+        n = rng.poisson(length / 100.0 * rate)
         forward = sgn > 0
-        cands = [m for m in models if m.along_x == along_x and m.forward == forward]
+        cands = [m for m in models if m.along_x == along_x and m.forward == forward and not (parked and m.kind == "bus")]
         if not cands:
             continue
         p = np.array([weights.get(m.kind, 0.3) for m in cands])
         p /= p.sum()
+        # parked cars hug the kerb: the right-hand side of their direction of travel
+        kerb = 0.45 * cfg.lane_width_m / 3.2 if parked else 0.0
         for _ in range(n):
             m = cands[int(rng.choice(len(cands), p=p))]
             t = float(rng.uniform(0, length))
             if along_x:
-                cx, cy = min(x0, x1) + t, y0
+                cx, cy = min(x0, x1) + t, y0 - sgn * kerb
                 fp = (cx - m.length / 2, cy - m.width / 2, cx + m.length / 2, cy + m.width / 2)
                 axis_pts = np.array([[cx - m.length / 2, cy], [cx, cy], [cx + m.length / 2, cy]])
             else:
-                cx, cy = x0, min(y0, y1) + t
+                cx, cy = x0 + sgn * kerb, min(y0, y1) + t
                 fp = (cx - m.width / 2, cy - m.length / 2, cx + m.width / 2, cy + m.length / 2)
                 axis_pts = np.array([[cx, cy - m.length / 2], [cx, cy], [cx, cy + m.length / 2]])
             if not (-10 < cx < cfg.size_m + 10 and -10 < cy < cfg.size_m + 10):
                 continue
+            if parked:  # not in junctions or on their zebra crossings
+                along, crossing = (cx, world.streets_x) if along_x else (cy, world.streets_y)
+                if crossing.size and np.min(np.abs(crossing - along)) < cfg.street_width_m / 2 + 6.0 + m.length / 2:
+                    continue
             if not clear(axis_pts, 2.2):
                 continue
             if any(fp[0] < q[2] + 1.0 and q[0] < fp[2] + 1.0 and fp[1] < q[3] + 1.0 and q[1] < fp[3] + 1.0 for q in placed):

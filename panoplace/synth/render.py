@@ -34,7 +34,6 @@ from panoplace.synth import textures as tx
 from panoplace.synth.conditions import Condition, Lighting, lighting
 from panoplace.synth.ground import lamp_map, shadow_map
 from panoplace.synth.routes import Pose
-from panoplace.synth.textures import value_noise
 from panoplace.synth.world import Primitives, World
 
 log = logging.getLogger(__name__)

@@ -237,8 +237,9 @@ class World:
     backdrop per world azimuth bin (bin 0 = north, clockwise), texture ``hills_tex``.
     vehicles / people: texture pools for dynamic objects; parking_bays: (P, 4) free bay
     rectangles x0, y0, x1, y1 for dynamic parked cars; sidewalk_segments: (S, 4) pavement
-    centre segments x0, y0, x1, y1 for pedestrians; lane_segments: (R, 5) road lanes
-    x0, y0, x1, y1, direction sign for moving cars.
+    centre segments x0, y0, x1, y1 for pedestrians; lane_segments: (R, 6) road lanes
+    x0, y0, x1, y1, direction sign (+1 = towards +x / +y), lane index (0 = next to the
+    centre line).
     """
 
     config: WorldConfig
@@ -941,9 +942,9 @@ def build_world(cfg: Optional[WorldConfig] = None) -> World:
                 for sgn in (1.0, -1.0):
                     # right-hand traffic: travelling +axis uses the lanes at +offset (east/south side)
                     if axis == "x":
-                        lanes.append((c + sgn * off, lo, c + sgn * off, cfg.size_m + 20.0, sgn))
+                        lanes.append((c + sgn * off, lo, c + sgn * off, cfg.size_m + 20.0, sgn, k))
                     else:
-                        lanes.append((-20.0, c - sgn * off, cfg.size_m + 20.0, c - sgn * off, sgn))
+                        lanes.append((-20.0, c - sgn * off, cfg.size_m + 20.0, c - sgn * off, sgn, k))
     prims = g.prims.build()
     atlas = g.atlas.build()
     ground = build_ground(cfg, xs, ys, blocks, g.paint, g.rng_ground, water_y if cfg.waterfront else None)
@@ -965,7 +966,7 @@ def build_world(cfg: Optional[WorldConfig] = None) -> World:
         people=people,
         parking_bays=np.asarray(g.parking_free, np.float64).reshape(-1, 4),
         sidewalk_segments=np.asarray(g.sidewalks, np.float64).reshape(-1, 4),
-        lane_segments=np.asarray(lanes, np.float64).reshape(-1, 5),
+        lane_segments=np.asarray(lanes, np.float64).reshape(-1, 6),
     )
     world.zones, world.zone_origin = _zone_raster(world)
     log.debug("built world seed=%d: %s, %d textures (%.1f MB)", cfg.seed, prims.counts(), len(atlas), atlas.data.nbytes / 1e6)
