@@ -18,7 +18,7 @@ _CONFIG_OPTIONS = {
     "negatives": "n_neg", "cache_refresh": "cache_refresh", "cache": "cache",
     "queries_per_epoch": "queries_per_epoch", "n_trainable": "n_trainable",
     "attention_lr_mult": "attention_lr_mult", "train_bn": "train_bn", "val_radius": "val_radius",
-    "recall": "recall_ns", "patience": "patience", "seed": "seed", "workers": "num_workers", "device": "device",
+    "recall": "recall_ns", "patience": "patience", "frozen_cache": "frozen_cache", "seed": "seed", "workers": "num_workers", "device": "device",
 }
 
 
@@ -97,6 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"queries between refreshes of the descriptor cache (default {d.cache_refresh})")
     m.add_argument("--cache", choices=CACHE_KINDS, default=None,
                    help="descriptor cache in memory or in an HDF5 file in OUT (default auto: memory up to 2 GiB)")
+    m.add_argument("--frozen-cache", choices=("auto", "on", "off"), default=None,
+                   help="compute the frozen backbone units once per image and keep their output in memory "
+                        "(default auto: when it fits in 2 GiB)")
     m.add_argument("--queries-per-epoch", type=int, default=None, help="cap on the queries of an epoch")
     v = p.add_argument_group("validation and run")
     v.add_argument("--val-radius", type=float, default=None,

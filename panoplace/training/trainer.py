@@ -29,6 +29,12 @@ attention head at ``attention_lr_mult`` times the learning rate. BatchNorm layer
 running statistics (``train_bn=False``) unless asked, so the cached descriptors and the
 training forward pass agree and small batches do not disturb the pretrained statistics.
 Per-crop models train on their summed, L2-normalised crop descriptors (the ``add`` view).
+
+Frozen-feature cache (``frozen_cache``): the output of the frozen backbone units is computed
+once per image and kept in memory (:class:`~panoplace.training.frozen.FrozenFeatures`), so the
+cache refreshes, training steps and validations run only the trainable tail; without it (or
+when the features would not fit in memory) every image is decoded and run through the whole
+model each time.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -52,6 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 from panoplace.config import PanoramaConfig
 from panoplace.errors import CheckpointError, ImageReadError, InputError
 from panoplace.extract import CropDataset, calibrate_panorama, count_crops, extract, resolve_device
+from panoplace.training.frozen import FrozenFeatures
 from panoplace.training.loss import triplet_ranking_loss
 from panoplace.training.mining import CACHE_KINDS, DescriptorCache, TripletMiner, Triplets, make_cache
 from panoplace.training.splits import PlaceSplit
@@ -60,6 +67,7 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 OPTIMIZERS = ("sgd", "adam")
+FROZEN_CACHE = ("auto", "on", "off")
 LATEST = "latest.pt"
 BEST = "best.pt"
 STEP_COLUMNS = ("epoch", "step", "loss", "tuples", "triplets", "lr")
@@ -87,6 +95,9 @@ class TrainConfig:
     patience: stop after that many epochs without a better validation recall (0 = never).
     seed: seeds shuffling, negative sampling and torch.
     batch_size_describe: images per batch when computing descriptors for the cache and validation.
+    frozen_cache: keep the output of the frozen backbone units per image in memory and run only
+        the trainable tail (:mod:`panoplace.training.frozen`): ``on``, ``off`` or ``auto`` (on when
+        the features of all training and validation images fit in ``frozen_cache_limit`` bytes).
     num_workers: DataLoader decoding workers. device: ``auto``, ``cpu`` or ``cuda``.
     """
 
@@ -115,6 +126,8 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     batch_size_describe: int = 16
+    frozen_cache: str = "auto"
+    frozen_cache_limit: int = 2 << 30
     num_workers: int = 1
     device: str = "auto"
 
@@ -122,6 +135,8 @@ class TrainConfig:
         self.recall_ns = tuple(int(n) for n in self.recall_ns)
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if self.frozen_cache not in FROZEN_CACHE:
+            raise InputError(f"unknown frozen_cache {self.frozen_cache!r}; choose one of {list(FROZEN_CACHE)}")
         if self.cache not in CACHE_KINDS:
             raise InputError(f"unknown cache {self.cache!r}; choose one of {list(CACHE_KINDS)}")
         for name in ("epochs", "batch_size", "n_neg", "n_neg_sample", "cache_refresh", "batch_size_describe"):
@@ -307,12 +322,32 @@ def recall_of(query: np.ndarray, database: np.ndarray, ground_truth: Any,
 # batches of tuples
 # --------------------------------------------------------------------------------------------
 
+def tuple_batch(triplets: Triplets, b: int, batch_size: int, n_db: int
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct images of batch ``b`` of ``triplets`` and the tuples as rows into them.
+
+    Image keys: database image ``j`` -> ``j``, query ``i`` -> ``n_db + i``.
+
+    Returns:
+        ``keys`` ``(U,)`` sorted distinct image keys; ``q`` ``(B,)``, ``p`` ``(B,)`` and ``n``
+        ``(B, M)`` int64 rows into ``keys`` (``-1`` = padding).
+    """
+    sl = slice(b * batch_size, (b + 1) * batch_size)
+    q = triplets.query[sl] + n_db
+    p = triplets.positive[sl]
+    n = triplets.negatives[sl]
+    keys, inverse = np.unique(np.concatenate([q, p, n[n >= 0]]), return_inverse=True)
+    rows_n = np.full(n.shape, -1, dtype=np.int64)
+    rows_n[n >= 0] = inverse[2 * len(q):]
+    return keys, inverse[:len(q)].astype(np.int64), inverse[len(q):2 * len(q)].astype(np.int64), rows_n
+
+
 class TupleBatches(Dataset):
     """Batch ``b`` of mined tuples as the crops of its distinct images (decoded in workers).
 
     Item ``b`` -> ``(crops, q, p, n)``: crops ``(U, K, h, w, 3)`` uint8 of the U distinct images;
     ``q`` ``(B,)``, ``p`` ``(B,)`` and ``n`` ``(B, M)`` int64 rows into those U images
-    (``-1`` = padding).
+    (``-1`` = padding), see :func:`tuple_batch`.
     """
 
     def __init__(self, triplets: Triplets, batch_size: int, database: CropDataset, queries: CropDataset) -> None:
@@ -333,19 +368,9 @@ class TupleBatches(Dataset):
         return crops
 
     def __getitem__(self, b: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-        q = self.t.query[sl] + self.n_db  # keys: database j -> j, query i -> N + i
-        p = self.t.positive[sl]
-        n = self.t.negatives[sl]
-        keys = np.concatenate([q, p, n[n >= 0]])
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        rows_q = inverse[:len(q)]
-        rows_p = inverse[len(q):2 * len(q)]
-        rows_n = np.full(n.shape, -1, dtype=np.int64)
-        rows_n[n >= 0] = inverse[2 * len(q):]
-        crops = torch.stack([self._load(int(k)) for k in uniq])
-        return (crops, torch.from_numpy(rows_q.astype(np.int64)), torch.from_numpy(rows_p.astype(np.int64)),
-                torch.from_numpy(rows_n))
+        keys, q, p, n = tuple_batch(self.t, b, self.batch_size, self.n_db)
+        crops = torch.stack([self._load(int(k)) for k in keys])
+        return crops, torch.from_numpy(q), torch.from_numpy(p), torch.from_numpy(n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,6 +469,7 @@ class Trainer:
             raise InputError(f"no training query has a database image within {cfg.pos_radius:g} m and one "
                              f"beyond {cfg.neg_radius:g} m: check that queries and database share a route and "
                              "a coordinate frame")
+        self.frozen = self._make_frozen()
         self.optimizer = self._make_optimizer()
         self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.lr_step, cfg.lr_gamma)
                           if cfg.lr_step > 0 else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0))
@@ -458,6 +484,26 @@ class Trainer:
         self.log = _ScalarLog(self.out_dir, cfg.recall_ns)
 
     # ---------------------------------------------------------------- set-up
+    def _make_frozen(self) -> Optional[FrozenFeatures]:
+        cfg = self.config
+        if cfg.frozen_cache == "off":
+            return None
+        frozen = FrozenFeatures(self.model, self.panorama, self.n_crops, self.device, cfg.batch_size_describe,
+                                cfg.num_workers)
+        sets = [self.train_split.database, self.train_split.queries]
+        if self.val_split is not None:
+            sets += [self.val_split.database, self.val_split.queries]
+        n_images = len({FrozenFeatures.key(s.root, p) for s in sets for p in s.paths})
+        need = n_images * frozen.bytes_per_image()
+        if cfg.frozen_cache == "auto" and need > cfg.frozen_cache_limit:
+            log.info("frozen-feature cache off: %d images would take %.1f GiB (limit %.1f GiB)", n_images,
+                     need / 2**30, cfg.frozen_cache_limit / 2**30)
+            return None
+        log.info("frozen-feature cache: backbone units before %r run once per image (%d images, %.0f MiB)",
+                 list(self.model.backbone.body._modules)[frozen.split] if frozen.split < len(self.model.backbone.body)
+                 else "the aggregator", n_images, need / 2**20)
+        return frozen
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
         base = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("attention.")]
@@ -537,10 +583,44 @@ class Trainer:
                     m.eval()
 
     def _describe(self, imageset: Any, index: Optional[np.ndarray] = None) -> np.ndarray:
+        """Descriptors ``(n, D)`` of the images of ``imageset`` (at ``index``), eval mode."""
         paths = imageset.paths if index is None else [imageset.paths[i] for i in index]
         cfg = self.config
-        return describe(self.model, imageset.root, paths, self.panorama, batch_size=cfg.batch_size_describe,
-                        num_workers=cfg.num_workers, device=str(self.device))
+        if self.frozen is None:
+            return describe(self.model, imageset.root, paths, self.panorama, batch_size=cfg.batch_size_describe,
+                            num_workers=cfg.num_workers, device=str(self.device))
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(paths), cfg.batch_size_describe):
+                feats = self.frozen.features(imageset.root, paths[s:s + cfg.batch_size_describe])
+                out.append(self.frozen.descriptors(feats).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.descriptor_dim(self.n_crops)), np.float32)
+
+    def _batches(self, triplets: Triplets) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Batches of tuples: ``(images, q, p, n)`` where images are uint8 crops ``(U, K, h, w, 3)``
+        or, with the frozen cache, frozen features ``(U, K, C, h, w)``."""
+        db, qs = self.train_split.database, self.train_split.queries
+        if self.frozen is None:
+            ds = TupleBatches(triplets, self.config.batch_size,
+                              CropDataset(db.root, db.paths, self.panorama, self.n_crops),
+                              CropDataset(qs.root, qs.paths, self.panorama, self.n_crops))
+            yield from DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.config.num_workers,
+                                  pin_memory=self.device.type == "cuda")
+            return
+        n_db = len(db)
+        for b in range(math.ceil(len(triplets) / self.config.batch_size)):
+            keys, q, p, n = tuple_batch(triplets, b, self.config.batch_size, n_db)
+            db_keys, q_keys = keys[keys < n_db], keys[keys >= n_db] - n_db
+            feats = torch.cat([self.frozen.features(db.root, [db.paths[i] for i in db_keys]),
+                               self.frozen.features(qs.root, [qs.paths[i] for i in q_keys])])
+            yield feats, torch.from_numpy(q), torch.from_numpy(p), torch.from_numpy(n)
+
+    def _batch_descriptors(self, images: torch.Tensor) -> torch.Tensor:
+        """``(U, D)`` descriptors of a batch from :meth:`_batches` (gradients as the context decides)."""
+        if self.frozen is not None:
+            return self.frozen.descriptors(images)
+        return _fused(self.model(self.model.preprocess(images.to(self.device, non_blocking=True))))
 
     def validate(self) -> Dict[int, float]:
         """Validation Recall@N of the current model (empty without a validation split)."""
@@ -573,14 +653,9 @@ class Trainer:
     def _train_steps(self, triplets: Triplets, epoch: int, rec: EpochRecord, bar: Any,
                      loss_sum: List[float]) -> None:
         cfg = self.config
-        db = CropDataset(self.train_split.database.root, self.train_split.database.paths, self.panorama, self.n_crops)
-        qs = CropDataset(self.train_split.queries.root, self.train_split.queries.paths, self.panorama, self.n_crops)
-        loader = DataLoader(TupleBatches(triplets, cfg.batch_size, db, qs), batch_size=None, shuffle=False,
-                            num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
         self._set_train_mode()
-        for crops, rq, rp, rn in loader:
-            x = self.model.preprocess(crops.to(self.device, non_blocking=True))  # (U, K, 3, H, W)
-            desc = _fused(self.model(x))  # (U, D)
+        for images, rq, rp, rn in self._batches(triplets):
+            desc = self._batch_descriptors(images)  # (U, D)
             rq, rp, rn = rq.to(self.device), rp.to(self.device), rn.to(self.device)
             mask = rn >= 0
             loss = triplet_ranking_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], cfg.margin, mask)
@@ -617,14 +692,10 @@ class Trainer:
         """
         if len(triplets) == 0:
             raise InputError("no tuples to compute a loss on")
-        db = CropDataset(self.train_split.database.root, self.train_split.database.paths, self.panorama, self.n_crops)
-        qs = CropDataset(self.train_split.queries.root, self.train_split.queries.paths, self.panorama, self.n_crops)
-        batches = TupleBatches(triplets, self.config.batch_size, db, qs)
         self.model.eval()
         total = 0.0
-        for b in range(len(batches)):
-            crops, rq, rp, rn = batches[b]
-            desc = _fused(self.model(self.model.preprocess(crops.to(self.device))))
+        for images, rq, rp, rn in self._batches(triplets):
+            desc = self._batch_descriptors(images)
             rq, rp, rn = rq.to(self.device), rp.to(self.device), rn.to(self.device)
             total += float(triplet_ranking_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], self.config.margin,
                                                 rn >= 0, reduction="sum"))

@@ -184,9 +184,32 @@ def test_train_verb_with_area_split_and_attention(two_epochs, street, tmp_path) 
     args = ["train", "--train-db", str(street["day"]), "--train-queries", str(street["dusk"]), "--val-area", "0.6",
             "--checkpoint", str(two_epochs["out"] / "best.pt"), "--out", str(out), "--epochs", "1",
             "--queries-per-epoch", "4", "--negatives", "2", "--neg-sample", "20", "--workers", "0",
-            "--device", "cpu", "--no-progress", "--attention", "learned", "--remain", "0.75"]
+            "--device", "cpu", "--no-progress", "--attention", "learned", "--remain", "0.75", "--frozen-cache", "off"]
     assert main(args) == 0
     model, _ = load_checkpoint(out / "latest.pt")
     assert model.config.attention == "learned" and model.config.attention_remain == 0.75
+    with open(out / "epochs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and int(rows[1]["tuples"]) > 0  # trained on decoded crops
     assert main(["train", "--train-db", str(street["day"]), "--train-queries", str(street["dusk"]),
                  "--val-area", "0.6", "--out", str(out), "--resume", "--checkpoint", "x.pt"]) == 2
+
+
+def test_frozen_feature_cache_gives_the_same_descriptors_and_loss(street, clustered, tmp_path) -> None:
+    for mode in ("learned", None):
+        runs = {}
+        for cache in ("on", "off"):
+            model, panorama = load_checkpoint(clustered)
+            prepare_model(model, attention=mode, seed=0)
+            train, val = _splits(street)
+            t = Trainer(model, panorama, train, val, tmp_path / f"{cache}{mode}", TrainConfig(**FAST, frozen_cache=cache),
+                        progress=False)
+            assert (t.frozen is not None) == (cache == "on")
+            runs[cache] = t
+        on, off = runs["on"], runs["off"]
+        assert on.frozen.split == 5  # resnet18 to layer2 with one trainable unit: stem + layer1 frozen
+        rows = np.arange(6)
+        np.testing.assert_allclose(on._describe(on.train_split.queries, rows),
+                                   off._describe(off.train_split.queries, rows), atol=1e-5)
+        tuples = on.mine(queries=np.arange(8), seed=1)
+        assert on.tuple_loss(tuples) == pytest.approx(off.tuple_loss(tuples), abs=1e-5)

@@ -1,0 +1,130 @@
+"""Features of the frozen part of the backbone, computed once per image and kept in memory.
+
+When only the last ``n_trainable`` units of the backbone train, the output of the frozen units
+before them never changes during training (their weights are fixed and their BatchNorm layers
+stay in eval mode, see :class:`~panoplace.models.backbones.Backbone`). Decoding, cropping and
+running the frozen part again for every tuple, cache refresh and validation is then wasted
+work: :class:`FrozenFeatures` computes it once per image file (keyed by absolute path) and the
+trainer runs only the trainable tail, attention, aggregation and crop fusion. On a CPU with
+one or two trainable units that is most of the cost of a training step.
+
+The tail reproduces :meth:`PlaceModel.forward <panoplace.models.build.PlaceModel.forward>` after
+the backbone (attention, ``aggregator.raw``, crop fusion; training models have no whitening);
+``tests/training/test_trainer.py`` checks that both give the same descriptors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from panoplace.config import PanoramaConfig
+from panoplace.errors import ImageReadError, InputError
+from panoplace.extract import CropDataset
+from panoplace.models.fusion import fuse
+
+log = logging.getLogger(__name__)
+
+
+def frozen_prefix_length(backbone: nn.Module) -> int:
+    """Number of leading ``backbone.body`` children that are frozen (all of them when
+    ``n_trainable`` is 0)."""
+    names = list(backbone.body._modules)
+    n_frozen_units = len(backbone.units) - backbone.n_trainable
+    trainable = [names.index(c) for unit in backbone.units[n_frozen_units:] for c in unit]
+    return min(trainable) if trainable else len(names)
+
+
+class FrozenFeatures:
+    """Frozen-prefix features per image and the trainable tail of the model.
+
+    Args:
+        model: the :class:`~panoplace.models.build.PlaceModel` being trained (no whitening).
+        panorama, n_crops: how image files become crops.
+        device: where the model runs; features are kept on the CPU.
+        batch_size, num_workers: for computing missing features (DataLoader over
+            :class:`~panoplace.extract.CropDataset`).
+
+    Shape:
+        - :meth:`features`: ``n`` paths -> ``(n, K, C, h, w)`` float32.
+        - :meth:`descriptors`: ``(U, K, C, h, w)`` -> ``(U, D)`` L2-normalised (per-crop models:
+          summed over the crops and normalised).
+    """
+
+    def __init__(self, model: nn.Module, panorama: PanoramaConfig, n_crops: int, device: torch.device,
+                 batch_size: int = 16, num_workers: int = 1) -> None:
+        if getattr(model, "whitening", None) is not None:
+            raise InputError("frozen features are for training, and a model being trained has no whitening")
+        self.model = model
+        self.panorama = panorama
+        self.n_crops = int(n_crops)
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.split = frozen_prefix_length(model.backbone)
+        body = model.backbone.body
+        self.prefix = body[: self.split]
+        self.tail = body[self.split:]
+        self._store: Dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def bytes_per_image(self) -> int:
+        """Memory one image's frozen features take (float32)."""
+        h, w = self.panorama.crop_size
+        with torch.no_grad():  # the frozen units are always in eval mode (see Backbone.train)
+            out = self.prefix(torch.zeros(1, 3, h, w, device=self.device))
+        return int(out.numel()) * 4 * self.n_crops
+
+    @staticmethod
+    def key(root: Path, path: str) -> str:
+        return os.path.normpath(str((Path(root) / path).resolve()))
+
+    @torch.no_grad()
+    def _compute(self, root: Path, paths: List[str]) -> None:
+        dataset = CropDataset(Path(root), paths, self.panorama, self.n_crops)
+        loader = DataLoader(Subset(dataset, range(len(paths))), batch_size=self.batch_size, shuffle=False,
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        for crops, idx, msgs in loader:
+            bad = [j for j, m in enumerate(msgs) if m]
+            if bad:
+                raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
+            x = self.model.preprocess(crops.to(self.device, non_blocking=True))  # (B, K, 3, H, W)
+            f = self.prefix(x.flatten(0, 1)).float().cpu()  # (B*K, C, h, w)
+            f = f.reshape(x.shape[0], x.shape[1], *f.shape[1:])
+            for j, i in enumerate(idx.tolist()):
+                self._store[self.key(root, paths[i])] = f[j].clone()
+
+    def features(self, root: Path, paths: Sequence[str]) -> torch.Tensor:
+        """Frozen features of ``root/paths``, computing those not seen yet.
+
+        Shape: output ``(len(paths), K, C, h, w)``.
+        """
+        keys = [self.key(root, p) for p in paths]
+        missing = [p for p, k in zip(paths, keys) if k not in self._store]
+        if missing:
+            self._compute(Path(root), list(dict.fromkeys(missing)))
+        return torch.stack([self._store[k] for k in keys])
+
+    def descriptors(self, feats: torch.Tensor) -> torch.Tensor:
+        """The trainable tail + attention + aggregation + crop fusion (gradients as the caller's
+        context decides).
+
+        Shape: ``(U, K, C, h, w)`` -> ``(U, D)``.
+        """
+        if feats.dim() != 5:
+            raise InputError(f"frozen features must be (U, K, C, h, w), got {tuple(feats.shape)}")
+        u, k = feats.shape[:2]
+        m = self.model
+        x = self.tail(feats.to(self.device, non_blocking=True).flatten(0, 1))  # (U*K, C', h', w')
+        raw = m.attention.raw(x, m.aggregator) if m.attention is not None else m.aggregator.raw(x)
+        desc = fuse(raw.reshape(u, k, *raw.shape[1:]), m.aggregator, m.config.fusion)
+        return F.normalize(desc.sum(dim=1), p=2, dim=1) if desc.dim() == 3 else desc
