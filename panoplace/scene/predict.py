@@ -1,0 +1,268 @@
+"""Scene categories and place descriptors of image files with one unified-model pass.
+
+Per image (in DataLoader workers, :class:`panoplace.extract.CropDataset`): decode -> panorama
+projection -> K crops. Per batch: the unified model's shared base runs once on all ``B*K``
+crops, the scene branch gives the crops' softmax probabilities (averaged over the K crops of
+an image) and the place branch the descriptor, as ``panoplace extract`` computes it.
+
+Outputs (each written atomically):
+
+- a scene CSV (:func:`write_scene_csv`), long format, ``top`` rows per image::
+
+      image,rank,category,probability
+      000001.jpg,1,plaza,0.912345
+      000001.jpg,2,street,0.051234
+      ...
+
+  ``rank`` 1 = most probable; probabilities are the crop-averaged softmax, so the ``top`` of
+  an image sum to at most 1 (exactly 1 when ``top`` covers every category);
+- the place descriptors as a descriptor store (:mod:`panoplace.store`, the format of
+  ``panoplace extract``; its config is the place branch's and its fingerprint that of
+  :meth:`ScenePlaceModel.place_model`, so it matches stores of the same place model).
+
+Resumable: finished batches go to ``<out>.part`` (or ``<csv>.part`` without a store) as one
+row per image holding the descriptor and the probabilities; a run started again with the
+same arguments skips them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from panoplace.config import PanoramaConfig, PipelineConfig
+from panoplace.errors import ImageReadError, InputError
+from panoplace.store import DescriptorSet, PartialStore, save_descriptors
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+CSV_COLUMNS = ("image", "rank", "category", "probability")
+DEFAULT_TOP = 10
+
+
+@dataclass
+class ScenePredictions:
+    """Scene probabilities and place descriptors of N images.
+
+    ids: N image ids (paths relative to the root). probs: ``(N, C)`` float32 crop-averaged
+    probabilities over ``categories``. descriptors: the place descriptors (a DescriptorSet with
+    the same ids). skipped: ``(path, reason)`` of images left out.
+    """
+
+    ids: List[str]
+    probs: np.ndarray
+    categories: List[str]
+    category_set: str
+    descriptors: DescriptorSet
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def top(self, k: int = DEFAULT_TOP) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` categories per image: ``(indices (N, k) int64, probabilities (N, k) float32)``."""
+        return top_k(self.probs, k)
+
+    def predicted(self) -> List[str]:
+        """The most probable category of each image."""
+        return [self.categories[i] for i in self.probs.argmax(axis=1)] if len(self.ids) else []
+
+
+def top_k(probs: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most probable categories per row, most probable first (ties by lower index).
+
+    Shape: probs ``(N, C)`` -> ``((N, min(k, C)) int64, (N, min(k, C)) float32)``.
+    """
+    p = np.asarray(probs, dtype=np.float32)
+    if p.ndim != 2:
+        raise InputError(f"probabilities must be (N, C), got {p.shape}")
+    if int(k) < 1:
+        raise InputError(f"top must be >= 1, got {k}")
+    k = min(int(k), p.shape[1])
+    idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return idx.astype(np.int64), np.take_along_axis(p, idx, axis=1)
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_scene_csv(path: PathLike, ids: Sequence[str], probs: np.ndarray, categories: Sequence[str],
+                    top: int = DEFAULT_TOP) -> Path:
+    """Write the top-``top`` categories of every image (long format, see the module docstring).
+
+    Shape: probs ``(N, C)`` with ``N = len(ids)``, ``C = len(categories)``.
+    """
+    p = np.asarray(probs, dtype=np.float32)
+    if p.shape != (len(ids), len(categories)):
+        raise InputError(f"probabilities {p.shape} do not match {len(ids)} images x {len(categories)} categories")
+    idx, val = top_k(p, top) if len(ids) else (np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for i, image in enumerate(ids):
+        for r in range(idx.shape[1]):
+            w.writerow((image, r + 1, categories[idx[i, r]], f"{val[i, r]:.6f}"))
+    return _atomic_write_text(Path(path), buf.getvalue())
+
+
+def read_scene_csv(path: PathLike) -> Dict[str, List[Tuple[str, float]]]:
+    """``{image: [(category, probability), ...] in rank order}`` from a scene CSV.
+
+    Raises:
+        InputError: a missing file or columns other than ``image,rank,category,probability``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"scene CSV {p} does not exist")
+    with open(p, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise InputError(f"{p} is not a scene CSV (columns {reader.fieldnames}, expected {list(CSV_COLUMNS)})")
+        rows = sorted(((r["image"], int(r["rank"]), r["category"], float(r["probability"])) for r in reader),
+                      key=lambda t: (t[0], t[1]))
+    out: Dict[str, List[Tuple[str, float]]] = {}
+    for image, _, cat, prob in rows:
+        out.setdefault(image, []).append((cat, prob))
+    return out
+
+
+def _run_hash(root: Path, paths: Sequence[str], categories: Sequence[str]) -> str:
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for p in paths:
+        h.update(b"\0" + p.encode())
+    h.update(b"\1" + "\0".join(categories).encode())
+    return h.hexdigest()[:16]
+
+
+def predict_images(
+    root: PathLike,
+    paths: Sequence[str],
+    model: "ScenePlaceModel",  # noqa: F821 - imported lazily (torch model module)
+    panorama: PanoramaConfig,
+    csv_out: Optional[PathLike] = None,
+    store_out: Optional[PathLike] = None,
+    top: int = DEFAULT_TOP,
+    batch_size: int = 8,
+    num_workers: int = 1,
+    device: str = "auto",
+    on_error: str = "stop",
+    progress: bool = True,
+) -> ScenePredictions:
+    """Scene probabilities and place descriptors of ``root/paths`` (see the module docstring).
+
+    Args:
+        model: a :class:`panoplace.models.scene.ScenePlaceModel`.
+        panorama: how files become crops (an annular geometry is calibrated here when missing).
+        csv_out: scene CSV to write; store_out: descriptor store to write.
+        on_error: ``stop`` (raise :class:`ImageReadError` naming the first bad file) or ``skip``.
+
+    Returns:
+        :class:`ScenePredictions` of the images that were read.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
+    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, resolve_device
+    from panoplace.models.build import weights_fingerprint
+
+    if on_error not in ("stop", "skip"):
+        raise InputError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    root, paths = Path(root), list(paths)
+    if not paths:
+        raise InputError("no images to describe")
+    panorama = calibrate_panorama(panorama, root, paths)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    n_crops = count_crops(panorama)
+    per_crop = model.config.place.fusion == "per-crop"
+    desc_shape = (n_crops, model.descriptor_dim(1)) if per_crop else (model.descriptor_dim(n_crops),)
+    d_flat, n_cls = int(np.prod(desc_shape)), len(model.categories)
+    config = PipelineConfig(panorama=panorama, model=model.config.place).to_dict()
+    fingerprint = weights_fingerprint(model.place_model())
+
+    partial: Optional[PartialStore] = None
+    done = 0
+    if store_out is not None or csv_out is not None:
+        target = Path(store_out if store_out is not None else csv_out)
+        part_config = {"pipeline": config, "scene": model.config.to_dict(), "categories": model.categories}
+        partial = PartialStore(target.with_name(target.name + ".part"), part_config,
+                               f"{fingerprint}-{weights_fingerprint(model.scene_head)}",
+                               _run_hash(root, paths, model.categories), (d_flat + n_cls,))
+        done = partial.open()
+    rows: List[np.ndarray] = []
+    oks: List[np.ndarray] = []
+    errors: Dict[int, str] = {}
+    dataset = CropDataset(root, paths, panorama, n_crops)
+    loader = DataLoader(Subset(dataset, range(done, len(paths))), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, pin_memory=dev.type == "cuda")
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(paths), initial=done, unit="img", desc="scene", disable=not progress, dynamic_ncols=True)
+    try:
+        with torch.inference_mode():
+            for crops, idx, msgs in loader:
+                bad = [j for j, m in enumerate(msgs) if m]
+                if bad and on_error == "stop":
+                    raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
+                out = model(model.preprocess(crops.to(dev, non_blocking=True)))
+                row = torch.cat([out.descriptor.reshape(len(idx), -1), out.probs], dim=1).float().cpu().numpy()
+                ok = np.ones(len(idx), dtype=bool)
+                for j in bad:
+                    ok[j] = False
+                    row[j] = 0.0
+                    errors[int(idx[j])] = msgs[j]
+                if partial is not None:
+                    partial.append(row, [paths[int(i)] for i in idx], ok)
+                else:
+                    rows.append(row)
+                    oks.append(ok)
+                bar.update(len(idx))
+    except BaseException:
+        if partial is not None:
+            partial.close()  # finished batches stay for the next run
+        raise
+    finally:
+        bar.close()
+    if partial is not None:
+        all_rows, all_ids, all_ok = partial.read()
+        if all_ids != paths:
+            raise RuntimeError(f"partial store {partial.path} is inconsistent with the image list")
+        all_rows = np.asarray(all_rows)
+    else:
+        all_rows, all_ok = np.concatenate(rows), np.concatenate(oks)
+    keep = np.flatnonzero(all_ok)
+    ids = [paths[i] for i in keep]
+    desc = all_rows[keep, :d_flat].reshape(len(keep), *desc_shape)
+    probs = np.ascontiguousarray(all_rows[keep, d_flat:], dtype=np.float32)
+    descriptors = DescriptorSet(desc, ids, config, fingerprint)
+    if store_out is not None:
+        save_descriptors(descriptors, store_out)
+        log.info("wrote %d place descriptors of dimension %s to %s", len(ids), desc_shape, store_out)
+    if csv_out is not None:
+        write_scene_csv(csv_out, ids, probs, model.categories, top)
+        log.info("wrote the top-%d scene categories of %d images to %s", min(top, n_cls), len(ids), csv_out)
+    if partial is not None:
+        partial.remove()
+    skipped = [(paths[i], errors.get(i, "failed in an earlier run")) for i in np.flatnonzero(~all_ok)]
+    for path, reason in skipped:
+        log.warning("skipped %s", reason if path in reason else f"{path}: {reason}")
+    return ScenePredictions(ids, probs, list(model.categories), model.category_set, descriptors, skipped,
+                            time.perf_counter() - t0)
