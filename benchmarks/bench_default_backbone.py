@@ -14,17 +14,18 @@ average pooling are listed for reference. The winner is the NetVLAD row with the
 R@1 (ties: R@5, then the shorter descriptor); its cut and K are the defaults in
 ``panoplace.models.backbones.DEFAULT_CUTS`` and ``ModelConfig.num_clusters``.
 
-Run: ``.venv/bin/python benchmarks/bench_default_backbone.py`` (about a minute on 2 cores).
+Run: ``.venv/bin/python benchmarks/bench_default_backbone.py`` (1-2 minutes on 2 busy cores).
 
-Measured with the defaults (2 shared CPU cores; ± = std over the 5 seeds; one query = 0.9 %):
+Measured with the defaults (2 CPU cores shared with other jobs, load average ~5.5; ± = std over
+the 5 seeds; one query = 0.9 %):
 
-    corridor: 111 database, 111 queries, images 224x224, seeds [0, 1, 2, 3, 4], 100 features/image; features 8.6s, total 65.4s
+    corridor: 111 database, 111 queries, images 224x224, seeds [0, 1, 2, 3, 4], 100 features/image; features 23.2s, total 124.5s
       cut     C    map  aggregator          D       R@1 (%)       R@5 (%)
         4    40  28x28  gem p=3            40    55.0 ± 0.0    88.3 ± 0.0
         4    40  28x28  avg                40    40.5 ± 0.0    81.1 ± 0.0
         4    40  28x28  netvlad K=16      640    87.2 ± 2.0    98.7 ± 0.7
-        4    40  28x28  netvlad K=32     1280    87.4 ± 2.7    99.6 ± 0.4
-        4    40  28x28  netvlad K=64     2560    87.9 ± 1.6   100.0 ± 0.0
+        4    40  28x28  netvlad K=32     1280    87.6 ± 2.9    99.6 ± 0.4
+        4    40  28x28  netvlad K=64     2560    88.1 ± 1.3   100.0 ± 0.0
         6    80  14x14  gem p=3            80    57.7 ± 0.0    87.4 ± 0.0
         6    80  14x14  avg                80    61.3 ± 0.0    86.5 ± 0.0
         6    80  14x14  netvlad K=16     1280    89.2 ± 2.1    99.5 ± 0.7
@@ -135,8 +136,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="sampling/k-means seeds (default 0..4)")
     ap.add_argument("--per-image", type=int, default=100, help="local features sampled per database image")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--faiss-threads", type=int, default=1,
+                    help="faiss k-means threads (default 1: these k-means problems are small, and on a shared "
+                         "machine spinning OpenMP threads make them 30x slower)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    import faiss
+
+    faiss.omp_set_num_threads(args.faiss_threads)
     cuts = [c if c == "head" else int(c) for c in args.cuts]
 
     t0 = time.perf_counter()

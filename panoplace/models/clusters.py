@@ -58,12 +58,11 @@ def sample_from_feature_maps(feats: torch.Tensor, n_per_image: int, rng: np.rand
     if images < 1 or n % images:
         raise InputError(f"{n} feature maps cannot be split into {images} images")
     per = F.normalize(feats.detach().float(), p=2, dim=1).reshape(images, n // images, c, -1)
-    per = per.permute(0, 1, 3, 2).reshape(images, -1, c)  # (images, crops*h*w, C)
-    out = []
-    for f in per:
-        take = rng.choice(f.shape[0], size=min(n_per_image, f.shape[0]), replace=False)
-        out.append(f[torch.as_tensor(np.sort(take))].cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+    # (images, crops*h*w, C) as numpy: per-image gathers without a torch parallel region each
+    per_np = per.permute(0, 1, 3, 2).reshape(images, -1, c).cpu().numpy()
+    locations = per_np.shape[1]
+    out = [f[np.sort(rng.choice(locations, size=min(n_per_image, locations), replace=False))] for f in per_np]
+    return np.concatenate(out).astype(np.float32, copy=False)
 
 
 @torch.no_grad()
