@@ -11,7 +11,7 @@ Names (:data:`BACKBONES`), their cuts and their freeze units:
 ==========================  =====================================  ==================  ===============
 name                        cuts (``cut=``)                        default cut         freeze units
 ==========================  =====================================  ==================  ===============
-efficientnet_lite0          block index ``0``..``15`` or ``head``  :data:`DEFAULT_CUTS`  stem, each block, head
+efficientnet_lite0          block index ``0``..``15`` or ``head``  ``7`` (measured)    stem, each block, head
 resnet18/34/50              ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
 vgg16                       ``conv1_1``..``conv5_3``               ``conv5_3``         each conv (+ its ReLU/pool)
 alexnet                     ``conv1``..``conv5``                   ``conv5``           each conv (+ its ReLU/pool)
@@ -21,8 +21,10 @@ resnet18_places365 (+50)    ``layer1``..``layer4``                 ``layer4``   
 wideresnet18_places365      ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
 ==========================  =====================================  ==================  ===============
 
-A VGG/AlexNet cut at a conv layer ends *before* that conv's ReLU, as in pytorch-NetVlad
-(``features[:-2]``), so such checkpoints map index for index onto ``body``.
+The efficientnet_lite0 default (block 7: 80 channels, stride 16) was chosen on real data by
+``benchmarks/bench_default_backbone.py``. A VGG/AlexNet cut at a conv layer ends *before* that
+conv's ReLU, as in pytorch-NetVlad (``features[:-2]``), so such checkpoints map index for index
+onto ``body``.
 ``shufflenet_v2`` is torchvision's ``shufflenet_v2_x1_0``.
 
 ``wideresnet18_places365`` is the "WideResNet-18" of the official Places365 release
@@ -49,11 +51,13 @@ train; all earlier parameters get ``requires_grad=False`` and their BatchNorm la
 eval mode when the backbone is put in training mode (so fine-tuning the tail does not move the
 frozen statistics). EfficientNet-Lite runs the package's layers through :class:`LiteMBConv` /
 :class:`LiteConvBN` (same parameters, same output, BatchNorm folded into the convolutions in
-eval mode; no drop-connect).
+eval mode; no drop-connect). On the CPU, :meth:`Backbone.forward` runs the body on channels-last
+activations (faster with oneDNN) and returns a contiguous NCHW-layout tensor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -149,8 +153,9 @@ def read_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{what} file {p} does not exist")
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with safe_globals(_numpy_safe_globals()) if safe_globals is not None else contextlib.nullcontext():
             return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass
