@@ -307,7 +307,7 @@ def fit_scene_head(head: "SceneHead", train_x: np.ndarray, train_y: np.ndarray, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
             correct += int((logits.argmax(dim=1) == ys[b]).sum())
         row: Dict[str, Optional[float]] = {"epoch": epoch, "train_loss": total / len(xs),
                                            "train_accuracy": correct / len(xs), "val_loss": None,
