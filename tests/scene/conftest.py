@@ -102,3 +102,12 @@ def no_places365_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty torch hub cache, so no Places365 files are found."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     return tmp_path / "torch_home"
+
+
+@pytest.fixture(scope="session")
+def resnet18_scene(places365):
+    """The unified model of the ResNet-18 Places365 file (base = whole trunk, GeM place branch).
+    Shared: tests must not change it."""
+    from panoplace.models.scene import from_places365
+
+    return from_places365(places365["resnet18_places365"], places365["names"])

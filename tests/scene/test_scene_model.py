@@ -24,23 +24,23 @@ from panoplace.models.scene import (
 X = torch.randn(2, 3, 3, 64, 64)  # 2 panoramas of 3 crops, normalised
 
 
-@pytest.mark.parametrize("arch", ["resnet18_places365", "wideresnet18_places365"])
-def test_places365_checkpoint_gives_the_plain_classifier_outputs(places365, arch: str) -> None:
+# base = the whole trunk (scene head on the shared layer4), or base + separate tails
+@pytest.mark.parametrize("arch,split", [("resnet18_places365", None), ("wideresnet18_places365", "layer2")])
+def test_places365_checkpoint_gives_the_plain_classifier_outputs(places365, arch: str, split) -> None:
     ref = places365[arch + "_net"]
-    for split in (None, "layer2"):  # base = whole trunk, or base + separate tails
-        model = from_places365(places365[arch], places365["names"], split=split)
-        assert model.category_set == PLACES365 and model.categories == places365["names"]
-        assert model.config.place.backbone == arch
-        with torch.no_grad():
-            out = model(X)
-            logits = ref(X.flatten(0, 1)).reshape(2, 3, 365)
-        assert out.logits.shape == (2, 3, 365) and out.probs.shape == (2, 365)
-        assert torch.allclose(out.logits, logits, atol=1e-4)
-        # panoramas: the crops' softmax averaged over the crops
-        assert torch.allclose(out.probs, torch.softmax(logits, dim=-1).mean(dim=1), atol=1e-6)
-        assert torch.allclose(out.probs.sum(dim=1), torch.ones(2), atol=1e-5)
-        assert out.descriptor.shape == (2, 512)
-        assert torch.allclose(out.descriptor.norm(dim=1), torch.ones(2), atol=1e-5)
+    model = from_places365(places365[arch], places365["names"], split=split)
+    assert model.category_set == PLACES365 and model.categories == places365["names"]
+    assert model.config.place.backbone == arch
+    with torch.no_grad():
+        out = model(X)
+        logits = ref(X.flatten(0, 1)).reshape(2, 3, 365)
+    assert out.logits.shape == (2, 3, 365) and out.probs.shape == (2, 365)
+    assert torch.allclose(out.logits, logits, atol=1e-4)
+    # panoramas: the crops' softmax averaged over the crops
+    assert torch.allclose(out.probs, torch.softmax(logits, dim=-1).mean(dim=1), atol=1e-6)
+    assert torch.allclose(out.probs.sum(dim=1), torch.ones(2), atol=1e-5)
+    assert out.descriptor.shape == (2, 512)
+    assert torch.allclose(out.descriptor.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
 def test_shared_base_runs_once_per_image(places365) -> None:

@@ -14,7 +14,6 @@ from panoplace.config import PanoramaConfig
 from panoplace.errors import InputError
 from panoplace.extract import extract, list_images
 from panoplace.models.backbones import IMAGENET_MEAN, IMAGENET_STD
-from panoplace.models.scene import from_places365
 from panoplace.panorama.project import image_to_crops, read_image
 from panoplace.scene import load_categories, predict_images, read_scene_csv
 from panoplace.store import check_compatible, load_descriptors
@@ -48,8 +47,9 @@ def _reference_probs(net: torch.nn.Module, root: Path, ids, panorama: PanoramaCo
     return np.stack(out)
 
 
-def test_csv_has_top10_of_the_crop_averaged_softmax(tmp_path: Path, places365, panoramas: Path) -> None:
-    model = from_places365(places365["resnet18_places365"], places365["names"])
+def test_csv_has_top10_of_the_crop_averaged_softmax(tmp_path: Path, places365, resnet18_scene,
+                                                     panoramas: Path) -> None:
+    model = resnet18_scene
     root, paths = list_images(panoramas)
     res = predict_images(root, paths, model, PANO, csv_out=tmp_path / "s.csv", store_out=tmp_path / "d.h5",
                          batch_size=2, num_workers=0, progress=False)
@@ -77,8 +77,8 @@ def test_csv_has_top10_of_the_crop_averaged_softmax(tmp_path: Path, places365, p
     assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*tmp*"))
 
 
-def test_an_interrupted_run_resumes(tmp_path: Path, places365, panoramas: Path, monkeypatch) -> None:
-    model = from_places365(places365["resnet18_places365"], places365["names"])
+def test_an_interrupted_run_resumes(tmp_path: Path, resnet18_scene, panoramas: Path, monkeypatch) -> None:
+    model = resnet18_scene
     root, paths = list_images(panoramas)
     calls = {"n": 0}
     forward = type(model).forward
