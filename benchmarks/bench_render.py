@@ -15,9 +15,21 @@ processes on the machine slow it down: the 1-minute load average is printed with
 
 Run: ``.venv/bin/python benchmarks/bench_render.py [--frames 24] [--width 1024 --height 512]``
 
-Measured (2-core machine shared with other jobs; load average printed in the last column):
+Measured (2-core machine shared with other jobs, 1-minute load average about 4.2; 24 frames
+along the route of seed 0, 400 m, with one drive's traffic):
 
-    (see the docstring update in the commit that ran it)
+    stage            size  wall s   cpu s  p90 cpu  frames/min  per core  target      load
+    equirect     1024x512   0.087   0.085    0.096         692       709      ok  4.2-4.2
+    annular        1024^2   0.108   0.106    0.117         555       564      ok  4.2-4.2
+    +jpeg            both   0.112   0.111    0.121         534       542      ok  4.2-4.2
+
+    equirect      512x256   0.034   0.023    0.027        1745      2589      ok  4.2-4.3
+    annular         512^2   0.043   0.029    0.032        1401      2069      ok  4.2-4.3
+    +jpeg            both   0.045   0.030    0.034        1329      1994      ok  4.2-4.3
+
+The town itself takes 3-5 s to build (400 m; ~350 MB peak memory). End to end,
+``panoplace synth OUT --frames 100 --traversals day,night --projections equirect,annular``
+(200 frames, both projections, JPEGs on disk) took 51 s wall / 27 s CPU under a load of ~5.
 """
 
 from __future__ import annotations
