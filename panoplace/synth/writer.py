@@ -227,10 +227,15 @@ def render_traversal(
 
 def _resume_params(world: World, traversal: Traversal, projs: Sequence[str], width: int, height: int,
                    lens: Optional[AnnularLens]) -> Dict[str, object]:
-    """What decides a traversal's pixels (recorded in ``<traversal>/traversal.json``)."""
+    """What decides a traversal's pixels (recorded in ``<traversal>/traversal.json``).
+
+    The number of frames is left out: asking for more frames extends a drive.
+    """
+    drive = traversal.to_dict()
+    drive.pop("n_frames")
     return {
         "world": world.config.to_dict(),
-        "traversal": traversal.to_dict(),
+        "traversal": drive,
         "equirect": [int(width), int(height)],
         "lens": lens.to_dict() if ("annular" in projs and lens is not None) else None,
     }

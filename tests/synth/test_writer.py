@@ -68,6 +68,8 @@ def test_resume_renders_only_missing_frames(world: World, tmp_path, monkeypatch)
     assert (tmp_path / "day" / "equirect" / "000001.jpg").read_bytes() == first  # same pixels again
     render_traversal(world, t, tmp_path, n_frames=3, progress=False, **SIZE)
     assert len(calls) == 1
+    render_traversal(world, t, tmp_path, n_frames=5, progress=False, **SIZE)  # extend the drive
+    assert len(calls) == 3 and len(_rows(tmp_path / "day" / "frames.csv")) == 5
     with pytest.raises(InputError, match="another"):
         render_traversal(world, Traversal("day", spacing_m=12.0, seed=1), tmp_path, n_frames=3, progress=False, **SIZE)
 
