@@ -13,7 +13,7 @@ from panoplace.errors import InputError
 
 @pytest.mark.slow
 def test_demo_writes_report_and_localises(tmp_path):
-    cfg = DemoConfig(frames=20, ds=5, conditions=("day2",), width=512, height=256, crops=4,
+    cfg = DemoConfig(frames=30, ds=5, conditions=("day2",), width=512, height=256, crops=4,
                      num_clusters=8, workers=0)
     res = run_demo(tmp_path / "demo", cfg, progress=False)
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
@@ -21,9 +21,10 @@ def test_demo_writes_report_and_localises(tmp_path):
     assert set(results) == {"raw pixels", "GeM", "NetVLAD", "NetVLAD + hmm (ds=5)"}
     for r in results.values():
         assert set(r["recall"]) >= {"1", "5", "10"} and 0.0 <= r["pr_auc"] <= 1.0
-        assert r["n_queries"] == 20
-    # same condition, another lane: the clustered NetVLAD finds most places (chance is ~0.15)
-    assert results["NetVLAD"]["recall"]["1"] >= 0.6
+        assert r["n_queries"] == 30
+    # same condition, the next lane: chance is ~0.13 (about 4 of 30 frames lie within 10 m)
+    assert results["NetVLAD"]["recall"]["1"] >= 0.5
+    assert results["NetVLAD + hmm (ds=5)"]["recall"]["1"] >= results["NetVLAD"]["recall"]["1"]
     assert (tmp_path / "demo" / "index.html").is_file()
     page = tmp_path / "demo" / "reports" / "day2" / "index.html"
     assert page.is_file() and ".png" in page.read_text()
