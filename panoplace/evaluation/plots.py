@@ -186,7 +186,9 @@ def plot_gallery(query_paths: Sequence[PathLike], match_paths: Sequence[Optional
         raise InputError("gallery: query_paths, match_paths and correct must have the same length")
     if n == 0:
         raise InputError("gallery: no rows to draw")
-    fig = Figure(figsize=(7, 1.9 * n + 0.4))
+    first = next((im for im in (_load_rgb(q) for q in query_paths[:n]) if im is not None), None)
+    row_h = 1.9 if first is None else min(3.4, max(0.8, 3.3 * first.shape[0] / first.shape[1]))
+    fig = Figure(figsize=(7, row_h * n + 0.4))
     for i in range(n):
         colour = GREEN if bool(correct[i]) else RED
         for col, p in enumerate((query_paths[i], match_paths[i])):
@@ -197,7 +199,7 @@ def plot_gallery(query_paths: Sequence[PathLike], match_paths: Sequence[Optional
                 ax.text(0.5, 0.5, "no image" if p is None else "unreadable", ha="center", va="center",
                         transform=ax.transAxes, fontsize=8)
             else:
-                ax.imshow(img, aspect="auto")
+                ax.imshow(img, aspect="equal")  # keep the image's shape (annular images are square)
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
@@ -208,5 +210,5 @@ def plot_gallery(query_paths: Sequence[PathLike], match_paths: Sequence[Optional
             if i == 0:
                 ax.set_title("query" if col == 0 else "best match", fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (1.9 * n + 0.4)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (row_h * n + 0.4)))
     return save_figure(fig, path)
