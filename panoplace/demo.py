@@ -157,15 +157,30 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     log.info("3/4 descriptors of %d drives (NetVLAD, GeM, raw pixels)", len(sets))
     t = time.perf_counter()
     descs: Dict[str, Dict[str, np.ndarray]] = {}
+    # (scene) the GeM model with a scene branch on its base: one pass gives the GeM descriptors and
+    # the pooled per-crop features the scene head is trained on (panoplace.scene)
+    from panoplace.scene import demo_scene_block, predict_images, world_scene_model
+
+    gem_scene, scene_features = world_scene_model(gem), {}
     for name, s in sets.items():
         kw = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, progress=progress)
+        gem_pass = predict_images(s.root, s.paths, gem_scene, panorama, return_features=True, **kw)
+        scene_features[name] = gem_pass.features
         descs[name] = {
             "NetVLAD": extract(s.root, s.paths, netvlad, panorama, out=out / "descriptors" / f"{name}.h5",
                                **kw).descriptors.descriptors,
-            "GeM": extract(s.root, s.paths, gem, panorama, **kw).descriptors.descriptors,
+            "GeM": gem_pass.descriptors.descriptors,
             "raw pixels": raw_pixel_descriptors(Path(s.root), s.paths, panorama),
         }
     timings["extract"] = time.perf_counter() - t
+
+    # --- scene recognition: a head on the map drive's scene labels, predictions and scene
+    # re-ranking for every query drive (categories: procedural-world)
+    t = time.perf_counter()
+    scene = demo_scene_block(sets, MAP, [c for c in cfg.conditions if c != MAP] or [MAP], scene_features,
+                             {n: d["NetVLAD"] for n, d in descs.items()}, radius=cfg.radius, seed=cfg.seed)
+    timings["scene"] = time.perf_counter() - t
+    # --- end of scene recognition
 
     log.info("4/4 matching and evaluation (ground truth: within %.0f m)", cfg.radius)
     t = time.perf_counter()
@@ -198,7 +213,8 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     timings["evaluate"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    table = format_table(rows)
+    summary["scene"] = scene.summary
+    table = format_table(rows) + "\n\n" + scene.table
     summary["table"] = table.splitlines()
     _write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
     _write_text(out / "index.html", _index_html(reports, table, summary["seconds"]))

@@ -272,11 +272,13 @@ class SceneOutput(NamedTuple):
     probs: ``(B, n_classes)`` scene probabilities, the crops' softmax averaged over the K crops.
     logits: ``(B, K, n_classes)`` scene logits per crop.
     descriptor: ``(B, D)`` place descriptor (``(B, K, D)`` for ``per-crop`` fusion), L2-normalised.
+    features: ``(B, K, C_scene)`` the pooled scene-branch features of every crop (the head's input).
     """
 
     probs: torch.Tensor
     logits: torch.Tensor
     descriptor: torch.Tensor
+    features: torch.Tensor
 
 
 def _sequential(named: Sequence[Tuple[str, nn.Module]]) -> nn.Sequential:
@@ -359,8 +361,10 @@ class ScenePlaceModel(nn.Module):
         _check_crops(crops)
         return self.base(crops.flatten(0, 1))
 
-    def _scene_logits(self, shared: torch.Tensor) -> torch.Tensor:
-        return self.scene_head(self.scene_tail(shared))
+    def _scene(self, shared: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled scene features (B*K, C_scene), logits (B*K, n_classes))``."""
+        pooled = SceneHead.pool(self.scene_tail(shared))
+        return pooled, self.scene_head.classify(pooled)
 
     def _descriptor(self, shared: torch.Tensor, b: int, k: int, whiten: bool) -> torch.Tensor:
         feats = self.place_tail(shared)
@@ -381,13 +385,14 @@ class ScenePlaceModel(nn.Module):
         Shape:
             - crops: ``(B, K, 3, H, W)``.
             - Output: probs ``(B, n_classes)``, logits ``(B, K, n_classes)``, descriptor ``(B, D)``
-              (``(B, K, D)`` for ``per-crop`` fusion).
+              (``(B, K, D)`` for ``per-crop`` fusion), features ``(B, K, C_scene)``.
         """
         b, k = crops.shape[:2] if isinstance(crops, torch.Tensor) and crops.dim() == 5 else (0, 0)
         shared = self.shared_features(crops)
-        logits = self._scene_logits(shared).reshape(b, k, -1)
+        pooled, logits = self._scene(shared)
+        logits = logits.reshape(b, k, -1)
         probs = torch.softmax(logits, dim=-1).mean(dim=1)
-        return SceneOutput(probs, logits, self._descriptor(shared, b, k, whiten))
+        return SceneOutput(probs, logits, self._descriptor(shared, b, k, whiten), pooled.reshape(b, k, -1))
 
     def classify(self, crops: torch.Tensor) -> torch.Tensor:
         """Scene probabilities only (the place branch is skipped).
@@ -395,7 +400,7 @@ class ScenePlaceModel(nn.Module):
         Shape: ``(B, K, 3, H, W)`` -> ``(B, n_classes)``.
         """
         b, k = crops.shape[:2] if isinstance(crops, torch.Tensor) and crops.dim() == 5 else (0, 0)
-        logits = self._scene_logits(self.shared_features(crops)).reshape(b, k, -1)
+        logits = self._scene(self.shared_features(crops))[1].reshape(b, k, -1)
         return torch.softmax(logits, dim=-1).mean(dim=1)
 
     def scene_features(self, crops: torch.Tensor) -> torch.Tensor:

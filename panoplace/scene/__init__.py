@@ -42,6 +42,7 @@ from panoplace.scene.world import (
     scene_localisation,
     top_k_matches,
     train_world_scene_head,
+    world_scene_model,
 )
 
 __all__ = [
@@ -75,5 +76,6 @@ __all__ = [
     "top_k_matches",
     "train_scene",
     "train_world_scene_head",
+    "world_scene_model",
     "write_scene_csv",
 ]

@@ -57,7 +57,8 @@ class ScenePredictions:
 
     ids: N image ids (paths relative to the root). probs: ``(N, C)`` float32 crop-averaged
     probabilities over ``categories``. descriptors: the place descriptors (a DescriptorSet with
-    the same ids). skipped: ``(path, reason)`` of images left out.
+    the same ids). skipped: ``(path, reason)`` of images left out. features: ``(N, K, C_scene)``
+    pooled scene-branch features of every crop when asked for (``return_features``), else None.
     """
 
     ids: List[str]
@@ -67,6 +68,7 @@ class ScenePredictions:
     descriptors: DescriptorSet
     skipped: List[Tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    features: Optional[np.ndarray] = None
 
     def top(self, k: int = DEFAULT_TOP) -> Tuple[np.ndarray, np.ndarray]:
         """Top-``k`` categories per image: ``(indices (N, k) int64, probabilities (N, k) float32)``."""
@@ -166,6 +168,7 @@ def predict_images(
     device: str = "auto",
     on_error: str = "stop",
     progress: bool = True,
+    return_features: bool = False,
 ) -> ScenePredictions:
     """Scene probabilities and place descriptors of ``root/paths`` (see the module docstring).
 
@@ -174,6 +177,9 @@ def predict_images(
         panorama: how files become crops (an annular geometry is calibrated here when missing).
         csv_out: scene CSV to write; store_out: descriptor store to write.
         on_error: ``stop`` (raise :class:`ImageReadError` naming the first bad file) or ``skip``.
+        return_features: also return the pooled scene features of every crop (e.g. to train a head
+            on them, as ``panoplace demo`` does: the place descriptors and the head's training
+            features come from the same pass).
 
     Returns:
         :class:`ScenePredictions` of the images that were read.
@@ -196,6 +202,8 @@ def predict_images(
     per_crop = model.config.place.fusion == "per-crop"
     desc_shape = (n_crops, model.descriptor_dim(1)) if per_crop else (model.descriptor_dim(n_crops),)
     d_flat, n_cls = int(np.prod(desc_shape)), len(model.categories)
+    f_shape = (n_crops, model.scene_head.in_channels) if return_features else (0,)
+    f_flat = int(np.prod(f_shape))
     config = PipelineConfig(panorama=panorama, model=model.config.place).to_dict()
     fingerprint = weights_fingerprint(model.place_model())
 
@@ -203,10 +211,11 @@ def predict_images(
     done = 0
     if store_out is not None or csv_out is not None:
         target = Path(store_out if store_out is not None else csv_out)
-        part_config = {"pipeline": config, "scene": model.config.to_dict(), "categories": model.categories}
+        part_config = {"pipeline": config, "scene": model.config.to_dict(), "categories": model.categories,
+                       "features": list(f_shape)}
         partial = PartialStore(target.with_name(target.name + ".part"), part_config,
                                f"{fingerprint}-{weights_fingerprint(model.scene_head)}",
-                               _run_hash(root, paths, model.categories), (d_flat + n_cls,))
+                               _run_hash(root, paths, model.categories), (d_flat + n_cls + f_flat,))
         done = partial.open()
     rows: List[np.ndarray] = []
     oks: List[np.ndarray] = []
@@ -223,7 +232,10 @@ def predict_images(
                 if bad and on_error == "stop":
                     raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
                 out = model(model.preprocess(crops.to(dev, non_blocking=True)))
-                row = torch.cat([out.descriptor.reshape(len(idx), -1), out.probs], dim=1).float().cpu().numpy()
+                parts = [out.descriptor.reshape(len(idx), -1), out.probs]
+                if return_features:
+                    parts.append(out.features.reshape(len(idx), -1))
+                row = torch.cat(parts, dim=1).float().cpu().numpy()
                 ok = np.ones(len(idx), dtype=bool)
                 for j in bad:
                     ok[j] = False
@@ -251,7 +263,9 @@ def predict_images(
     keep = np.flatnonzero(all_ok)
     ids = [paths[i] for i in keep]
     desc = all_rows[keep, :d_flat].reshape(len(keep), *desc_shape)
-    probs = np.ascontiguousarray(all_rows[keep, d_flat:], dtype=np.float32)
+    probs = np.ascontiguousarray(all_rows[keep, d_flat:d_flat + n_cls], dtype=np.float32)
+    feats = (np.ascontiguousarray(all_rows[keep, d_flat + n_cls:], dtype=np.float32).reshape(len(keep), *f_shape)
+             if return_features else None)
     descriptors = DescriptorSet(desc, ids, config, fingerprint)
     if store_out is not None:
         save_descriptors(descriptors, store_out)
@@ -265,4 +279,4 @@ def predict_images(
     for path, reason in skipped:
         log.warning("skipped %s", reason if path in reason else f"{path}: {reason}")
     return ScenePredictions(ids, probs, list(model.categories), model.category_set, descriptors, skipped,
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, feats)

@@ -81,3 +81,35 @@ def test_demo_scene_block_reports_accuracy_and_categories() -> None:
     assert set(r1) == {"without scene", "scene re-rank (w=0.1)"} and r1["without scene"] == 1.0
     assert len(s["frames"]["dusk"]["predicted"]) == 30 and s["frames"]["dusk"]["true"] == route
     assert "categories: procedural-world (5)" in res.table and "dusk" in res.table
+
+
+def test_one_pass_gives_place_descriptors_and_scene_features(tmp_path: Path) -> None:
+    """The demo's pass: the GeM descriptors equal `extract`'s, the features are the scene branch's."""
+    import cv2
+    import torch
+
+    from panoplace.config import ModelConfig, PanoramaConfig
+    from panoplace.extract import extract
+    from panoplace.models.build import build_model
+    from panoplace.scene import predict_images, world_scene_model
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.resize(rng.integers(0, 255, (8, 24, 3), dtype=np.uint8),
+                                                           (192, 64), interpolation=cv2.INTER_CUBIC))
+    gem = build_model(ModelConfig(aggregator="gem", cut=4))
+    pano = PanoramaConfig(projection="plain", n_crops=2, crop_size=(64, 64))
+    paths = ["0.png", "1.png", "2.png"]
+    model = world_scene_model(gem)
+    assert len(model.scene_tail) == 0 and len(model.place_tail) == 0 and model.scene_head.hidden is None
+    res = predict_images(tmp_path, paths, model, pano, return_features=True, num_workers=0, progress=False)
+    ref = extract(tmp_path, paths, gem, pano, num_workers=0, progress=False).descriptors
+    assert res.descriptors.fingerprint == ref.fingerprint
+    assert np.allclose(res.descriptors.descriptors, ref.descriptors, atol=1e-5)
+    assert res.features.shape == (3, 2, 40)  # per crop, block 4 of EfficientNet-Lite0
+    from panoplace.extract import CropDataset
+
+    crops = torch.stack([CropDataset(tmp_path, paths, pano, 2)[i][0] for i in range(3)])
+    with torch.no_grad():
+        want = model.scene_features(model.preprocess(crops)).numpy()
+    assert np.allclose(res.features, want, atol=1e-5)

@@ -1,0 +1,300 @@
+"""The unified scene + place network on the procedural world: scene accuracy across conditions,
+localisation with and without scene re-ranking, and what the scene branch costs.
+
+World: ``WorldConfig(seed)``, the default route driven ``--frames`` times ``--spacing-m`` apart
+(20 m: every scene type of the town is on the drive) as a day map and day2/dusk/night/fog
+query drives, ``--size`` x ``--size/2`` equirectangular renders; panoramas are the 40..-25 deg
+elevation band unwrapped to 1024x256, ``--crops`` crops resized to ``--crop`` pixels square (the
+demo's settings).
+
+Model: EfficientNet-Lite0 (ImageNet weights, frozen) with NetVLAD (K=``--clusters``, k-means
+on the map drive) at block 7, the default place model; made a unified model with
+:func:`panoplace.models.scene.from_place_model`, split at block 7 and scene cut ``head`` (the
+whole trunk, 1280 channels). One unified pass per drive gives the NetVLAD descriptors, the pooled
+scene features of every crop at ``head`` and (forward hook on the shared base) at block 7, and
+the fused GeM descriptor of block 7.
+
+Part 1 -- scene accuracy: heads trained on the day drive's scene labels
+(:func:`panoplace.scene.fit_scene_head` with the settings of ``train_world_scene_head``: 15 epochs,
+every crop a sample, dropout 0.2 for the MLP) and applied to the other drives (crop-averaged
+softmax, top-1 vs the frame's ``scene`` label), mean over ``--seeds`` head trainings: linear and
+MLP (256 hidden) heads on block 7 averaged (the scene branch then costs
+only pooling + head; the demo's choice), on the whole trunk (``head``), and on the fused GeM
+descriptor. "majority" always says the day drive's most frequent scene. A second table trains on
+the first half of the route only and tests on the second half of every drive (places never seen
+in training).
+
+Part 2 -- localisation: Recall@1 of NetVLAD (cosine top-10 against the day map, ground truth
+within ``--radius`` m) without and with :func:`panoplace.matching.scene_rerank.rerank_by_scene`
+(scene probabilities of the demo's head for queries and map), for a few weights, the ``top1``
+filter, and an oracle that uses the true scene labels.
+
+Part 3 -- cost: images/s (``--crops`` crops each, crops in memory, batch ``--batch``, median of
+``--rounds`` interleaved rounds) of the place model alone and of the unified model with the scene
+cut at block 7 and at ``head``; also for the Places365 layout (ResNet-18, layer4 shared, GeM place
+branch, 365-way head; random weights, the speed does not depend on them).
+
+Run: ``.venv/bin/python benchmarks/bench_scene.py`` (about 5 minutes on 2 busy cores).
+
+Measured (2 CPU cores shared with other jobs):
+
+    (filled in from the run below)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig  # noqa: E402
+from panoplace.data import load_csv  # noqa: E402
+from panoplace.data.groundtruth import GroundTruth  # noqa: E402
+from panoplace.evaluation.metrics import recall_at_n  # noqa: E402
+from panoplace.extract import CropDataset, calibrate_panorama, count_crops  # noqa: E402
+from panoplace.matching.scene_rerank import rerank_by_scene  # noqa: E402
+from panoplace.models.fusion import fuse  # noqa: E402
+from panoplace.models.pooling import GeM  # noqa: E402
+from panoplace.models.scene import SceneHead, from_place_model, from_places365  # noqa: E402
+from panoplace.scene import WORLD_CATEGORIES, fit_scene_head, head_probabilities, scene_labels, top_k_matches  # noqa: E402
+from panoplace.scene.world import WORLD_HEAD_DROPOUT, WORLD_HEAD_EPOCHS, WORLD_HEAD_HIDDEN  # noqa: E402
+
+MAP = "day"
+QUERIES = ("day2", "dusk", "night", "fog")
+
+
+def render(out: Path, frames: int, spacing: float, size: int, seed: int) -> Dict[str, Path]:
+    from panoplace.synth import WorldConfig, build_world, default_traversals, render_world
+
+    world = build_world(WorldConfig(seed=seed))
+    trav = default_traversals(n_frames=frames, conditions=[MAP, *QUERIES], spacing_m=spacing, seed=seed)
+    return render_world(world, trav, out, projections=("equirect",), width=size, height=size // 2, progress=False)
+
+
+def crops_of(root: Path, paths: Sequence[str], panorama: PanoramaConfig) -> torch.Tensor:
+    """All crops of a drive, decoded once: ``(N, K, H, W, 3)`` uint8."""
+    ds = CropDataset(root, paths, panorama, count_crops(panorama))
+    items = [ds[i] for i in range(len(ds))]
+    bad = [m for _, _, m in items if m]
+    if bad:
+        raise RuntimeError(bad[0])
+    return torch.stack([c for c, _, _ in items])
+
+
+def unified_pass(model, crops: torch.Tensor, batch: int) -> Dict[str, np.ndarray]:
+    """NetVLAD descriptors, pooled block-7 and whole-trunk features per crop, fused GeM of block 7."""
+    shared: List[torch.Tensor] = []
+    tail: List[torch.Tensor] = []
+    h1 = model.base.register_forward_hook(lambda m, i, o: shared.append(o))
+    h2 = model.scene_tail.register_forward_hook(lambda m, i, o: tail.append(o))
+    gem = GeM(model.base.out_channels)
+    out: Dict[str, List[np.ndarray]] = {"netvlad": [], "block7": [], "head": [], "gem": []}
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(crops), batch):
+                x = model.preprocess(crops[i:i + batch])
+                b, k = x.shape[:2]
+                shared.clear()
+                tail.clear()
+                res = model(x)
+                s = shared[0]
+                out["netvlad"].append(res.descriptor.numpy())
+                out["block7"].append(s.mean(dim=(2, 3)).reshape(b, k, -1).numpy())
+                out["head"].append(tail[0].mean(dim=(2, 3)).reshape(b, k, -1).numpy())
+                out["gem"].append(fuse(gem.raw(s).reshape(b, k, -1), gem, "add").numpy())
+    finally:
+        h1.remove()
+        h2.remove()
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def train_head(x: np.ndarray, y: np.ndarray, hidden: int = 0, seed: int = 0) -> SceneHead:
+    """The world default head (train_world_scene_head's settings); hidden=0: linear, no dropout."""
+    torch.manual_seed(seed)
+    head = SceneHead(x.shape[-1], len(WORLD_CATEGORIES), hidden, WORLD_HEAD_DROPOUT if hidden else 0.0)
+    fit_scene_head(head, x, y, epochs=WORLD_HEAD_EPOCHS, seed=seed)
+    return head
+
+
+H = WORLD_HEAD_HIDDEN
+VARIANTS = [("block 7 avg (80), linear", "block7", 0), (f"block 7 avg (80), MLP {H}", "block7", H),
+            ("whole trunk (1280), linear", "head", 0), (f"whole trunk (1280), MLP {H}", "head", H),
+            (f"GeM descriptor (80), MLP {H}", "gem", H)]
+DEMO_HEAD = f"block 7 avg (80), MLP {H}"  # what panoplace demo trains (world_scene_model + default head)
+
+
+def accuracy_table(title: str, feats: Dict[str, Dict[str, np.ndarray]], labels: Dict[str, np.ndarray],
+                   train_rows: np.ndarray, test_rows: np.ndarray, seeds: Sequence[int]) -> Dict[str, SceneHead]:
+    """Accuracy per query drive, mean over ``seeds`` (head initialisation and sample order); the last
+    column is the mean over drives +- the standard deviation of that mean across seeds."""
+    print(f"\n{title}; mean of {len(seeds)} seeds")
+    head_line = f"{'features, head':<32}" + "".join(f"{q:>8}" for q in QUERIES) + f"{'mean':>14}"
+    print(head_line)
+    print("-" * len(head_line))
+    y_tr = labels[MAP][train_rows]
+    majority = np.bincount(y_tr, minlength=len(WORLD_CATEGORIES)).argmax()
+    accs = [float((labels[q][test_rows] == majority).mean()) for q in QUERIES]
+    print(f"{'majority (' + WORLD_CATEGORIES[majority] + ')':<32}" + "".join(f"{a:>8.3f}" for a in accs)
+          + f"{np.mean(accs):>8.3f}")
+    heads = {}
+    for name, key, hidden in VARIANTS:
+        acc = np.zeros((len(seeds), len(QUERIES)))
+        for i, seed in enumerate(seeds):
+            head = train_head(feats[MAP][key][train_rows], y_tr, hidden, seed)
+            if i == 0:
+                heads[name] = head
+            for j, q in enumerate(QUERIES):
+                p = head_probabilities(head, feats[q][key][test_rows])
+                acc[i, j] = float((p.argmax(1) == labels[q][test_rows]).mean())
+        per_seed = acc.mean(axis=1)
+        print(f"{name:<32}" + "".join(f"{a:>8.3f}" for a in acc.mean(axis=0))
+              + f"{per_seed.mean():>8.3f} +-{per_seed.std():.3f}")
+    return heads
+
+
+def localisation_table(feats, sets, probs: Dict[str, np.ndarray], labels, radius: float, k: int = 10) -> None:
+    onehot = {n: np.eye(len(WORLD_CATEGORIES), dtype=np.float32)[labels[n]] for n in labels}
+    rows: List[Tuple[str, List[float]]] = []
+    per: Dict[str, Dict[str, float]] = {}
+    db = sets[MAP]
+    for q in QUERIES:
+        gt = GroundTruth.from_positions(db.xy, sets[q].xy, radius=radius)
+        scores, cand = top_k_matches(feats[q]["netvlad"], feats[MAP]["netvlad"], k)
+        r = {"NetVLAD (no scene)": recall_at_n(cand, gt, ns=(1,))[1]}
+        for w in (0.05, 0.1, 0.2):
+            _, c = rerank_by_scene(scores, probs[q], probs[MAP], cand, weight=w)
+            r[f"+ scene re-rank w={w:g}"] = recall_at_n(c, gt, ns=(1,))[1]
+        _, c = rerank_by_scene(scores, probs[q], probs[MAP], cand, mode="filter", kind="top1")
+        r["+ scene filter (top-1 agrees)"] = recall_at_n(c, gt, ns=(1,))[1]
+        _, c = rerank_by_scene(scores, onehot[q], onehot[MAP], cand, weight=0.1)
+        r["+ oracle labels re-rank w=0.1"] = recall_at_n(c, gt, ns=(1,))[1]
+        per[q] = r
+    for name in per[QUERIES[0]]:
+        rows.append((name, [per[q][name] for q in QUERIES]))
+    print(f"\nLocalisation Recall@1 against the {MAP} map (NetVLAD top-{k}, ground truth within {radius:g} m; "
+          f"scene probabilities of the '{DEMO_HEAD}' head, seed 0)")
+    head = f"{'method':<34}" + "".join(f"{q:>8}" for q in QUERIES) + f"{'mean':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, vals in rows:
+        print(f"{name:<34}" + "".join(f"{v:>8.3f}" for v in vals) + f"{np.mean(vals):>8.3f}")
+
+
+def time_models(models: Dict[str, torch.nn.Module], x: torch.Tensor, batch: int, rounds: int) -> Dict[str, float]:
+    """images/s of each model on normalised crops ``x`` ``(N, K, 3, H, W)``, interleaved rounds."""
+    times: Dict[str, List[float]] = {n: [] for n in models}
+    with torch.inference_mode():
+        for m in models.values():
+            m(x[:batch])  # warm-up
+        for _ in range(rounds):
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                for i in range(0, len(x), batch):
+                    m(x[i:i + batch])
+                times[name].append(time.perf_counter() - t0)
+    return {n: len(x) / statistics.median(t) for n, t in times.items()}
+
+
+def speed_table(place, unified_head, crops: torch.Tensor, args) -> None:
+    unified_7 = from_place_model(place, list(WORLD_CATEGORIES), "procedural-world", scene_cut=7)
+    x = place.preprocess(crops[: args.speed_images])
+    ips = time_models({"place only (NetVLAD at block 7)": place, "unified, scene head on block 7": unified_7,
+                       "unified, scene head on the whole trunk": unified_head}, x, args.batch, args.rounds)
+    # Places365 layout: ResNet-18, layer4 shared, GeM place branch, 365-way scene head
+    with tempfile.TemporaryDirectory() as tmp:
+        import torchvision.models as tvm
+
+        net = tvm.resnet18(weights=None, num_classes=365)
+        path = Path(tmp) / "resnet18_places365.pth.tar"
+        torch.save({"state_dict": {"module." + k: v for k, v in net.state_dict().items()}}, path)
+        p365 = from_places365(path, [f"c{i}" for i in range(365)]).eval()
+    place365 = p365.place_model().eval()
+    x365 = p365.preprocess(crops[: args.speed_images])
+    ips.update(time_models({"Places365 R18: place only (GeM at layer4)": place365,
+                            "Places365 R18: unified (+ avgpool + fc 365)": p365}, x365, args.batch, args.rounds))
+    k = crops.shape[1]
+    print(f"\nCost of the scene branch: images/s ({k} crops of {crops.shape[2]}² each, crops in memory, batch "
+          f"{args.batch}, {args.speed_images} images, median of {args.rounds} interleaved rounds, torch threads "
+          f"{torch.get_num_threads()})")
+    print(f"{'model':<46}{'images/s':>10}{'vs place only':>15}")
+    base = {"Places365": ips["Places365 R18: place only (GeM at layer4)"],
+            "": ips["place only (NetVLAD at block 7)"]}
+    for name, v in ips.items():
+        ref = base["Places365"] if name.startswith("Places365") else base[""]
+        print(f"{name:<46}{v:>10.2f}{v / ref:>15.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--spacing-m", type=float, default=20.0)
+    ap.add_argument("--size", type=int, default=1024, help="render width (height = width / 2)")
+    ap.add_argument("--crops", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=224, help="crop side in pixels")
+    ap.add_argument("--seeds", type=int, default=3, help="head trainings per table cell (seeds 0..n-1)")
+    ap.add_argument("--clusters", type=int, default=32)
+    ap.add_argument("--radius", type=float, default=15.0)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--speed-images", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=None, help="folder for the rendered world (default: a temporary one)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(args.seed)
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        csvs = render(work / "world", args.frames, args.spacing_m, args.size, args.seed)
+        sets = {n: load_csv(p) for n, p in csvs.items()}
+        t_render = time.perf_counter() - t0
+        panorama = PanoramaConfig(projection="equirect", elevation=(40.0, -25.0), pano_width=1024,
+                                  pano_height=256, n_crops=args.crops, crop_size=(args.crop, args.crop))
+        db = sets[MAP]
+        panorama = calibrate_panorama(panorama, db.root, db.paths)
+        from panoplace.cluster import cluster_images
+
+        place = cluster_images(db.root, db.paths, PipelineConfig(panorama, ModelConfig(num_clusters=args.clusters)),
+                               n_images=len(db), per_image=100, seed=args.seed, batch_size=args.batch,
+                               num_workers=0, progress=False).eval()
+        unified = from_place_model(place, list(WORLD_CATEGORIES), "procedural-world", scene_cut="head").eval()
+        t1 = time.perf_counter()
+        crops = {n: crops_of(s.root, s.paths, panorama) for n, s in sets.items()}
+        feats = {n: unified_pass(unified, c, args.batch) for n, c in crops.items()}
+        t_features = time.perf_counter() - t1
+        labels = {n: scene_labels(s) for n, s in sets.items()}
+
+        counts = np.bincount(labels[MAP], minlength=len(WORLD_CATEGORIES))
+        print(f"world seed {args.seed}: {args.frames} frames per drive, {args.spacing_m:g} m apart, {args.size}x"
+              f"{args.size // 2} equirect; {args.crops} crops of {args.crop}²; categories: procedural-world "
+              f"({len(WORLD_CATEGORIES)}); day drive: " + ", ".join(f"{c} {n}" for c, n in zip(WORLD_CATEGORIES, counts)))
+        print(f"render {t_render:.0f} s, clustering + unified pass over {len(sets)} drives {t_features:.0f} s")
+
+        n = args.frames
+        all_rows = np.arange(n)
+        seeds = tuple(range(args.seeds))
+        heads = accuracy_table(f"Scene accuracy, heads trained on the {MAP} drive, tested on the other drives "
+                               "(same places, other conditions)", feats, labels, all_rows, all_rows, seeds)
+        accuracy_table(f"Scene accuracy on places never seen: trained on the first half of the {MAP} drive, "
+                       "tested on the second half of the other drives", feats, labels, all_rows[: n // 2],
+                       all_rows[n // 2:], seeds)
+        head = heads[DEMO_HEAD]
+        probs = {name: head_probabilities(head, f["block7"]) for name, f in feats.items()}
+        localisation_table(feats, sets, probs, labels, args.radius)
+        speed_table(place, unified, crops[MAP], args)
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
