@@ -8,9 +8,12 @@ get exactly 0, the kept weights are renormalised to sum to 1).
 Two modes (``ModelConfig.attention``):
 
 - ``"learned"`` (:class:`LearnedAttention`): a small head, 1x1 conv ``C -> hidden`` + ReLU +
-  1x1 conv ``hidden -> 1``, gives a score per location; the weights are a softmax of the scores
-  over the (kept) locations. ``hidden = min(128, C)``. The last conv starts near zero, so a new
-  head starts close to uniform weights. Its parameters train at a higher learning rate (see
+  1x1 conv ``hidden -> 1``, gives a score ``s`` per location; the weights are ``sigmoid(s)``
+  over the kept locations, normalised to sum 1. The sigmoid bounds how much one location can
+  weigh relative to the others, so the head learns to suppress locations rather than to
+  concentrate the descriptor on a few (a softmax over the scores collapsed in training on the
+  procedural world). ``hidden = min(128, C)``. The last conv starts near zero, so a new head
+  starts close to uniform weights. Its parameters train at a higher learning rate (see
   :mod:`panoplace.training.trainer`).
 - ``"cam"`` (:class:`CamAttention`): the class activation map (Zhou et al., CVPR 2016) of a
   scene classifier whose last layer is a linear map over the channels of the local features
@@ -158,7 +161,8 @@ class LearnedAttention(_Attention):
         return self.conv2(F.relu(self.conv1(x))).flatten(1)
 
     def _normalise(self, scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=1)
+        g = torch.sigmoid(scores) * keep
+        return g / g.sum(dim=1, keepdim=True)
 
 
 class CamAttention(_Attention):

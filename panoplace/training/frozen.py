@@ -15,10 +15,12 @@ the backbone (attention, ``aggregator.raw``, crop fusion; training models have n
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from panoplace.config import PanoramaConfig
 from panoplace.errors import ImageReadError, InputError
 from panoplace.extract import CropDataset
+from panoplace.models.build import weights_fingerprint
 from panoplace.models.fusion import fuse
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,9 @@ class FrozenFeatures:
         device: where the model runs; features are kept on the CPU.
         batch_size, num_workers: for computing missing features (DataLoader over
             :class:`~panoplace.extract.CropDataset`).
+        store: a dict to keep the features in, shared between models (e.g. runs from the same
+            initial model); entries are keyed by a fingerprint of the frozen weights, the
+            panorama config and the image path, so models with other frozen units never mix.
 
     Shape:
         - :meth:`features`: ``n`` paths -> ``(n, K, C, h, w)`` float32.
@@ -59,7 +65,8 @@ class FrozenFeatures:
     """
 
     def __init__(self, model: nn.Module, panorama: PanoramaConfig, n_crops: int, device: torch.device,
-                 batch_size: int = 16, num_workers: int = 1) -> None:
+                 batch_size: int = 16, num_workers: int = 1,
+                 store: Optional[Dict[str, torch.Tensor]] = None) -> None:
         if getattr(model, "whitening", None) is not None:
             raise InputError("frozen features are for training, and a model being trained has no whitening")
         self.model = model
@@ -72,10 +79,14 @@ class FrozenFeatures:
         body = model.backbone.body
         self.prefix = body[: self.split]
         self.tail = body[self.split:]
-        self._store: Dict[str, torch.Tensor] = {}
+        self._store: Dict[str, torch.Tensor] = {} if store is None else store
+        h = hashlib.sha256(weights_fingerprint(self.prefix).encode())
+        h.update(json.dumps(panorama.to_dict(), sort_keys=True).encode())
+        self._prefix_id = h.hexdigest()[:16]
 
     def __len__(self) -> int:
-        return len(self._store)
+        """Images whose features are held (for this model's frozen units)."""
+        return sum(1 for k in self._store if k.startswith(self._prefix_id))
 
     def bytes_per_image(self) -> int:
         """Memory one image's frozen features take (float32)."""
@@ -85,8 +96,12 @@ class FrozenFeatures:
         return int(out.numel()) * 4 * self.n_crops
 
     @staticmethod
-    def key(root: Path, path: str) -> str:
+    def image_key(root: Path, path: str) -> str:
+        """The identity of an image file: its normalised absolute path."""
         return os.path.normpath(str((Path(root) / path).resolve()))
+
+    def key(self, root: Path, path: str) -> str:
+        return f"{self._prefix_id}:{self.image_key(root, path)}"
 
     @torch.no_grad()
     def _compute(self, root: Path, paths: List[str]) -> None:

@@ -448,12 +448,15 @@ class Trainer:
         out_dir: where ``latest.pt``, ``best.pt`` and the CSV logs go.
         config: :class:`TrainConfig`.
         progress: show a tqdm bar with the running loss.
+        frozen_store: a dict to keep frozen-backbone features in, to share them with other runs
+            (see :class:`~panoplace.training.frozen.FrozenFeatures`).
     """
 
     def __init__(self, model: nn.Module, panorama: PanoramaConfig, train: PlaceSplit,
                  val: Optional[PlaceSplit], out_dir: PathLike, config: Optional[TrainConfig] = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, frozen_store: Optional[Dict[str, torch.Tensor]] = None) -> None:
         self.config = cfg = config or TrainConfig()
+        self._frozen_store = frozen_store
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
@@ -489,11 +492,11 @@ class Trainer:
         if cfg.frozen_cache == "off":
             return None
         frozen = FrozenFeatures(self.model, self.panorama, self.n_crops, self.device, cfg.batch_size_describe,
-                                cfg.num_workers)
+                                cfg.num_workers, store=self._frozen_store)
         sets = [self.train_split.database, self.train_split.queries]
         if self.val_split is not None:
             sets += [self.val_split.database, self.val_split.queries]
-        n_images = len({FrozenFeatures.key(s.root, p) for s in sets for p in s.paths})
+        n_images = len({FrozenFeatures.image_key(s.root, p) for s in sets for p in s.paths})
         need = n_images * frozen.bytes_per_image()
         if cfg.frozen_cache == "auto" and need > cfg.frozen_cache_limit:
             log.info("frozen-feature cache off: %d images would take %.1f GiB (limit %.1f GiB)", n_images,
