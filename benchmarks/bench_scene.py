@@ -26,8 +26,8 @@ in training).
 
 Part 2 -- localisation: Recall@1 of NetVLAD (cosine top-10 against the day map, ground truth
 within ``--radius`` m) without and with :func:`panoplace.matching.scene_rerank.rerank_by_scene`
-(scene probabilities of the demo's head for queries and map), for a few weights, the ``top1``
-filter, and an oracle that uses the true scene labels.
+(scene probabilities of the demo's head and of the whole-trunk linear head, for queries and map),
+for a few weights, the ``top1`` filter, and an oracle that uses the true scene labels.
 
 Part 3 -- cost: images/s (``--crops`` crops each, crops in memory, batch ``--batch``, median of
 ``--rounds`` interleaved rounds) of the place model alone and of the unified model with the scene
@@ -162,32 +162,33 @@ def accuracy_table(title: str, feats: Dict[str, Dict[str, np.ndarray]], labels: 
     return heads
 
 
-def localisation_table(feats, sets, probs: Dict[str, np.ndarray], labels, radius: float, k: int = 10) -> None:
+def localisation_table(feats, sets, probs: Dict[str, Dict[str, np.ndarray]], labels, radius: float,
+                       k: int = 10) -> None:
+    """Recall@1 without and with scene re-ranking; ``probs``: {head name: {drive: (N, C)}}."""
     onehot = {n: np.eye(len(WORLD_CATEGORIES), dtype=np.float32)[labels[n]] for n in labels}
-    rows: List[Tuple[str, List[float]]] = []
     per: Dict[str, Dict[str, float]] = {}
     db = sets[MAP]
     for q in QUERIES:
         gt = GroundTruth.from_positions(db.xy, sets[q].xy, radius=radius)
         scores, cand = top_k_matches(feats[q]["netvlad"], feats[MAP]["netvlad"], k)
         r = {"NetVLAD (no scene)": recall_at_n(cand, gt, ns=(1,))[1]}
-        for w in (0.05, 0.1, 0.2):
-            _, c = rerank_by_scene(scores, probs[q], probs[MAP], cand, weight=w)
-            r[f"+ scene re-rank w={w:g}"] = recall_at_n(c, gt, ns=(1,))[1]
-        _, c = rerank_by_scene(scores, probs[q], probs[MAP], cand, mode="filter", kind="top1")
-        r["+ scene filter (top-1 agrees)"] = recall_at_n(c, gt, ns=(1,))[1]
+        for head, p in probs.items():
+            for w in (0.05, 0.1, 0.2):
+                _, c = rerank_by_scene(scores, p[q], p[MAP], cand, weight=w)
+                r[f"{head}: re-rank w={w:g}"] = recall_at_n(c, gt, ns=(1,))[1]
+            _, c = rerank_by_scene(scores, p[q], p[MAP], cand, mode="filter", kind="top1")
+            r[f"{head}: filter (top-1 agrees)"] = recall_at_n(c, gt, ns=(1,))[1]
         _, c = rerank_by_scene(scores, onehot[q], onehot[MAP], cand, weight=0.1)
-        r["+ oracle labels re-rank w=0.1"] = recall_at_n(c, gt, ns=(1,))[1]
+        r["oracle scene labels: re-rank w=0.1"] = recall_at_n(c, gt, ns=(1,))[1]
         per[q] = r
-    for name in per[QUERIES[0]]:
-        rows.append((name, [per[q][name] for q in QUERIES]))
     print(f"\nLocalisation Recall@1 against the {MAP} map (NetVLAD top-{k}, ground truth within {radius:g} m; "
-          f"scene probabilities of the '{DEMO_HEAD}' head, seed 0)")
-    head = f"{'method':<34}" + "".join(f"{q:>8}" for q in QUERIES) + f"{'mean':>8}"
+          "scene probabilities of the heads named, seed 0, for queries and map)")
+    head = f"{'method':<44}" + "".join(f"{q:>8}" for q in QUERIES) + f"{'mean':>8}"
     print(head)
     print("-" * len(head))
-    for name, vals in rows:
-        print(f"{name:<34}" + "".join(f"{v:>8.3f}" for v in vals) + f"{np.mean(vals):>8.3f}")
+    for name in per[QUERIES[0]]:
+        vals = [per[q][name] for q in QUERIES]
+        print(f"{name:<44}" + "".join(f"{v:>8.3f}" for v in vals) + f"{np.mean(vals):>8.3f}")
 
 
 def time_models(models: Dict[str, torch.nn.Module], x: torch.Tensor, batch: int, rounds: int) -> Dict[str, float]:
@@ -289,8 +290,9 @@ def main() -> None:
         accuracy_table(f"Scene accuracy on places never seen: trained on the first half of the {MAP} drive, "
                        "tested on the second half of the other drives", feats, labels, all_rows[: n // 2],
                        all_rows[n // 2:], seeds)
-        head = heads[DEMO_HEAD]
-        probs = {name: head_probabilities(head, f["block7"]) for name, f in feats.items()}
+        trunk = "whole trunk (1280), linear"
+        probs = {"block 7 MLP (demo)": {n: head_probabilities(heads[DEMO_HEAD], f["block7"]) for n, f in feats.items()},
+                 "whole trunk linear": {n: head_probabilities(heads[trunk], f["head"]) for n, f in feats.items()}}
         localisation_table(feats, sets, probs, labels, args.radius)
         speed_table(place, unified, crops[MAP], args)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")

@@ -259,7 +259,8 @@ def fit_scene_head(head: "SceneHead", train_x: np.ndarray, train_y: np.ndarray, 
 
     The validation accuracy (crop-averaged probabilities, per image) is computed after every
     epoch; the epoch with the best one (ties: lower validation loss) is kept. Without validation
-    data the last epoch is kept.
+    data the last epoch is kept. Categories without a training sample get a zero weight row and
+    a bias 30 below the lowest, so the head does not predict them.
 
     Shape:
         train_x: ``(N, C_in)`` or ``(N, K, C_in)``; train_y: ``(N,)`` int; same for val_x / val_y.
@@ -333,6 +334,13 @@ def fit_scene_head(head: "SceneHead", train_x: np.ndarray, train_y: np.ndarray, 
     else:
         fit.best_epoch = int(epochs)
     _fold_standardisation(head, mean, std)
+    absent = np.setdiff1d(np.arange(head.n_classes), y)
+    if absent.size:  # never seen in training: never predicted (probability ~exp(-30) of the best)
+        with torch.no_grad():
+            rows = torch.from_numpy(absent).to(dev)
+            head.fc.weight[rows] = 0.0
+            head.fc.bias[rows] = float(head.fc.bias.min()) - 30.0
+        log.info("%d categories have no training image; the head never predicts them", absent.size)
     head.eval()
     return fit
 

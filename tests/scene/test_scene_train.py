@@ -97,3 +97,13 @@ def test_labelled_sets_and_splits(tmp_path: Path, toy_folder: Path) -> None:
 def test_confusion_matrix_counts() -> None:
     cm = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0]), 3)
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_categories_without_training_images_are_never_predicted() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    y = rng.integers(0, 2, 40)  # categories 2 and 3 have no image
+    head = SceneHead(8, 4)
+    fit_scene_head(head, x, y, epochs=3)
+    p = head_probabilities(head, 10 * rng.normal(size=(200, 8)).astype(np.float32))
+    assert p[:, 2:].max() < 1e-6 and set(p.argmax(1)) <= {0, 1}
