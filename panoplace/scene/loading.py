@@ -40,9 +40,12 @@ def load_scene_model(checkpoint: Optional[PathLike] = None, places365: Optional[
     from panoplace.scene.categories import PLACES365_CATEGORIES, find_places365, load_categories, missing_places365_error
 
     if checkpoint is not None:
-        if places365 is not None or place_checkpoint is not None:
-            raise InputError("--checkpoint is a whole scene model: do not combine it with --places365 or "
-                             "--place-checkpoint")
+        extra = [flag for flag, v in (("--places365", places365), ("--categories", categories), ("--arch", arch),
+                                      ("--place-checkpoint", place_checkpoint), ("--aggregator", aggregator),
+                                      ("--split", split)) if v is not None]
+        if extra:
+            raise InputError(f"--checkpoint is a whole scene model (categories, split and place branch inside): "
+                             f"do not combine it with {', '.join(extra)}")
         return load_scene_checkpoint(checkpoint)
     if places365 is None:
         found = find_places365()
@@ -90,8 +93,7 @@ def base_model_for_training(checkpoint: Optional[PathLike] = None, places365: Op
             offline ImageNet weights) with a GeM place branch at ``place_cut``.
         split, scene_cut: where the shared base ends and which trunk features the head pools.
     """
-    from panoplace.models.backbones import PLACES365_CLASSES
-    from panoplace.models.backbones import read_torch_file
+    from panoplace.models.backbones import PLACES365_CLASSES, read_torch_file
     from panoplace.models.scene import (
         SceneConfig,
         build_scene_model,
@@ -114,11 +116,11 @@ def base_model_for_training(checkpoint: Optional[PathLike] = None, places365: Op
         place, panorama = load_checkpoint(checkpoint)
         return from_place_model(place, placeholder, UNTRAINED, split=split, scene_cut=scene_cut), panorama
     if places365 is not None:
+        if scene_cut not in (None, "layer4"):
+            raise InputError("with --places365 the scene head reads layer4 (the Places365 classifier's features)")
         names = [f"untrained_{i}" for i in range(PLACES365_CLASSES)]
         model = from_places365(places365, names, split=split, arch=arch)
         model.category_set = UNTRAINED
-        if scene_cut not in (None, "layer4"):
-            raise InputError("with --places365 the scene head reads layer4 (the Places365 classifier's features)")
         return model, None
     cfg = SceneConfig(place=ModelConfig(backbone=backbone, weights=weights, cut=place_cut, aggregator="gem"),
                       split=split, scene_cut=scene_cut, n_classes=2)

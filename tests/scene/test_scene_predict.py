@@ -137,3 +137,10 @@ def test_cli_without_places365_weights_is_one_line_exit_2(tmp_path: Path, panora
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "does not exist" in err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_cli_checkpoint_does_not_mix_with_places365_options(tmp_path: Path, panoramas: Path, capsys) -> None:
+    rc = main(["scene", "predict", str(panoramas), "--csv", str(tmp_path / "s.csv"), "--checkpoint",
+               str(tmp_path / "scene.pt"), "--aggregator", "avg"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "do not combine it with --aggregator" in err

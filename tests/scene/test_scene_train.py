@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from panoplace.cli import main
 from panoplace.errors import DatasetError, InputError
