@@ -100,13 +100,13 @@ def test_one_pass_gives_place_descriptors_and_scene_features(tmp_path: Path) -> 
     gem = build_model(ModelConfig(aggregator="gem", cut=4))
     pano = PanoramaConfig(projection="plain", n_crops=2, crop_size=(64, 64))
     paths = ["0.png", "1.png", "2.png"]
-    model = world_scene_model(gem)
-    assert len(model.scene_tail) == 0 and len(model.place_tail) == 0 and model.scene_head.hidden is None
+    model = world_scene_model(gem)  # scene branch: the rest of the trunk (blocks 5..15 + head)
+    assert len(model.place_tail) == 0 and len(model.scene_tail) == 12 and model.config.split == 4
     res = predict_images(tmp_path, paths, model, pano, return_features=True, num_workers=0, progress=False)
     ref = extract(tmp_path, paths, gem, pano, num_workers=0, progress=False).descriptors
     assert res.descriptors.fingerprint == ref.fingerprint
     assert np.allclose(res.descriptors.descriptors, ref.descriptors, atol=1e-5)
-    assert res.features.shape == (3, 2, 40)  # per crop, block 4 of EfficientNet-Lite0
+    assert res.features.shape == (3, 2, 1280)  # per crop, the whole EfficientNet-Lite0 trunk
     from panoplace.extract import CropDataset
 
     crops = torch.stack([CropDataset(tmp_path, paths, pano, 2)[i][0] for i in range(3)])
