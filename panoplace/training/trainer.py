@@ -653,9 +653,16 @@ class Trainer:
         cache.write(0, desc)
         return cache
 
-    def _train_steps(self, triplets: Triplets, epoch: int, rec: EpochRecord, bar: Any,
-                     loss_sum: List[float]) -> None:
+    def train_tuples(self, triplets: Triplets, rec: Optional[EpochRecord] = None, bar: Any = None) -> EpochRecord:
+        """Optimizer steps over ``triplets``, ``batch_size`` tuples at a time.
+
+        Adds to ``rec`` (a new record for epoch ``self.epoch + 1`` when None) the tuples,
+        triplets, the running mean loss and the seconds spent, and returns it.
+        """
         cfg = self.config
+        rec = rec if rec is not None else EpochRecord(epoch=self.epoch + 1,
+                                                      lr=float(self.optimizer.param_groups[0]["lr"]))
+        t0 = time.perf_counter()
         self._set_train_mode()
         for images, rq, rp, rn in self._batches(triplets):
             desc = self._batch_descriptors(images)  # (U, D)
@@ -668,11 +675,15 @@ class Trainer:
             self.step += 1
             value = float(loss.detach())
             n_trip = int(mask.sum())
+            total = (rec.loss * rec.tuples if rec.tuples else 0.0) + value * len(rq)
             rec.tuples += len(rq)
             rec.triplets += n_trip
-            loss_sum[0] += value * len(rq)
-            self.log.step(epoch, self.step, value, len(rq), n_trip, self.optimizer.param_groups[0]["lr"])
-            bar.set_postfix(loss=f"{loss_sum[0] / max(rec.tuples, 1):.4f}", refresh=False)
+            rec.loss = total / rec.tuples
+            self.log.step(rec.epoch, self.step, value, len(rq), n_trip, self.optimizer.param_groups[0]["lr"])
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec.loss:.4f}", refresh=False)
+        rec.train_seconds += time.perf_counter() - t0
+        return rec
 
     def mine(self, queries: Optional[np.ndarray] = None, seed: int = 0) -> Triplets:
         """Mine tuples for ``queries`` (default: all trainable ones) with the current model.
@@ -715,7 +726,6 @@ class Trainer:
         if cfg.queries_per_epoch is not None:
             order = order[:cfg.queries_per_epoch]
         rec = EpochRecord(epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]))
-        loss_sum = [0.0]
         cache: Optional[DescriptorCache] = None
         bar = tqdm(total=len(order), unit="query", desc=f"epoch {epoch}", disable=not self.progress,
                    dynamic_ncols=True)
@@ -727,17 +737,14 @@ class Trainer:
                 qdesc = self._describe(self.train_split.queries, rows)
                 triplets = self.miner.mine(rows, qdesc, cache, rng)
                 rec.solved += triplets.solved
-                t1 = time.perf_counter()
-                rec.cache_seconds += t1 - t0
+                rec.cache_seconds += time.perf_counter() - t0
                 if len(triplets):
-                    self._train_steps(triplets, epoch, rec, bar, loss_sum)
-                rec.train_seconds += time.perf_counter() - t1
+                    self.train_tuples(triplets, rec, bar)
                 bar.update(len(rows))
         finally:
             bar.close()
             if cache is not None:
                 cache.close()
-        rec.loss = loss_sum[0] / rec.tuples if rec.tuples else float("nan")
         self.scheduler.step()
         log.info("epoch %d: loss %.4f over %d tuples (%d triplets, %d queries already solved), %.1f triplets/s",
                  epoch, rec.loss, rec.tuples, rec.triplets, rec.solved, rec.triplets_per_second)
