@@ -518,8 +518,8 @@ class Trainer:
         if attn:
             groups.append({"params": attn, "lr": cfg.lr * cfg.attention_lr_mult})
         n_params = sum(p.numel() for g in groups for p in g["params"])
-        log.info("training %d parameters (%d tensors; attention at %gx lr)", n_params,
-                 sum(len(g["params"]) for g in groups), cfg.attention_lr_mult)
+        log.info("training %d parameters in %d tensors%s", n_params, sum(len(g["params"]) for g in groups),
+                 f" (attention head at {cfg.attention_lr_mult:g}x the learning rate)" if attn else "")
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
