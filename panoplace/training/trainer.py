@@ -548,7 +548,8 @@ class Trainer:
         path = Path(out_dir) / LATEST
         if not path.is_file():
             raise CheckpointError(f"nothing to resume: {path} does not exist")
-        extra = read_torch_file(path, "checkpoint").get("extra", {})
+        obj = read_torch_file(path, "checkpoint")
+        extra = obj.get("extra", {}) if isinstance(obj, dict) else {}
         if not isinstance(extra, dict) or "optimizer" not in extra or "train_config" not in extra:
             raise CheckpointError(f"{path} holds no training state (optimizer, epoch) to resume from")
         model, panorama = load_checkpoint(path)

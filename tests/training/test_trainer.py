@@ -184,13 +184,15 @@ def test_train_verb_with_area_split_and_attention(two_epochs, street, tmp_path) 
     args = ["train", "--train-db", str(street["day"]), "--train-queries", str(street["dusk"]), "--val-area", "0.6",
             "--checkpoint", str(two_epochs["out"] / "best.pt"), "--out", str(out), "--epochs", "1",
             "--queries-per-epoch", "4", "--negatives", "2", "--neg-sample", "20", "--workers", "0",
-            "--device", "cpu", "--no-progress", "--attention", "learned", "--remain", "0.75", "--frozen-cache", "off"]
+            "--device", "cpu", "--no-progress", "--attention", "learned", "--remain", "0.75", "--frozen-cache", "off",
+            "--cache", "hdf5"]
     assert main(args) == 0
     model, _ = load_checkpoint(out / "latest.pt")
     assert model.config.attention == "learned" and model.config.attention_remain == 0.75
     with open(out / "epochs.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"] and int(rows[1]["tuples"]) > 0  # trained on decoded crops
+    assert not (out / "mining_cache.h5").exists()  # the HDF5 mining cache is scratch space
     assert main(["train", "--train-db", str(street["day"]), "--train-queries", str(street["dusk"]),
                  "--val-area", "0.6", "--out", str(out), "--resume", "--checkpoint", "x.pt"]) == 2
 
