@@ -6,7 +6,10 @@
    drive (NetVLAD, and GeM with the same backbone), and raw-pixel descriptors as a baseline.
 3. Single-frame retrieval and sequence matching for every query drive against the map,
    evaluated against the GPS ground truth (positives within ``radius`` metres).
-4. A report folder: ``summary.json``, one HTML report per query drive (PR curve, Recall@N,
+4. Scene recognition: a scene head (procedural-world categories) trained on the map drive's
+   scene labels, predicted on the query drives, and scene-aware re-ranking of NetVLAD
+   candidates (accuracy and Recall@1 with/without re-ranking in the table and summary).
+5. A report folder: ``summary.json``, one HTML report per query drive (PR curve, Recall@N,
    trajectory map, match gallery) and ``index.html`` linking them; a table in the terminal.
 
 The realism check of the world is the same table: NetVLAD should beat raw pixels across
