@@ -22,10 +22,10 @@ selection):
 
 Run: .venv/bin/python benchmarks/bench_training.py [--work /tmp/panoplace_bench_training]
 (the rendered world is kept in the work folder and reused). The runs are deterministic (same
-numbers on every run); times depend on the machine: 2-4 minutes on 2 idle cores after the
-world is rendered (~1 minute), 5-8 minutes while other jobs share the cores.
+recalls on every run); times depend on the machine: 3 minutes from scratch on 2 idle cores
+(50 s of it rendering the world), 5-8 minutes while other jobs share the cores.
 
-Measured (2 cores, shared at times; defaults: 4 crops of 96x96, EfficientNet-Lite0 cut 10 with
+Measured (2 cores; defaults: 4 crops of 96x96, EfficientNet-Lite0 cut 10 with
 1 trainable unit + NetVLAD K=32, SGD lr 0.01, 3 epochs, 5 hard negatives):
 
 Recall@1 in the held-out area B (Q ~ 118 per drive):
@@ -51,9 +51,9 @@ trained 0.799 (3584-D, none) / 0.705 (512) / 0.589 (128) / 0.532 (64); untrained
 0.606 / 0.484 / 0.375. With ~1k fit descriptors for 3584 dimensions whitening amplifies
 directions that do not carry over to the held-out area; it lowers recall at every size here.
 
-Throughput (32 tuples after warm-up, 82 triplets): full pipeline (JPEG decode + crops in a
-worker, whole backbone forward, tail backward) 44 triplets/s = 17 tuples/s = 262 crops/s;
-with the frozen-feature cache (tail only) 235 triplets/s = 92 tuples/s. Peak memory
+Throughput on 2 idle cores (32 tuples after warm-up, 82 triplets): full pipeline (JPEG decode
++ crops in a worker, whole backbone forward, tail backward) 47 triplets/s = 18 tuples/s = 280
+crops/s; with the frozen-feature cache (tail only) 232 triplets/s = 91 tuples/s. Peak memory
 (ru_maxrss): 1.5 GiB for the benchmark process (world, descriptors of every drive, feature
 cache), 0.9 GiB for the largest DataLoader worker.
 """
