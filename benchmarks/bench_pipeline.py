@@ -10,6 +10,19 @@ The annular test images are made here: a textured panorama mapped onto a ring by
 of the unwrap geometry, saved as JPEG.
 
 Run: .venv/bin/python benchmarks/bench_pipeline.py [--images 48] [--crops 4] [--size 1024]
+
+Measured 2026-11-24, 2 idle cores, 48 images, median of 3 (two runs each, to show the noise):
+
+    workers  backbone alone pano/s  full pipeline pano/s  ratio
+    0        29.3 / 28.2            21.3 / 20.9           0.73 / 0.74
+    1        26.4 / 32.6            20.1 / 19.8           0.76 / 0.61
+
+Target 0.90 is not met. Per panorama (one core, idle): JPEG decode 6.3 ms, unwrap + 4 crops
+4.5 ms, uint8 -> float preprocess ~1-4 ms, NetVLAD + fusion ~2.5 % of the backbone; the
+backbone itself is ~30 ms of 2-core time. On 2 cores the decode work cannot hide behind the
+network (both need the same cores), so the ceiling is about 60 / (60 + 11) = 0.85 of 2-core
+milliseconds unless decoding gets cheaper (reduced-size JPEG decode, one remap straight from
+the ring to the crops).
 """
 
 from __future__ import annotations
@@ -70,7 +83,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024, help="annular image side in pixels")
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="decoding workers (default: extract's default)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--backbone", default="efficientnet_lite0")
     args = ap.parse_args()
@@ -95,8 +108,11 @@ def main() -> None:
             full.append(time.perf_counter() - t0)
         n = args.images
         t_full, t_bb = statistics.median(full), statistics.median(bb)
+        from panoplace.extract import default_workers
+
+        workers = default_workers() if args.workers is None else args.workers
         print(f"\nextraction pipeline vs backbone alone ({args.backbone}, {n} annular {args.size}² JPEGs, "
-              f"K={k} crops of 224², batch {args.batch}, {args.workers} worker(s), torch threads "
+              f"K={k} crops of 224², batch {args.batch}, {workers} worker(s), torch threads "
               f"{torch.get_num_threads()}, median of {args.repeats})")
         print(f"{'stage':<44}{'seconds':>10}{'panoramas/s':>14}")
         print(f"{'backbone alone (crops in memory)':<44}{t_bb:>10.2f}{n / t_bb:>14.2f}")

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 from panoplace.config import PipelineConfig
 from panoplace.errors import InputError
-from panoplace.extract import CropDataset, calibrate_panorama, count_crops, resolve_device
+from panoplace.extract import CropDataset, calibrate_panorama, count_crops, default_workers, resolve_device
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -31,7 +31,7 @@ def sample_features(
     n_images: int = 500,
     per_image: int = 100,
     batch_size: int = 8,
-    num_workers: int = 1,
+    num_workers: Optional[int] = None,
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
@@ -50,7 +50,8 @@ def sample_features(
     rng = np.random.default_rng(seed)
     n = len(dataset)
     pick = np.sort(rng.choice(n, size=min(n_images, n), replace=False))
-    loader = DataLoader(Subset(dataset, pick.tolist()), batch_size=batch_size, num_workers=num_workers)
+    workers = default_workers() if num_workers is None else num_workers
+    loader = DataLoader(Subset(dataset, pick.tolist()), batch_size=batch_size, num_workers=workers)
     out = []
     with torch.inference_mode():
         for crops, idx, msgs in tqdm(loader, desc="cluster features", unit="batch", disable=not progress):

@@ -66,7 +66,7 @@ class DemoConfig:
     ds: int = 10
     enhance_window: int = 40
     batch_size: int = 8
-    workers: int = 1
+    workers: Optional[int] = None  # None = extract.default_workers()
 
     def __post_init__(self) -> None:
         if self.frames < 2 * self.ds:

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-image", type=int, default=100, help="local features per image (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader decoding workers (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)

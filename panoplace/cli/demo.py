@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"ground-truth radius in metres (default {d.radius:g})")
     p.add_argument("--ds", type=int, default=d.ds, help=f"sequence length in frames (default {d.ds})")
     p.add_argument("--num-clusters", type=int, default=d.num_clusters, help="NetVLAD clusters (default 32)")
-    p.add_argument("--workers", type=int, default=d.workers, help="decoding workers (default 1)")
+    p.add_argument("--workers", type=int, default=d.workers, help="decoding workers (default: none on 1-2 cores, else up to 4)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 

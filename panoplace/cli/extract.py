@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_panorama_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader decoding workers (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="on an unreadable image: stop (default) or skip it and list it at the end")

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    g.add_argument("--workers", type=int, default=1, help="DataLoader decoding workers (default 1)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

@@ -164,7 +164,7 @@ def predict_images(
     store_out: Optional[PathLike] = None,
     top: int = DEFAULT_TOP,
     batch_size: int = 8,
-    num_workers: int = 1,
+    num_workers: Optional[int] = None,
     device: str = "auto",
     on_error: str = "stop",
     progress: bool = True,
@@ -187,7 +187,7 @@ def predict_images(
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
 
-    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, resolve_device
+    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, default_workers, resolve_device
     from panoplace.models.build import weights_fingerprint
 
     if on_error not in ("stop", "skip"):
@@ -222,7 +222,8 @@ def predict_images(
     errors: Dict[int, str] = {}
     dataset = CropDataset(root, paths, panorama, n_crops)
     loader = DataLoader(Subset(dataset, range(done, len(paths))), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=dev.type == "cuda")
+                        num_workers=default_workers() if num_workers is None else num_workers,
+                        pin_memory=dev.type == "cuda")
     t0 = time.perf_counter()
     bar = tqdm(total=len(paths), initial=done, unit="img", desc="scene", disable=not progress, dynamic_ncols=True)
     try:

@@ -168,7 +168,7 @@ def split_labelled(data: LabelledImages, val_fraction: float, seed: int = 0
 # --------------------------------------------------------------------------------------------
 
 def compute_scene_features(model: "ScenePlaceModel", root: PathLike, paths: Sequence[str],  # noqa: F821
-                           panorama: PanoramaConfig, batch_size: int = 8, num_workers: int = 1,
+                           panorama: PanoramaConfig, batch_size: int = 8, num_workers: Optional[int] = None,
                            device: str = "auto", progress: bool = True) -> np.ndarray:
     """Pooled scene-branch features of every crop (one pass; the place branch is skipped).
 
@@ -182,7 +182,7 @@ def compute_scene_features(model: "ScenePlaceModel", root: PathLike, paths: Sequ
     from tqdm.auto import tqdm
 
     from panoplace.errors import ImageReadError
-    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, resolve_device
+    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, default_workers, resolve_device
 
     paths = list(paths)
     if not paths:
@@ -191,7 +191,8 @@ def compute_scene_features(model: "ScenePlaceModel", root: PathLike, paths: Sequ
     dev = resolve_device(device)
     model = model.to(dev).eval()
     loader = DataLoader(CropDataset(Path(root), paths, panorama, count_crops(panorama)), batch_size=batch_size,
-                        shuffle=False, num_workers=num_workers, pin_memory=dev.type == "cuda")
+                        shuffle=False, num_workers=default_workers() if num_workers is None else num_workers,
+                        pin_memory=dev.type == "cuda")
     out: List[np.ndarray] = []
     with torch.inference_mode(), tqdm(total=len(paths), unit="img", desc="scene features", disable=not progress,
                                       dynamic_ncols=True) as bar:
@@ -438,7 +439,7 @@ def train_scene(
     confusion_png: Optional[PathLike] = None,
     log_csv: Optional[PathLike] = None,
     batch_size: int = 8,
-    num_workers: int = 1,
+    num_workers: Optional[int] = None,
     device: str = "auto",
     progress: bool = True,
 ) -> SceneTrainResult:
