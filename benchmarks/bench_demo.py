@@ -11,6 +11,19 @@ three realism checks:
 Target: the demo finishes in under 5 minutes on a 2-core machine (after the install).
 
 Run: .venv/bin/python benchmarks/bench_demo.py [--frames 50] [extra demo options]
+
+Measured 2026-11-24 on 2 idle cores (default demo: 50 frames per drive, seed 0):
+
+    queries   raw pixels    GeM   NetVLAD   NetVLAD + hmm (ds=10)   (Recall@1, within 10 m)
+    day2           0.820  0.640     0.980                   1.000
+    dusk           0.740  0.360     0.880                   1.000
+    night          0.060  0.080     0.280                   0.560
+    fog            0.360  0.340     0.820                   1.000
+    PASS NetVLAD > raw pixels in every condition
+    PASS cross-condition harder than same-condition (NetVLAD R@1)
+    PASS sequence matching >= single-frame NetVLAD in every condition
+    stages (s): render 24.4, cluster 3.3, extract 25.6, scene 0.1, evaluate 6.4, total 59.8
+    demo wall time: 62.2 s (target < 300 s)
 """
 
 from __future__ import annotations
