@@ -45,6 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nprobe", type=int, default=None, help="IVF-PQ cells visited per query")
     p.add_argument("--no-rotation", action="store_true",
                    help="per-crop descriptors: skip rotation re-ranking and heading estimation")
+    sc = p.add_argument_group("scene-aware re-ranking (scene CSVs from `panoplace scene predict`)")
+    sc.add_argument("--scenes", metavar="QUERY_CSV", default=None,
+                    help="scene CSV of the query images: candidates are re-ranked by how well their "
+                         "scene agrees with the query's (needs --database-scenes)")
+    sc.add_argument("--database-scenes", metavar="DB_CSV", default=None,
+                    help="scene CSV of the database images (the images the index was built from)")
+    sc.add_argument("--scene-weight", type=float, default=0.1,
+                    help="similarity added per unit of scene agreement (default 0.1)")
+    sc.add_argument("--scene-mode", choices=("rerank", "filter"), default="rerank",
+                    help="rerank: add weight x Bhattacharyya agreement to the score (the CSV's score is then the sum); filter: drop candidates whose "
+                         "top-1 scene differs (a query none of whose candidates agrees keeps its list)")
     seq = p.add_argument_group("sequence matching")
     seq.add_argument("--sequence", nargs="?", const="hmm", default=None, choices=("hmm", "seqslam"),
                      help="treat the queries as an ordered sequence (method: hmm or seqslam; default hmm; "
@@ -84,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         queries = query_descriptors_from_images(source, index, args.checkpoint, args.batch_size,
                                                 args.device, progress=not args.quiet)
     index.check_query(queries)
+    scene = _scene_evidence(args, queries.ids, index.ids)
     database = rows = xy = None
     if args.database_set:
         from panoplace.data import load_dataset
@@ -95,12 +107,35 @@ def run(args: argparse.Namespace) -> int:
         result = retrieve_sequence(index, queries, args.k, method=args.sequence, ds=args.ds, mode=args.mode)
     else:
         result = retrieve(index, queries, args.k, database_xy=xy, place_radius=args.place_radius,
-                          rotation=not args.no_rotation)
+                          rotation=not args.no_rotation, scene=scene)
     table = prediction_rows(queries.ids, result, index.ids, database, rows)
     write_predictions(table, args.out if args.out else sys.stdout)
     how = f"sequence matching ({args.sequence})" if args.sequence else "retrieval"
+    if scene is not None:
+        how += f" with scene {args.scene_mode} (weight {args.scene_weight:g})"
     log.info("localised %d queries against %d database images by %s; median confidence %.3f%s",
              len(queries), len(index), how, float(np.median(result.confidence)),
              f"; wrote {args.out}" if args.out else "")
     return 0
 
+
+
+def _scene_evidence(args: argparse.Namespace, query_ids, database_ids):
+    """The :class:`SceneEvidence` of ``--scenes``/``--database-scenes``, or None without them."""
+    from panoplace.errors import InputError
+
+    if args.scenes is None and args.database_scenes is None:
+        return None
+    if args.scenes is None or args.database_scenes is None:
+        raise InputError("scene re-ranking needs both --scenes (queries) and --database-scenes (database)")
+    if args.sequence:
+        raise InputError("scene re-ranking works on frame-by-frame retrieval; leave out --sequence")
+    if not np.isfinite(args.scene_weight) or args.scene_weight < 0:
+        raise InputError(f"--scene-weight must be a number >= 0, got {args.scene_weight}")
+    from panoplace.matching.scene_rerank import SceneEvidence
+    from panoplace.scene.predict import scene_probs_from_csv
+
+    db_probs, categories = scene_probs_from_csv(args.database_scenes, list(database_ids))
+    q_probs, _ = scene_probs_from_csv(args.scenes, list(query_ids), categories)
+    kind = "top1" if args.scene_mode == "filter" else "bhattacharyya"
+    return SceneEvidence(q_probs, db_probs, weight=args.scene_weight, kind=kind, mode=args.scene_mode)

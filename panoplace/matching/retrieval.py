@@ -31,6 +31,7 @@ from panoplace.errors import InputError
 if TYPE_CHECKING:  # imported lazily at run time: faiss is heavy
     from panoplace.data.frames import ImageSet
     from panoplace.index import PlaceIndex
+    from panoplace.matching.scene_rerank import SceneEvidence
     from panoplace.store import DescriptorSet
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def retrieve(
     rotation: bool = True,
     rerank_depth: int = 50,
     step_deg: Optional[float] = None,
+    scene: Optional["SceneEvidence"] = None,
 ) -> Retrieval:
     """Top-k database matches of each query, with confidence and (per-crop) headings.
 
@@ -127,6 +129,10 @@ def retrieve(
         rotation: with per-crop queries and a per-crop index, re-rank the ``rerank_depth`` best
             fused-descriptor candidates by best-shift crop similarity and report headings.
         step_deg: degrees per crop shift (default from the index's panorama config).
+        scene: scene probabilities of the queries and the database
+            (:class:`panoplace.matching.scene_rerank.SceneEvidence`): the searched candidates
+            (at least ``confidence_depth``) are re-ranked or filtered by scene agreement before
+            the top k and the confidence are taken.
 
     Raises:
         DescriptorMismatchError: descriptors from another model/config, dimension, NaN/inf.
@@ -150,7 +156,11 @@ def retrieve(
 
         step = step_deg if step_deg is not None else heading_step(q.shape[1], index.config.get("panorama"))
         match = rerank(q, index.crop_descriptors, ids, step_deg=step)
-        scores, ids, headings = match.scores, match.db_indices, match.headings[:, :k]
+        scores, ids, headings = match.scores, match.db_indices, match.headings
+    if scene is not None:
+        scores, ids, headings = scene.apply(scores, ids, headings)
+    if headings is not None:
+        headings = headings[:, :k]
     confidence = place_margin(scores, ids, database_xy, place_radius, frame_separation)
     return Retrieval(scores[:, :k], ids[:, :k], confidence, headings)
 

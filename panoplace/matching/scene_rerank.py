@@ -18,7 +18,8 @@ agrees keeps its list unchanged, so filtering never leaves a query without a mat
 from __future__ import annotations
 
 import logging
-from typing import Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -111,3 +112,36 @@ def rerank_by_scene(scores: np.ndarray, q_probs: np.ndarray, db_probs: np.ndarra
     new_c = np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(c, order, axis=1), -1)
     new_s = np.where(new_c >= 0, np.take_along_axis(s, order, axis=1), -np.inf).astype(np.float32)
     return new_s, new_c
+
+
+@dataclass
+class SceneEvidence:
+    """Scene probabilities of the queries and of the database, and how retrieval uses them.
+
+    query_probs ``(Q, C)`` and database_probs ``(N, C)`` are over the same categories, rows in
+    the order of the queries and of the index. ``weight``, ``kind``, ``mode`` and
+    ``min_agreement`` are those of :func:`rerank_by_scene`.
+    """
+
+    query_probs: np.ndarray
+    database_probs: np.ndarray
+    weight: float = 0.1
+    kind: str = "bhattacharyya"
+    mode: str = "rerank"
+    min_agreement: float = 0.5
+
+    def apply(self, scores: np.ndarray, cand: np.ndarray, headings: Optional[np.ndarray] = None
+              ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """Re-rank (or filter) candidates; ``headings`` (per candidate) follow their candidate.
+
+        Shape: scores, cand, headings ``(Q, k)`` -> the same, re-ordered.
+        """
+        new_s, new_c = rerank_by_scene(scores, self.query_probs, self.database_probs, cand, weight=self.weight,
+                                       kind=self.kind, mode=self.mode, min_agreement=self.min_agreement)
+        if headings is None:
+            return new_s, new_c, None
+        c = np.asarray(cand)
+        # where each new candidate sat in the old list (candidates of one query are distinct)
+        pos = np.argmax(c[:, None, :] == new_c[:, :, None], axis=2)
+        new_h = np.where(new_c >= 0, np.take_along_axis(np.asarray(headings, np.float64), pos, axis=1), np.nan)
+        return new_s, new_c, new_h

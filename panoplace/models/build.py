@@ -453,7 +453,8 @@ def _load_netvlad_format(sd: Dict[str, torch.Tensor], path: Path) -> PlaceModel:
 
 
 def load_checkpoint(path: PathLike) -> Tuple[PlaceModel, Optional[PanoramaConfig]]:
-    """Rebuild a model from a checkpoint file alone (panoplace, PAL seed or pytorch-NetVlad format).
+    """Rebuild a model from a checkpoint file alone (panoplace, PAL seed or pytorch-NetVlad format;
+    of a scene checkpoint from ``panoplace scene train``, its place branch).
 
     Returns:
         ``(model in eval mode, the PanoramaConfig saved with it or None)``.
@@ -465,6 +466,11 @@ def load_checkpoint(path: PathLike) -> Tuple[PlaceModel, Optional[PanoramaConfig
     obj = read_torch_file(path, "checkpoint")
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         model, panorama = _load_panoplace(obj, str(path))
+    elif isinstance(obj, dict) and obj.get("format") == "panoplace-scene":
+        from panoplace.models.scene import load_scene_checkpoint  # scene.py imports this module
+
+        scene_model, panorama = load_scene_checkpoint(path)
+        model = scene_model.place_model()  # its place branch: the descriptors `scene predict` writes
     else:
         sd = state_dict_of(obj, str(path))
         if not any(k.startswith("encoder.") for k in sd):

@@ -16,7 +16,14 @@ Scene-aware re-ranking of retrieval candidates is :mod:`panoplace.matching.scene
 """
 
 from panoplace.scene.categories import describe_categories, find_places365, load_categories, missing_places365_error
-from panoplace.scene.predict import ScenePredictions, predict_images, read_scene_csv, top_k, write_scene_csv
+from panoplace.scene.predict import (
+    ScenePredictions,
+    predict_images,
+    read_scene_csv,
+    scene_probs_from_csv,
+    top_k,
+    write_scene_csv,
+)
 from panoplace.scene.train import (
     HeadFit,
     LabelledImages,
@@ -71,6 +78,7 @@ __all__ = [
     "scene_accuracy",
     "scene_labels",
     "scene_localisation",
+    "scene_probs_from_csv",
     "split_labelled",
     "top_k",
     "top_k_matches",

@@ -147,6 +147,34 @@ def read_scene_csv(path: PathLike) -> Dict[str, List[Tuple[str, float]]]:
     return out
 
 
+def scene_probs_from_csv(path: PathLike, ids: Sequence[str],
+                         categories: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, List[str]]:
+    """Scene probabilities of ``ids`` read back from a scene CSV (:func:`write_scene_csv`).
+
+    The CSV holds the top categories of each image only; the others count as probability 0.
+    ``categories`` fixes the column order (categories not in it are dropped); by default it is
+    every category the CSV names, sorted.
+
+    Shape: -> ``((len(ids), C) float32, C category names)``.
+
+    Raises:
+        InputError: an id the CSV does not list (the first few are named).
+    """
+    table = read_scene_csv(path)
+    missing = [i for i in ids if i not in table]
+    if missing:
+        raise InputError(f"scene CSV {path} has no rows for {len(missing)} of {len(ids)} images "
+                         f"(first: {', '.join(missing[:3])}); run `panoplace scene predict` on the same images")
+    cats = list(categories) if categories is not None else sorted({c for rows in table.values() for c, _ in rows})
+    col = {c: j for j, c in enumerate(cats)}
+    probs = np.zeros((len(ids), len(cats)), dtype=np.float32)
+    for i, image in enumerate(ids):
+        for cat, prob in table[image]:
+            if cat in col:
+                probs[i, col[cat]] = prob
+    return probs, cats
+
+
 def _run_hash(root: Path, paths: Sequence[str], categories: Sequence[str]) -> str:
     h = hashlib.sha256(str(root.resolve()).encode())
     for p in paths:

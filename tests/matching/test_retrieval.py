@@ -194,6 +194,42 @@ def test_localize_bad_input_gives_one_line_and_exit_2(world: Path, capsys: pytes
     assert "lists 2 queries but the query folder has 3 images" in _err(capsys)
 
 
+def test_localize_scene_reranking_picks_the_place_whose_scene_agrees(world: Path, capsys: pytest.CaptureFixture) -> None:
+    """db 60 is an alias of db 5 (same look, other place); the query's scene tells them apart."""
+    from panoplace.scene.predict import write_scene_csv
+
+    rng = np.random.default_rng(9)
+    db = route_descriptors(rng, 120)
+    db[60] = unit(db[5] + 0.01 * rng.normal(size=32))
+    q = unit(db[60] + 0.3 * (db[5] - db[60]))[None]  # closer to the alias than to the true place
+    dbs = dset(db, "db")
+    save_index(build_index(dbs), world / "alias.index")
+    save_descriptors(dset(q, "q"), world / "alias_q.h5")
+    cats = ["plaza", "street"]
+    db_probs = np.tile(np.array([[0.1, 0.9]], np.float32), (120, 1))
+    db_probs[5] = [0.9, 0.1]  # the true place is a plaza, its alias a street
+    write_scene_csv(world / "db_scenes.csv", dbs.ids, db_probs, cats)
+    write_scene_csv(world / "q_scenes.csv", ["q/0000.png"], np.array([[0.95, 0.05]], np.float32), cats)
+    base = ["localize", "--index", str(world / "alias.index"), str(world / "alias_q.h5"), "--k", "3"]
+    scenes = ["--scenes", str(world / "q_scenes.csv"), "--database-scenes", str(world / "db_scenes.csv")]
+    for extra, top in (([], "db/0060.png"), (scenes, "db/0005.png"), (scenes + ["--scene-mode", "filter"], "db/0005.png"),
+                       (scenes + ["--scene-weight", "0"], "db/0060.png")):
+        out = world / "scene_pred.csv"
+        assert main(base + extra + ["--out", str(out)]) == 0, extra
+        rows = read_rows(out)
+        assert rows[0]["database_id"] == top, (extra, rows[0])
+    # bad use: one CSV only, a query the CSV lacks, sequence mode, negative weight
+    capsys.readouterr()
+    assert main(base + ["--scenes", str(world / "q_scenes.csv")]) == 2
+    assert "needs both --scenes" in _err(capsys)
+    assert main(["localize", "--index", str(world / "db.index"), str(world / "q.h5")] + scenes) == 2
+    assert "no rows for 2 of 3 images" in _err(capsys)
+    assert main(base + scenes + ["--sequence"]) == 2
+    assert "leave out --sequence" in _err(capsys)
+    assert main(base + scenes + ["--scene-weight", "-1"]) == 2
+    assert "--scene-weight" in _err(capsys)
+
+
 @pytest.mark.slow
 def test_localize_images_with_the_index_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--image: query images are described with the checkpoint's model and the index's config."""

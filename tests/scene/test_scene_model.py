@@ -9,7 +9,7 @@ import torch
 
 from panoplace.config import ModelConfig
 from panoplace.errors import CheckpointError, InputError
-from panoplace.models.build import build_model, save_checkpoint, weights_fingerprint
+from panoplace.models.build import build_model, load_checkpoint, save_checkpoint, weights_fingerprint
 from panoplace.models.scene import (
     PLACES365,
     SceneConfig,
@@ -100,6 +100,11 @@ def test_scene_checkpoint_round_trip(tmp_path: Path, places365) -> None:
     assert torch.equal(a.probs, b.probs) and torch.equal(a.descriptor, b.descriptor)
     assert a.descriptor.shape == (2, 3, 512)  # per-crop fusion
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # atomic write left nothing behind
+    # a place-model loader (extract, cluster, localize) takes the scene checkpoint's place branch
+    place, _ = load_checkpoint(path)
+    assert weights_fingerprint(place) == weights_fingerprint(model.place_model())
+    with torch.no_grad():
+        assert torch.allclose(place(X), a.descriptor, atol=1e-5)
 
 
 def test_bad_scene_checkpoints_are_one_line_errors(tmp_path: Path, places365) -> None:

@@ -56,3 +56,31 @@ def test_bad_inputs_raise_input_error() -> None:
         rerank_by_scene(scores, Q, DB, np.zeros((2, 2), int), mode="vote")
     with pytest.raises(InputError, match="agreement"):
         scene_agreement(Q, DB, np.zeros((2, 2), int), kind="kl")
+
+
+def test_scene_evidence_keeps_headings_with_their_candidates() -> None:
+    from panoplace.matching.scene_rerank import SceneEvidence
+
+    scores = np.array([[0.80, 0.78, 0.50]], np.float32)
+    cand = np.array([[1, 0, 2]])
+    headings = np.array([[10.0, -20.0, 30.0]])
+    s, c, h = SceneEvidence(Q[:1], DB, weight=0.1).apply(scores, cand, headings)
+    assert c.tolist() == [[0, 1, 2]] and h.tolist() == [[-20.0, 10.0, 30.0]]
+    _, c, h = SceneEvidence(Q[:1], DB, mode="filter", kind="top1").apply(scores, cand, headings)
+    # db 1 (a street) is dropped; db 2's top-1 (a tie, first category) is a plaza and stays
+    assert c.tolist() == [[0, 2, -1]] and h[0, :2].tolist() == [-20.0, 30.0] and np.isnan(h[0, 2])
+
+
+def test_scene_probs_from_csv_aligns_rows_and_names_missing_ids(tmp_path) -> None:
+    from panoplace.scene.predict import scene_probs_from_csv, write_scene_csv
+
+    cats = ["plaza", "street", "park"]
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    write_scene_csv(tmp_path / "s.csv", ["a.jpg", "b.jpg"], probs, cats, top=2)
+    got, names = scene_probs_from_csv(tmp_path / "s.csv", ["b.jpg", "a.jpg"])
+    assert names == ["park", "plaza", "street"]  # every category the CSV names, sorted
+    assert np.allclose(got, [[0.8, 0.1, 0.0], [0.0, 0.7, 0.2]])  # below the top 2: 0
+    got, _ = scene_probs_from_csv(tmp_path / "s.csv", ["a.jpg"], ["street", "plaza", "beach"])
+    assert np.allclose(got, [[0.2, 0.7, 0.0]])
+    with pytest.raises(InputError, match="no rows for 1 of 2 images.*c.jpg"):
+        scene_probs_from_csv(tmp_path / "s.csv", ["a.jpg", "c.jpg"])
