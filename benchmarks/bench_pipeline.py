@@ -83,7 +83,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024, help="annular image side in pixels")
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=None, help="decoding workers (default: extract's default)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1],
+                    help="decoding worker processes to compare (0 = in the main process)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--backbone", default="efficientnet_lite0")
     args = ap.parse_args()
@@ -99,25 +100,56 @@ def main() -> None:
         k = count_crops(panorama)
         ds = CropDataset(tmp, paths, panorama, k)
         crops = torch.stack([ds[i][0] for i in range(len(ds))])  # (N, K, H, W, 3) decoded once
-        full, bb = [], []
-        for r in range(args.repeats):
-            bb.append(backbone_only(model, crops, args.batch))
-            t0 = time.perf_counter()
-            extract(tmp, paths, model, panorama, out=tmp / f"d{r}.h5", batch_size=args.batch,
-                    num_workers=args.workers, device="cpu", progress=False)
-            full.append(time.perf_counter() - t0)
+        stage_ms = per_image_stages(tmp / paths[0], panorama, model, crops[:args.batch])
+        modes = [(w, w == 0) for w in args.workers] + ([(0, False)] if 0 in args.workers else [])
+        rows = []
+        for workers, prefetch in modes:
+            full, bb = [], []
+            for r in range(args.repeats):
+                bb.append(backbone_only(model, crops, args.batch))
+                t0 = time.perf_counter()
+                extract(tmp, paths, model, panorama, out=tmp / f"d{r}.h5", batch_size=args.batch,
+                        num_workers=workers, device="cpu", progress=False, prefetch=prefetch)
+                full.append(time.perf_counter() - t0)
+            rows.append((workers, prefetch, statistics.median(bb), statistics.median(full)))
         n = args.images
-        t_full, t_bb = statistics.median(full), statistics.median(bb)
-        from panoplace.extract import default_workers
+        print(f"\nper panorama, one thread ({args.size}² annular JPEG -> {k} crops of 224²):")
+        for name, ms in stage_ms.items():
+            print(f"  {name:<40}{ms:>8.2f} ms")
+        print(f"\nextraction pipeline vs backbone alone ({args.backbone}, {n} images, batch {args.batch}, "
+              f"torch threads {torch.get_num_threads()}, median of {args.repeats}; target ratio >= 0.90)")
+        print(f"{'decoding':<34}{'backbone alone pano/s':>22}{'full pipeline pano/s':>22}{'ratio':>8}")
+        for workers, prefetch, t_bb, t_full in rows:
+            how = (f"{workers} worker process(es)" if workers else
+                   ("main process, prefetch thread" if prefetch else "main process, no thread"))
+            print(f"{how:<34}{n / t_bb:>22.2f}{n / t_full:>22.2f}{t_bb / t_full:>8.3f}")
 
-        workers = default_workers() if args.workers is None else args.workers
-        print(f"\nextraction pipeline vs backbone alone ({args.backbone}, {n} annular {args.size}² JPEGs, "
-              f"K={k} crops of 224², batch {args.batch}, {workers} worker(s), torch threads "
-              f"{torch.get_num_threads()}, median of {args.repeats})")
-        print(f"{'stage':<44}{'seconds':>10}{'panoramas/s':>14}")
-        print(f"{'backbone alone (crops in memory)':<44}{t_bb:>10.2f}{n / t_bb:>14.2f}")
-        print(f"{'full: decode+unwrap+crops+backbone+VLAD+fuse':<44}{t_full:>10.2f}{n / t_full:>14.2f}")
-        print(f"{'ratio full / backbone-only throughput':<44}{'':>10}{t_bb / t_full:>14.3f}   (target >= 0.90)")
+
+def per_image_stages(path: Path, panorama: PanoramaConfig, model, crops: torch.Tensor) -> dict:
+    """Milliseconds per panorama of each stage, run alone (median of 20)."""
+    from panoplace.panorama.project import image_to_crops, read_image
+
+    img = read_image(path)
+
+    def ms(fn, n: int = 20, per: int = 1) -> float:
+        fn()
+        t = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+        return statistics.median(t) * 1000 / per
+
+    b = crops.shape[0]
+    x = model.preprocess(crops)
+    with torch.inference_mode():
+        return {
+            "JPEG decode (cv2.imread + RGB)": ms(lambda: read_image(path)),
+            "ring -> crops (one remap)": ms(lambda: image_to_crops(img, panorama)),
+            "uint8 -> normalised float": ms(lambda: model.preprocess(crops), per=b),
+            "backbone (torch threads)": ms(lambda: model.backbone(x.flatten(0, 1)), n=5, per=b),
+            "NetVLAD + fusion": ms(lambda: model(x), n=5, per=b) - ms(lambda: model.backbone(x.flatten(0, 1)), n=5, per=b),
+        }
 
 
 if __name__ == "__main__":

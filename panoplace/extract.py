@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import ImageReadError, InputError, PanoplaceError
+from panoplace.prefetch import Prefetcher
 from panoplace.store import DescriptorSet, PartialStore, save_descriptors
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ def extract(
     device: str = "auto",
     on_error: str = "stop",
     progress: bool = True,
+    prefetch: bool = True,
 ) -> ExtractResult:
     """Extract descriptors of ``root/paths`` with ``model``.
 
@@ -198,6 +200,9 @@ def extract(
         out: HDF5 store to write; when given the run is resumable through ``<out>.part``.
         on_error: ``stop`` (raise :class:`ImageReadError` naming the first bad file) or ``skip``
             (leave bad images out and list them in :attr:`ExtractResult.skipped`).
+        num_workers: decoding worker processes (default :func:`default_workers`).
+        prefetch: with no worker process, decode the next batch in a thread while the model
+            runs (:class:`panoplace.prefetch.Prefetcher`).
 
     Returns:
         :class:`ExtractResult` whose descriptors are ``(N_ok, D)`` or ``(N_ok, K, D)``.
@@ -238,9 +243,11 @@ def extract(
 
     bar = tqdm(total=len(paths), initial=done, unit="img", desc="extract", disable=not progress,
                dynamic_ncols=True)
+    # without worker processes, a thread decodes the next batch while the model runs
+    batches = Prefetcher(loader) if num_workers == 0 and prefetch else iter(loader)
     try:
         with torch.inference_mode():
-            for crops, idx, msgs in loader:
+            for crops, idx, msgs in batches:
                 bad = [j for j, m in enumerate(msgs) if m]
                 if bad and on_error == "stop":
                     raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
@@ -259,6 +266,8 @@ def extract(
                     chunk_ok.append(ok)
                 bar.update(len(idx))
     finally:
+        if isinstance(batches, Prefetcher):
+            batches.close()
         bar.close()
     if partial is not None:
         all_desc, all_ids, all_ok = partial.read()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -60,8 +62,12 @@ def test_batching_does_not_change_descriptors(image_dir):
     root, paths = list_images(image_dir)
     a = extract(root, paths, model, pano, batch_size=1, num_workers=0, device="cpu", progress=False)
     b = extract(root, paths, model, pano, batch_size=7, num_workers=1, device="cpu", progress=False)
+    c = extract(root, paths, model, pano, batch_size=3, num_workers=0, device="cpu", progress=False,
+                prefetch=False)
     assert a.descriptors.descriptors.shape == (10, 4, model.descriptor_dim(1))
     np.testing.assert_allclose(a.descriptors.descriptors, b.descriptors.descriptors, atol=1e-5)
+    np.testing.assert_allclose(a.descriptors.descriptors, c.descriptors.descriptors, atol=1e-5)
+    assert a.descriptors.ids == b.descriptors.ids == c.descriptors.ids == paths
 
 
 def test_interrupted_run_resumes_without_recomputing(image_dir, tmp_path, monkeypatch):
@@ -99,6 +105,8 @@ def test_corrupt_image_stops_or_is_skipped(image_dir):
     root, paths = list_images(image_dir)
     with pytest.raises(ImageReadError, match="004.png"):
         extract(root, paths, model, pano, batch_size=4, num_workers=0, device="cpu", progress=False)
+    # stopping on the error also stopped the decoding thread
+    assert not [t for t in threading.enumerate() if t.name == "panoplace-prefetch"]
     res = extract(root, paths, model, pano, batch_size=4, num_workers=0, device="cpu", on_error="skip",
                   progress=False)
     assert [p for p, _ in res.skipped] == ["004.png"]

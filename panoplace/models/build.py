@@ -136,6 +136,28 @@ def make_aggregator(cfg: ModelConfig, dim: int) -> nn.Module:
     raise InputError(f"unknown aggregator {cfg.aggregator!r}")
 
 
+def normalise_crops(crops_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB crops -> ``(x / 255 - mean) / std`` float crops on ``mean``'s device.
+
+    One strided copy into the channels-first float tensor, then one in-place multiply-subtract
+    (``x * 1 / (255 std) - mean / std``): about 6x faster than the textbook chain of
+    temporaries on a 2-core CPU (benchmarks/bench_pipeline.py).
+
+    Shape:
+        - crops_uint8: ``(B, K, H, W, 3)`` uint8; mean, std: ``(3, 1, 1)``.
+        - Output: ``(B, K, 3, H, W)`` float32, contiguous.
+    """
+    if not isinstance(crops_uint8, torch.Tensor) or crops_uint8.dim() != 5 or crops_uint8.shape[-1] != 3:
+        shape = tuple(crops_uint8.shape) if hasattr(crops_uint8, "shape") else type(crops_uint8).__name__
+        raise InputError(f"preprocess expects a (B, K, H, W, 3) uint8 tensor, got {shape}")
+    if crops_uint8.dtype != torch.uint8:
+        raise InputError(f"preprocess expects uint8 crops, got {crops_uint8.dtype}")
+    b, k, h, w, _ = crops_uint8.shape
+    x = torch.empty((b, k, 3, h, w), dtype=torch.float32, device=mean.device)
+    x.copy_(crops_uint8.to(mean.device).permute(0, 1, 4, 2, 3))
+    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+
+
 class PlaceModel(nn.Module):
     """Backbone -> aggregator -> fusion of the K crops -> optional PCA-whitening + L2.
 
@@ -169,13 +191,7 @@ class PlaceModel(nn.Module):
             - crops_uint8: ``(B, K, H, W, 3)`` uint8.
             - Output: ``(B, K, 3, H, W)`` float32, ``(x / 255 - mean) / std``.
         """
-        if not isinstance(crops_uint8, torch.Tensor) or crops_uint8.dim() != 5 or crops_uint8.shape[-1] != 3:
-            shape = tuple(crops_uint8.shape) if hasattr(crops_uint8, "shape") else type(crops_uint8).__name__
-            raise InputError(f"preprocess expects a (B, K, H, W, 3) uint8 tensor, got {shape}")
-        if crops_uint8.dtype != torch.uint8:
-            raise InputError(f"preprocess expects uint8 crops, got {crops_uint8.dtype}")
-        x = crops_uint8.to(self.pixel_mean.device).permute(0, 1, 4, 2, 3).float().div_(255.0)
-        return ((x - self.pixel_mean) / self.pixel_std).contiguous()
+        return normalise_crops(crops_uint8, self.pixel_mean, self.pixel_std)
 
     def local_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone feature maps (for clustering).

@@ -72,7 +72,7 @@ from panoplace.models.backbones import (
     read_torch_file,
     trunk_layout,
 )
-from panoplace.models.build import PlaceModel, Whitening, make_aggregator, weights_fingerprint
+from panoplace.models.build import PlaceModel, Whitening, make_aggregator, normalise_crops, weights_fingerprint
 from panoplace.models.fusion import fuse, fused_dim
 
 log = logging.getLogger(__name__)
@@ -348,13 +348,7 @@ class ScenePlaceModel(nn.Module):
             - crops_uint8: ``(B, K, H, W, 3)`` uint8.
             - Output: ``(B, K, 3, H, W)`` float32, ``(x / 255 - mean) / std``.
         """
-        if not isinstance(crops_uint8, torch.Tensor) or crops_uint8.dim() != 5 or crops_uint8.shape[-1] != 3:
-            shape = tuple(crops_uint8.shape) if hasattr(crops_uint8, "shape") else type(crops_uint8).__name__
-            raise InputError(f"preprocess expects a (B, K, H, W, 3) uint8 tensor, got {shape}")
-        if crops_uint8.dtype != torch.uint8:
-            raise InputError(f"preprocess expects uint8 crops, got {crops_uint8.dtype}")
-        x = crops_uint8.to(self.pixel_mean.device).permute(0, 1, 4, 2, 3).float().div_(255.0)
-        return ((x - self.pixel_mean) / self.pixel_std).contiguous()
+        return normalise_crops(crops_uint8, self.pixel_mean, self.pixel_std)
 
     def shared_features(self, crops: torch.Tensor) -> torch.Tensor:
         """The base's output. Shape: ``(B, K, 3, H, W)`` -> ``(B*K, C_split, h, w)``."""

@@ -148,21 +148,34 @@ def load_geometry(path: PathLike) -> AnnulusGeometry:
         raise InputError(f"calibration file {path}: {exc}") from None
 
 
+def polar_coords(geometry: AnnulusGeometry, column: np.ndarray, row: np.ndarray, out_width: int,
+                 out_height: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Source image coordinates of (possibly fractional) panorama positions.
+
+    ``column``/``row`` are positions in a panorama of ``out_width`` x ``out_height`` (column
+    ``c`` samples azimuth ``start_deg +- c * 360 / out_width``, row ``i`` the radius of the
+    module docstring); they broadcast against each other.
+
+    Returns ``(map_x, map_y)`` float64 of the broadcast shape.
+    """
+    g = geometry
+    step = -360.0 / out_width if g.clockwise else 360.0 / out_width
+    az = np.deg2rad(g.start_deg + np.asarray(column, dtype=np.float64) * step)
+    frac = (np.asarray(row, dtype=np.float64) + 0.5) / out_height
+    if g.outer_is_top:
+        radius = g.r_outer - frac * (g.r_outer - g.r_inner)
+    else:
+        radius = g.r_inner + frac * (g.r_outer - g.r_inner)
+    return g.cx + radius * np.cos(az), g.cy - radius * np.sin(az)
+
+
 def polar_grid(geometry: AnnulusGeometry, out_width: int, out_height: int) -> Tuple[np.ndarray, np.ndarray]:
     """Source image coordinates of every output pixel (see the module docstring).
 
     Returns ``(map_x, map_y)``, each ``(out_height, out_width)`` float32.
     """
-    g = geometry
-    step = -360.0 / out_width if g.clockwise else 360.0 / out_width
-    az = np.deg2rad(g.start_deg + np.arange(out_width, dtype=np.float64) * step)
-    frac = (np.arange(out_height, dtype=np.float64) + 0.5) / out_height
-    if g.outer_is_top:
-        radius = g.r_outer - frac * (g.r_outer - g.r_inner)
-    else:
-        radius = g.r_inner + frac * (g.r_outer - g.r_inner)
-    map_x = g.cx + radius[:, None] * np.cos(az)[None, :]
-    map_y = g.cy - radius[:, None] * np.sin(az)[None, :]
+    map_x, map_y = polar_coords(geometry, np.arange(out_width)[None, :], np.arange(out_height)[:, None],
+                                out_width, out_height)
     return map_x.astype(np.float32), map_y.astype(np.float32)
 
 
@@ -233,3 +246,45 @@ def unwrap_annulus(img: np.ndarray, geometry: AnnulusGeometry, out_width: int, o
     Shape: ``(H, W, C)`` uint8 → ``(out_height, out_width, C)`` uint8.
     """
     return AnnularUnwrapper(geometry, out_width, out_height)(img)
+
+
+@lru_cache(maxsize=16)
+def _crop_tables(geometry: AnnulusGeometry, pano_width: int, pano_height: int, windows: Tuple[Tuple[int, int], ...],
+                 crop_h: int, crop_w: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Remap tables ``(K * crop_h, crop_w)`` that sample every crop straight from the ring."""
+    x = (np.arange(crop_w, dtype=np.float64) + 0.5) * (windows[0][1] / crop_w) - 0.5  # columns within a window
+    y = (np.arange(crop_h, dtype=np.float64) + 0.5) * (pano_height / crop_h) - 0.5  # panorama rows
+    starts = np.array([s for s, _ in windows], dtype=np.float64)
+    cols = starts[:, None, None] + x[None, None, :]  # (K, 1, w): azimuth is periodic, no wrap needed
+    map_x, map_y = polar_coords(geometry, cols, y[None, :, None], pano_width, pano_height)  # (K, h, w)
+    shape = (len(windows) * crop_h, crop_w)
+    m1, m2 = cv2.convertMaps(map_x.reshape(shape).astype(np.float32), map_y.reshape(shape).astype(np.float32),
+                             cv2.CV_16SC2)
+    m1.setflags(write=False)
+    m2.setflags(write=False)
+    return m1, m2
+
+
+def annular_crops(img: np.ndarray, geometry: AnnulusGeometry, pano_width: int, pano_height: int,
+                  windows: Tuple[Tuple[int, int], ...], crop_size: Tuple[int, int]) -> np.ndarray:
+    """The crops ``windows`` (of a ``pano_width`` x ``pano_height`` unwrapped panorama, see
+    :func:`panoplace.panorama.crops.crop_windows`), each resized to ``crop_size``, sampled in
+    one bilinear remap straight from the ring (cached tables).
+
+    It gives what unwrapping, cutting and resizing give (exactly so when a window is already
+    ``crop_size``), with one interpolation instead of two and no full panorama in between.
+
+    Shape: ``(H, W, C)`` uint8 -> ``(K, crop_h, crop_w, C)`` uint8.
+    """
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3:
+        got = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise InputError(f"annular crops expect an (H, W, C) uint8 image, got {got}")
+    h, w = img.shape[:2]
+    g = geometry
+    if not (0 <= g.cx < w and 0 <= g.cy < h):
+        raise InputError(f"annulus centre ({g.cx:.1f}, {g.cy:.1f}) lies outside the {w}x{h} image; "
+                         "the calibration does not belong to these images")
+    ch, cw = int(crop_size[0]), int(crop_size[1])
+    m1, m2 = _crop_tables(g, int(pano_width), int(pano_height), tuple((int(a), int(b)) for a, b in windows), ch, cw)
+    out = cv2.remap(img, m1, m2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(len(windows), ch, cw, img.shape[2])

@@ -24,7 +24,7 @@ import numpy as np
 
 from panoplace.config import PanoramaConfig
 from panoplace.errors import ImageReadError, InputError
-from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry
+from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry, annular_crops
 from panoplace.panorama.crops import crop_windows, extract_crops
 from panoplace.panorama.equirect import equirect_band
 
@@ -144,7 +144,8 @@ def image_to_crops(img: np.ndarray, cfg: PanoramaConfig, geometry: Optional[Annu
     Otherwise the image is made a panorama (:func:`make_panorama`; a ``plain`` image is taken
     as a 360° panorama as is) and cut by :func:`~panoplace.panorama.crops.crop_windows`
     (``n_crops`` equal crops, or sliding windows when ``cfg.window_deg`` is set), wrapping
-    around the seam.
+    around the seam. ``annular`` images are sampled straight from the ring into the crops
+    (:func:`~panoplace.panorama.annular.annular_crops`, one interpolation).
 
     Shape: ``(H, W, 3)`` uint8 RGB → ``(K, crop_h, crop_w, 3)`` uint8 RGB.
     """
@@ -153,6 +154,11 @@ def image_to_crops(img: np.ndarray, cfg: PanoramaConfig, geometry: Optional[Annu
     _check_rgb(img, "image_to_crops")
     if cfg.projection == "plain" and cfg.n_crops == 1:
         return _resize(img, cfg.crop_size)[None]
+    if cfg.projection == "annular":  # one remap from the ring to the crops, no panorama in between
+        windows = crop_windows(cfg.pano_width, n_crops=cfg.n_crops, window_deg=cfg.window_deg,
+                               stride_deg=cfg.stride_deg)
+        return annular_crops(img, resolve_geometry(cfg, geometry), cfg.pano_width, cfg.pano_height,
+                             tuple(windows), cfg.crop_size)
     pano = make_panorama(img, cfg, geometry)
     windows = crop_windows(pano.shape[1], n_crops=cfg.n_crops, window_deg=cfg.window_deg,
                            stride_deg=cfg.stride_deg)
