@@ -28,10 +28,12 @@ the ring to the crops).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict
 
 import cv2
 import numpy as np
@@ -77,59 +79,27 @@ def backbone_only(model, crops: torch.Tensor, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=48)
-    ap.add_argument("--size", type=int, default=1024, help="annular image side in pixels")
-    ap.add_argument("--crops", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1],
-                    help="decoding worker processes to compare (0 = in the main process)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--backbone", default="efficientnet_lite0")
-    args = ap.parse_args()
+def make_world_images(folder: Path, n: int, size: int) -> AnnulusGeometry:
+    """Render ``n`` annular frames (``size``²) of a procedural-world day drive into ``folder``
+    (as ``panoplace synth`` writes them); return the lens's ring geometry."""
+    from panoplace.synth import WorldConfig, build_world, default_traversals, render_traversal
 
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        geometry = make_annular_images(tmp, args.images, args.size)
-        paths = sorted(p.name for p in tmp.glob("*.jpg"))
-        panorama = PanoramaConfig(projection="annular", annulus=geometry.to_dict(), pano_width=1024,
-                                  pano_height=256, n_crops=args.crops, crop_size=(224, 224))
-        model = build_model(ModelConfig(backbone=args.backbone, num_clusters=32)).eval()
-        k = count_crops(panorama)
-        ds = CropDataset(tmp, paths, panorama, k)
-        crops = torch.stack([ds[i][0] for i in range(len(ds))])  # (N, K, H, W, 3) decoded once
-        stage_ms = per_image_stages(tmp / paths[0], panorama, model, crops[:args.batch])
-        modes = [(w, w == 0) for w in args.workers] + ([(0, False)] if 0 in args.workers else [])
-        rows = []
-        for workers, prefetch in modes:
-            full, bb = [], []
-            for r in range(args.repeats):
-                bb.append(backbone_only(model, crops, args.batch))
-                t0 = time.perf_counter()
-                extract(tmp, paths, model, panorama, out=tmp / f"d{r}.h5", batch_size=args.batch,
-                        num_workers=workers, device="cpu", progress=False, prefetch=prefetch)
-                full.append(time.perf_counter() - t0)
-            rows.append((workers, prefetch, statistics.median(bb), statistics.median(full)))
-        n = args.images
-        print(f"\nper panorama, one thread ({args.size}² annular JPEG -> {k} crops of 224²):")
-        for name, ms in stage_ms.items():
-            print(f"  {name:<40}{ms:>8.2f} ms")
-        print(f"\nextraction pipeline vs backbone alone ({args.backbone}, {n} images, batch {args.batch}, "
-              f"torch threads {torch.get_num_threads()}, median of {args.repeats}; target ratio >= 0.90)")
-        print(f"{'decoding':<34}{'backbone alone pano/s':>22}{'full pipeline pano/s':>22}{'ratio':>8}")
-        for workers, prefetch, t_bb, t_full in rows:
-            how = (f"{workers} worker process(es)" if workers else
-                   ("main process, prefetch thread" if prefetch else "main process, no thread"))
-            print(f"{how:<34}{n / t_bb:>22.2f}{n / t_full:>22.2f}{t_bb / t_full:>8.3f}")
+    world = build_world(WorldConfig(seed=0))
+    drive = default_traversals(n, conditions=["day"])[0]
+    render_traversal(world, drive, folder, projections=("annular",), width=size, height=size // 2,
+                     progress=False)
+    src = folder / drive.name / "annular"
+    for i, f in enumerate(sorted(src.glob("*.jpg"))):
+        f.rename(folder / f"{i:05d}.jpg")
+    return AnnulusGeometry.from_dict(json.loads((src / "annulus.json").read_text()))
 
 
-def per_image_stages(path: Path, panorama: PanoramaConfig, model, crops: torch.Tensor) -> dict:
-    """Milliseconds per panorama of each stage, run alone (median of 20)."""
-    from panoplace.panorama.project import image_to_crops, read_image
+def per_image_stages(path: Path, panorama: PanoramaConfig, model, crops: torch.Tensor) -> Dict[str, float]:
+    """Milliseconds per panorama of each stage run alone (median of 20; backbone median of 5)."""
+    from panoplace.decode import decode_image
+    from panoplace.panorama.project import image_to_crops
 
-    img = read_image(path)
+    img = decode_image(path)
 
     def ms(fn, n: int = 20, per: int = 1) -> float:
         fn()
@@ -143,13 +113,75 @@ def per_image_stages(path: Path, panorama: PanoramaConfig, model, crops: torch.T
     b = crops.shape[0]
     x = model.preprocess(crops)
     with torch.inference_mode():
+        backbone = ms(lambda: model.backbone(x.flatten(0, 1)), n=5, per=b)
         return {
-            "JPEG decode (cv2.imread + RGB)": ms(lambda: read_image(path)),
-            "ring -> crops (one remap)": ms(lambda: image_to_crops(img, panorama)),
+            "JPEG decode (1 thread)": ms(lambda: decode_image(path)),
+            "ring -> crops, one remap (1 thread)": ms(lambda: image_to_crops(img, panorama)),
             "uint8 -> normalised float": ms(lambda: model.preprocess(crops), per=b),
-            "backbone (torch threads)": ms(lambda: model.backbone(x.flatten(0, 1)), n=5, per=b),
-            "NetVLAD + fusion": ms(lambda: model(x), n=5, per=b) - ms(lambda: model.backbone(x.flatten(0, 1)), n=5, per=b),
+            "backbone (torch threads)": backbone,
+            "NetVLAD + fusion": ms(lambda: model(x), n=5, per=b) - backbone,
         }
+
+
+def run_set(name: str, folder: Path, geometry: AnnulusGeometry, model, args) -> None:
+    """Stage costs and the pipeline/backbone ratio for every decoding mode on one image set."""
+    paths = sorted(p.name for p in folder.glob("*.jpg"))
+    panorama = PanoramaConfig(projection="annular", annulus=geometry.to_dict(), pano_width=1024,
+                              pano_height=256, n_crops=args.crops, crop_size=(224, 224))
+    k = count_crops(panorama)
+    ds = CropDataset(folder, paths, panorama, k)
+    crops = torch.stack([ds[i][0] for i in range(len(ds))])  # (N, K, H, W, 3) decoded once
+    stages = per_image_stages(folder / paths[0], panorama, model, crops[:args.batch])
+    modes = [(w, w == 0) for w in args.workers] + ([(0, False)] if 0 in args.workers else [])
+    rows = []
+    for workers, prefetch in modes:
+        full, bb = [], []
+        for r in range(args.repeats):
+            bb.append(backbone_only(model, crops, args.batch))
+            t0 = time.perf_counter()
+            extract(folder, paths, model, panorama, out=folder / f"d{r}.h5", batch_size=args.batch,
+                    num_workers=workers, device="cpu", progress=False, prefetch=prefetch)
+            full.append(time.perf_counter() - t0)
+        rows.append((workers, prefetch, statistics.median(bb), statistics.median(full)))
+    n = len(paths)
+    kb = statistics.mean(p.stat().st_size for p in folder.glob("*.jpg")) / 1e3
+    print(f"\n== {name}: {n} annular {args.size}² JPEGs ({kb:.0f} KB each), K={k} crops of 224², "
+          f"{args.backbone}, batch {args.batch}, torch threads {torch.get_num_threads()}")
+    print("per panorama, each stage alone:")
+    for stage, ms in stages.items():
+        print(f"  {stage:<40}{ms:>8.2f} ms")
+    print(f"pipeline vs backbone alone, median of {args.repeats} (target ratio >= 0.90):")
+    print(f"  {'decoding':<32}{'backbone alone pano/s':>22}{'full pipeline pano/s':>22}{'ratio':>8}")
+    for workers, prefetch, t_bb, t_full in rows:
+        how = (f"{workers} worker process(es)" if workers else
+               ("main process, prefetch thread" if prefetch else "main process, no thread"))
+        print(f"  {how:<32}{n / t_bb:>22.2f}{n / t_full:>22.2f}{t_bb / t_full:>8.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=48)
+    ap.add_argument("--size", type=int, default=1024, help="annular image side in pixels")
+    ap.add_argument("--crops", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1],
+                    help="decoding worker processes to compare (0 = in the main process)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--sets", nargs="+", choices=("noise", "world"), default=["noise", "world"],
+                    help="image sets: noise = textured noise (hard to decode), world = procedural-world renders")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=args.backbone, num_clusters=32)).eval()
+    for name in args.sets:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            if name == "noise":
+                geometry = make_annular_images(tmp, args.images, args.size)
+            else:
+                geometry = make_world_images(tmp, args.images, args.size)
+            run_set(name, tmp, geometry, model, args)
 
 
 if __name__ == "__main__":

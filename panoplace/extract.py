@@ -104,12 +104,13 @@ class CropDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Tuple[torch.Tensor, int, str]:
-        from panoplace.panorama.project import image_to_crops, read_image
+        from panoplace.decode import decode_image
+        from panoplace.panorama.project import image_to_crops
 
         path = self.root / self.paths[i]
         h, w = self.panorama.crop_size
         try:
-            crops = image_to_crops(read_image(path), self.panorama, self.geometry)
+            crops = image_to_crops(decode_image(path), self.panorama, self.geometry)
             return torch.from_numpy(np.ascontiguousarray(crops)), i, ""
         except PanoplaceError as exc:
             msg = str(exc)

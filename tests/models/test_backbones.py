@@ -199,3 +199,19 @@ def test_trainable_tail_of_efficientnet_gets_gradients() -> None:
     assert b.body.block4._project_conv.weight.grad is not None
     assert b.body.block4._bn2.weight.grad is not None
     assert b.body.block3._project_conv.weight.grad is None
+
+
+@pytest.mark.parametrize("size", [(96, 80), (65, 71), (224, 224)])
+def test_efficientnet_stride2_fast_padding_equals_padding_the_expansion(size) -> None:
+    """Inference pads the narrow block input instead of the 6x wider expansion; it must give
+    what the plain path (taken when gradients flow) gives, at even and odd sizes."""
+    torch.manual_seed(0)
+    b = build_backbone("efficientnet_lite0", cut=7, weights="imagenet").eval()
+    strided = [m for m in b.modules() if type(m).__name__ == "LiteMBConv" and m._depthwise_conv.stride[0] == 2]
+    assert len(strided) == 3  # blocks 1, 3, 5 (k3, k5, k3)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        fast = b(x)
+    plain = b(x.clone().requires_grad_(True))  # grad enabled -> the F.pad-the-expansion path
+    assert fast.shape == plain.shape
+    assert torch.allclose(fast, plain.detach(), atol=1e-5, rtol=1e-5)
