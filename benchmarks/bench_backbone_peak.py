@@ -11,25 +11,26 @@ once, so all see the same machine load; the table gives medians over ``--rounds`
 
 Run: ``.venv/bin/python benchmarks/bench_backbone_peak.py`` (about a minute on 2 busy cores).
 
-Measured with the defaults (2 CPU cores shared with other jobs, load average ~8, so absolute
-numbers are low; the fractions come from the same rounds):
+Measured with the defaults on 2 idle cores, 2026-11-24, after the stride-2 padding change of
+the Lite blocks (the previous table, taken at load average ~8, had 71.7 GFLOP/s peak and
+12.5 images/s for the default cut, 5.5 % of peak):
 
     2 threads; matmul 2048x2048 float32; backbones batch 16 at 224x224; median of 7 interleaved rounds
                                        GFLOP/call   ms/call  images/s   GFLOP/s  of peak
-    matmul                                  17.18     239.6                71.7   100.0%
-    efficientnet_lite0 (cut 7)               5.03    1282.0      12.5       3.9     5.5%
-    efficientnet_lite0 (head)               12.29    2046.1       7.8       6.0     8.4%
-    resnet18 (layer4)                       58.03    1943.8       8.2      29.9    41.6%
-    efficientnet_lite0 (cut 7, NCHW)         5.03    2117.8       7.6       2.4     3.3%
-    resnet18 (layer4, NCHW)                 58.03    2371.0       6.7      24.5    34.1%
+    matmul                                  17.18      45.7               376.3   100.0%
+    efficientnet_lite0 (cut 7)               5.10      79.5     201.4      64.2    17.1%
+    efficientnet_lite0 (head)               12.58     109.7     145.9     114.6    30.5%
+    resnet18 (layer4)                       58.03     208.2      76.9     278.8    74.1%
+    efficientnet_lite0 (cut 7, NCHW)         5.10     172.6      92.7      29.5     7.9%
+    resnet18 (layer4, NCHW)                 58.03     245.9      65.1     236.0    62.7%
 
-Reading: ResNet-18 runs at ~40 % of the matmul peak; EfficientNet-Lite0 at ~5-8 %: it does
-12x fewer FLOPs per image but most of its time goes to depthwise convolutions and element-wise
-passes over wide (6x expanded) activations, which are bound by memory bandwidth, not FLOPs.
-Hence only ~1.5x more images/s than ResNet-18 at the default cut. panoplace's Lite blocks fold
-BatchNorm into the convolutions in eval mode and avoid padding copies, and :class:`Backbone`
-feeds channels-last activations on the CPU: 1.65x for EfficientNet-Lite0, 1.2x for ResNet-18
-against NCHW in this run.
+Reading: ResNet-18 runs at ~75 % of the matmul peak; EfficientNet-Lite0 at the default cut at
+~17 %: it does 11x fewer FLOPs per image but most of its time goes to depthwise convolutions
+and element-wise passes over wide (6x expanded) activations, which are bound by memory
+bandwidth, not FLOPs. Hence only ~2.6x more images/s than ResNet-18. panoplace's Lite blocks
+fold BatchNorm into the convolutions in eval mode and pad the narrow block input instead of the
+expansion at stride 2, and :class:`Backbone` feeds channels-last activations on the CPU: 2.2x
+for EfficientNet-Lite0, 1.2x for ResNet-18 against NCHW in this run.
 """
 
 from __future__ import annotations

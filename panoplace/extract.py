@@ -34,9 +34,10 @@ PathLike = Union[str, Path]
 
 
 def default_workers() -> int:
-    """Decoding workers that pay off: none on 1-2 cores, where a worker only competes with the
-    network's threads (benchmarks/bench_pipeline.py on 2 idle cores: 21.3 panoramas/s with no
-    worker, 20.1 with one), up to 4 on larger machines."""
+    """Decoding worker processes that pay off: none on 1-2 cores, where a worker only competes
+    with the network's threads and adds inter-process copies (benchmarks/bench_pipeline.py on 2
+    idle cores: 28-31 panoramas/s in the main process with the prefetch thread, 23.5 with one
+    worker), up to 4 on larger machines."""
     n = os.cpu_count() or 1
     return 0 if n <= 2 else min(4, n - 2)
 
