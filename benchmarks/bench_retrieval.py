@@ -114,7 +114,7 @@ def measure(index, q: np.ndarray, n_single: int) -> Dict[str, float]:
 
 
 def run(d: int, n: int, n_queries: int, nlist: int, m: int, nprobes: List[int], n_single: int,
-        latent_dim: int) -> List[Dict]:
+        latent_dim: int, pcas: List[int]) -> List[Dict]:
     import faiss
 
     t = time.perf_counter()
@@ -131,14 +131,17 @@ def run(d: int, n: int, n_queries: int, nlist: int, m: int, nprobes: List[int], 
     rows.append({"D": d, "index": "flat", "nprobe": "-", "build": build, **res,
                  "mb": len(faiss.serialize_index(flat.index)) / 2 ** 20})
     del flat
-    t = time.perf_counter()
-    pq = build_index(ds, kind="ivfpq", nlist=nlist, m=m, nbits=8, nprobe=nprobes[0])
-    build = time.perf_counter() - t
-    mb = len(faiss.serialize_index(pq.index)) / 2 ** 20
-    for nprobe in nprobes:
-        pq.set_nprobe(nprobe)
-        rows.append({"D": d, "index": f"ivfpq{nlist},pq{m}x8", "nprobe": nprobe, "build": build,
-                     **measure(pq, q, n_single), "mb": mb})
+    for pca in [0] + [p for p in pcas if 0 < p < d]:
+        t = time.perf_counter()
+        pq = build_index(ds, kind="ivfpq", nlist=nlist, m=m, nbits=8, nprobe=nprobes[0], pca=pca)
+        build = time.perf_counter() - t
+        mb = len(faiss.serialize_index(pq.index)) / 2 ** 20
+        name = (f"pca{pca}," if pca else "") + f"ivfpq{nlist},pq{m}x8"
+        for nprobe in nprobes:
+            pq.set_nprobe(nprobe)
+            rows.append({"D": d, "index": name, "nprobe": nprobe, "build": build,
+                         **measure(pq, q, n_single), "mb": mb})
+        del pq
     for r in rows:
         r["r1_exact"] = float((r["top1"] == exact).mean())
         r["r1_source"] = float((r["top1"] == source).mean())
@@ -157,6 +160,9 @@ def main() -> None:
     p.add_argument("--latent-dim", type=int, default=128,
                    help="intrinsic dimension of the synthetic descriptors; 0 = isotropic (default 128)")
     p.add_argument("--threads", type=int, default=None, help="faiss threads (default: all)")
+    p.add_argument("--pca", type=int, nargs="*", default=[256],
+                   help="also IVF-PQ after a PCA to these dimensions (`panoplace index --pca`; default 256; "
+                        "only where below D)")
     args = p.parse_args()
     import faiss
 
@@ -165,15 +171,16 @@ def main() -> None:
     t0 = time.perf_counter()
     rows = []
     for d in args.dims:
-        rows += run(d, args.n, args.queries, args.nlist, args.m, args.nprobe, args.single, args.latent_dim)
+        rows += run(d, args.n, args.queries, args.nlist, args.m, args.nprobe, args.single, args.latent_dim,
+                    args.pca)
     print(f"\nN={args.n:,} database descriptors, Q={args.queries} queries, latent dim "
           f"{args.latent_dim or 'isotropic'}, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
-    head = f"{'D':>5} {'index':<18} {'nprobe':>6} {'build s':>8} {'batch ms/q':>10} {'single ms/q':>11} " \
+    head = f"{'D':>5} {'index':<25} {'nprobe':>6} {'build s':>8} {'batch ms/q':>10} {'single ms/q':>11} " \
            f"{'R@1 exact':>9} {'R@1 source':>10} {'MB':>8}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['D']:>5} {r['index']:<18} {r['nprobe']:>6} {r['build']:>8.1f} {r['batch']:>10.3f} "
+        print(f"{r['D']:>5} {r['index']:<25} {r['nprobe']:>6} {r['build']:>8.1f} {r['batch']:>10.3f} "
               f"{r['single']:>11.3f} {r['r1_exact']:>9.3f} {r['r1_source']:>10.3f} {r['mb']:>8.1f}")
     print(f"total {time.perf_counter() - t0:.0f}s")
 

@@ -48,6 +48,9 @@ class IndexParams:
         (faiss recommends >= 39 * nlist). m: PQ sub-quantisers, must divide D.
     nbits: bits per sub-quantiser code (needs >= 2**nbits training descriptors).
     nprobe: cells visited per query (recall/speed trade-off, changeable after loading).
+    pca: IVF-PQ only: project to this many dimensions first (faiss ``PCAR``: PCA + random
+        rotation, trained on the database) so that each sub-quantiser codes fewer dimensions;
+        0 = no projection. ``m`` must then divide ``pca``.
     """
 
     kind: str = "flat"
@@ -55,6 +58,7 @@ class IndexParams:
     m: int = 64
     nbits: int = 8
     nprobe: int = 32
+    pca: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -65,6 +69,11 @@ class IndexParams:
             setattr(self, name, int(getattr(self, name)))
         if self.nbits > 16:
             raise InputError(f"nbits must be <= 16, got {self.nbits}")
+        self.pca = int(self.pca)
+        if self.pca < 0:
+            raise InputError(f"pca must be >= 0 (0 = no projection), got {self.pca}")
+        if self.pca and self.kind != "ivfpq":
+            raise InputError("a PCA projection (pca > 0) is for IVF-PQ indexes; the flat index is exact")
 
 
 def fuse_crops(x: np.ndarray) -> np.ndarray:
@@ -190,6 +199,8 @@ class PlaceIndex:
         if len(q) == 0:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         scores, ids = self.index.search(q, k)
+        if self.index.metric_type == 1:  # faiss.METRIC_L2 (PCA indexes): squared distance -> similarity
+            scores = 1.0 - scores / 2.0
         ids = ids.astype(np.int64)
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids
@@ -219,6 +230,7 @@ def build_index(
     m: int = 64,
     nbits: int = 8,
     nprobe: int = 32,
+    pca: int = 0,
 ) -> PlaceIndex:
     """Build a :class:`PlaceIndex` over the database descriptors ``ds``.
 
@@ -228,19 +240,24 @@ def build_index(
 
     Raises:
         DescriptorMismatchError: empty set or NaN/inf descriptors.
-        InputError: unknown kind, ``m`` does not divide D, or too few descriptors to train IVF-PQ.
+        InputError: unknown kind, ``m`` does not divide D (or ``pca``), ``pca`` >= D, or too few
+            descriptors to train IVF-PQ.
     """
     import faiss
 
-    params = IndexParams(kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe)
+    params = IndexParams(kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, pca=pca)
     check_finite(ds, "database descriptors")
     x = np.ascontiguousarray(fuse_crops(ds.descriptors))
     n, d = x.shape
     if params.kind == "flat":
         index = faiss.IndexFlatIP(d)
     else:
-        if d % params.m:
-            raise InputError(f"IVF-PQ: m={params.m} sub-quantisers must divide the dimension {d}")
+        if params.pca >= d:
+            raise InputError(f"IVF-PQ: --pca {params.pca} must be below the descriptor dimension {d}")
+        coded = params.pca or d
+        if coded % params.m:
+            what = f"the PCA dimension {coded}" if params.pca else f"the dimension {d}"
+            raise InputError(f"IVF-PQ: m={params.m} sub-quantisers must divide {what}")
         need = max(params.nlist, 2 ** params.nbits)
         if n < need:
             raise InputError(
@@ -250,13 +267,18 @@ def build_index(
         if n < 39 * params.nlist:
             log.warning("IVF-PQ: %d descriptors for %d cells; faiss recommends >= %d (39 per cell)",
                         n, params.nlist, 39 * params.nlist)
-        index = faiss.index_factory(d, f"IVF{params.nlist},PQ{params.m}x{params.nbits}",
-                                    faiss.METRIC_INNER_PRODUCT)
+        factory = (f"PCAR{params.pca}," if params.pca else "") + f"IVF{params.nlist},PQ{params.m}x{params.nbits}"
+        # PCA centres the data, which biases inner products by <mean, y>; L2 distances do not
+        # move under a translation, and for unit descriptors |x - y|^2 = 2 - 2 <x, y> ranks the
+        # same as the inner product (search() reports 1 - |x - y|^2 / 2 as the score)
+        metric = faiss.METRIC_L2 if params.pca else faiss.METRIC_INNER_PRODUCT
+        index = faiss.index_factory(d, factory, metric)
         # the factory turns on polysemous training (slow; only useful for Hamming-filtered search)
-        faiss.downcast_index(index).do_polysemous_training = False
-        log.info("training IVF-PQ (nlist=%d, m=%d, nbits=%d) on %d descriptors of dimension %d",
-                 params.nlist, params.m, params.nbits, n, d)
+        faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
+        log.info("training %s on %d descriptors of dimension %d", factory, n, d)
         index.train(x)
+        if params.pca:  # the full D x D eigenvector matrix is only needed to train: drop it (64 MB at 4096-D)
+            faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0)).PCAMat.clear()
     index.add(x)
     crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
     return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops)

@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nbits", type=int, default=d.nbits, help=f"IVF-PQ bits per code (default {d.nbits})")
     p.add_argument("--nprobe", type=int, default=d.nprobe,
                    help=f"IVF-PQ cells visited per query, stored as the default (default {d.nprobe})")
+    p.add_argument("--pca", type=int, default=d.pca, metavar="DIM",
+                   help="IVF-PQ: project the descriptors to DIM dimensions (PCA + random rotation, trained "
+                        "on the database) before coding; recommended for 4096-D NetVLAD (e.g. --pca 256); "
+                        "--m must divide DIM (default 0 = none)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from panoplace.store import load_descriptors
 
     ds = load_descriptors(args.database)
-    index = build_index(ds, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe)
+    index = build_index(ds, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe,
+                        pca=args.pca)
     save_index(index, args.out)
     shape = "x".join(str(s) for s in ds.descriptors.shape[1:])
     log.info("indexed %d descriptors (%s, %s) → %s", len(index), shape, args.kind, args.out)
