@@ -140,7 +140,12 @@ def test_index_verb(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
                  "--m", "4", "--nbits", "6", "--nprobe", "2"]) == 0
     pq = load_index(tmp_path / "pq.index")
     assert pq.kind == "ivfpq" and pq.params.nprobe == 2 and len(pq) == 400
+    assert main(["index", str(db), str(tmp_path / "pca.index"), "--kind", "ivfpq", "--nlist", "4",
+                 "--m", "4", "--nbits", "6", "--pca", "8"]) == 0
+    assert load_index(tmp_path / "pca.index").params.pca == 8
     capsys.readouterr()
+    assert main(["index", str(db), str(tmp_path / "pf.index"), "--pca", "8"]) == 2
+    assert "flat index is exact" in capsys.readouterr().err
     assert main(["index", str(db), str(tmp_path / "big.index"), "--kind", "ivfpq", "--nlist", "1024", "--m", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("panoplace index: error:") and "needs at least 1024" in err and "\n" not in err
