@@ -38,13 +38,21 @@ Results (2-core shared VM, ``--threads 1``, N = 100,000)::
      4096 ivfpq256,pq64x8         8    131.0      0.380       0.870     0.260      0.260     14.9
      4096 ivfpq256,pq64x8        32    131.0      0.643       0.841     0.265      0.265     14.9
 
+    D=4096, Q=200, latent dim 128, with --pca 256 (``--dims 4096 --queries 200 --single 20``,
+    3.3 min, 2026-11-24, idle but for a test run during the PCA training)
+     4096 flat                           -      1.0      5.150     112.174     1.000      1.000   1562.5
+     4096 ivfpq256,pq64x8                8     73.7      0.243       0.442     0.260      0.260     14.9
+     4096 ivfpq256,pq64x8               32     73.7      0.397       0.595     0.265      0.265     14.9
+     4096 pca256,ivfpq256,pq64x8         8     94.5      0.119       0.331     0.925      0.925     11.4
+     4096 pca256,ivfpq256,pq64x8        32     94.5      0.359       0.578     0.975      0.975     11.4
+
 Reading: exact search over 100k x 512 costs ~1 ms per query in a batch and ~30 ms alone on one
 core; IVF-PQ is 10-100x faster and 25x smaller; its recall depends on how much of the
 difference between look-alike places survives 8-bit codes of 8-dimensional sub-vectors (0.83-0.95
-here). With 64 sub-quantisers a 4096-D descriptor gets 64 dimensions per 8-bit
-code and most of the ranking is lost: index whitened/PCA-reduced descriptors (e.g.
-``ModelConfig.whitening_dim`` 256-512) when using IVF-PQ. (A prototype with faiss's
-``PCAR256,IVF64,PQ64x8`` on 20k x 4096 gave R@1 0.99 vs 0.08 without PCA, at 455 s of training.)
+here). With 64 sub-quantisers a 4096-D descriptor gets 64 dimensions per 8-bit code and most of
+the ranking is lost (R@1 0.26); ``panoplace index --pca 256`` projects first (faiss PCAR, ranked
+by L2 on the unit descriptors) and keeps it (R@1 0.975 at nprobe 32) for 21 s more training and
+a smaller file.
 """
 
 from __future__ import annotations
