@@ -83,6 +83,14 @@ Measured (2 CPU cores, other jobs mostly idle during this run; torch 2 threads):
     Places365 R18: place only (GeM at layer4)          17.41           1.00
     Places365 R18: unified (+ avgpool + fc 365)        17.39           1.00
 
+    Re-run 2026-11-24 on idle cores after the Lite blocks' stride-2 padding change (the
+    accuracy and Recall@1 tables came out identical to the third decimal):
+    place only (NetVLAD at block 7)                    38.46           1.00
+    unified, scene head on block 7                     36.67           0.95
+    unified, scene head on the whole trunk             24.38           0.63
+    Places365 R18: place only (GeM at layer4)          20.07           1.00
+    Places365 R18: unified (+ avgpool + fc 365)        19.63           0.98
+
 Reading: scene recognition across lighting needs the deep features: the whole trunk keeps 0.81
 accuracy from day to the other drives (majority 0.39), the place cut's block-7 features only 0.57
 and the fused GeM descriptor 0.54 (illumination moves them). On places never seen in training
@@ -90,8 +98,9 @@ every head falls to 0.43-0.48 (majority 0.30): 30 training frames teach the driv
 types. Scene re-ranking of the NetVLAD top-10 helps a little with the whole-trunk head (mean R@1
 0.671 -> 0.696 at w=0.1; most on night, 0.150 -> 0.233) and barely with the block-7 head; filtering
 by the top-1 scene hurts with a weak head; correct labels would give 0.767. The scene branch at the
-place cut costs nothing measurable; on the whole trunk it costs 20 % of the place model's throughput
-here (49 % in a run on heavily shared cores: 3.98 vs 8.06 images/s). With Places365's layout
+place cut costs 0-5 %; on the whole trunk it costs 20 % of the place model's throughput in the
+first run and 37 % in the re-run, where the place model had become 1.5x faster (49 % in a run on
+heavily shared cores: 3.98 vs 8.06 images/s). With Places365's layout
 (scene head on layer4, where GeM/NetVLAD read too) the scene branch is an average pool and a
 365-way linear layer: free.
 """
