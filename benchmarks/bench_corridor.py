@@ -18,6 +18,9 @@ Measured 2026-11-24 (2 shared cores, load ~4):
     raw pixels 64x48 patch-norm         1   0.351   0.622   0.748   0.195      0.2
     GeM (p=3)                           1   0.586   0.874   0.946   0.389     22.3
     NetVLAD K=32, k-means init          3   0.910   0.994   1.000   0.846     28.4
+
+Re-run later the same day on idle cores after the extraction speed-ups: the same recalls and
+PR-AUCs to the third decimal, 2.7 s per GeM run and 2.2 s per NetVLAD run (11 s in all).
 """
 
 from __future__ import annotations
