@@ -6,8 +6,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from panoplace.matching.scene_rerank import SceneEvidence
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--scene-weight", type=float, default=0.1,
                     help="similarity added per unit of scene agreement (default 0.1)")
     sc.add_argument("--scene-mode", choices=("rerank", "filter"), default="rerank",
-                    help="rerank: add weight x Bhattacharyya agreement to the score (the CSV's score is then the sum); filter: drop candidates whose "
-                         "top-1 scene differs (a query none of whose candidates agrees keeps its list)")
+                    help="rerank: add weight x Bhattacharyya agreement to the score (the CSV's score is "
+                         "then the sum); filter: drop candidates whose top-1 scene differs (a query none "
+                         "of whose candidates agrees keeps its list)")
     seq = p.add_argument_group("sequence matching")
     seq.add_argument("--sequence", nargs="?", const="hmm", default=None, choices=("hmm", "seqslam"),
                      help="treat the queries as an ordered sequence (method: hmm or seqslam; default hmm; "
@@ -119,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
-def _scene_evidence(args: argparse.Namespace, query_ids, database_ids):
+def _scene_evidence(args: argparse.Namespace, query_ids: Sequence[str],
+                    database_ids: Sequence[str]) -> Optional["SceneEvidence"]:
     """The :class:`SceneEvidence` of ``--scenes``/``--database-scenes``, or None without them."""
     from panoplace.errors import InputError
 
