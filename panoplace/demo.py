@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from panoplace.atomic import write_text_atomic
 from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
 
@@ -219,8 +219,8 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     summary["scene"] = scene.summary
     table = format_table(rows) + "\n\n" + scene.table
     summary["table"] = table.splitlines()
-    _write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
-    _write_text(out / "index.html", _index_html(reports, table, summary["seconds"]))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_text_atomic(out / "index.html", _index_html(reports, table, summary["seconds"]))
     return DemoResult(out, summary, table)
 
 
@@ -244,12 +244,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _index_html(reports: Sequence[Tuple[str, Path]], table: str, seconds: Dict[str, float]) -> str:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from panoplace.atomic import atomic_path
 from panoplace.errors import DescriptorMismatchError, InputError
 from panoplace.store import DescriptorSet, check_compatible, check_finite
 
@@ -290,9 +290,7 @@ def save_index(index: PlaceIndex, path: PathLike) -> Path:
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("faiss_index", data=faiss.serialize_index(index.index))
             f.create_dataset("ids", data=np.array(index.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
@@ -304,10 +302,6 @@ def save_index(index: PlaceIndex, path: PathLike) -> Path:
             f.attrs["params"] = json.dumps(asdict(index.params))
             f.attrs["descriptor_shape"] = json.dumps(list(index.descriptor_shape))
             f.attrs["format_version"] = FORMAT_VERSION
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
@@ -24,6 +23,7 @@ from typing import Any, Dict, List, Sequence, Union
 import h5py
 import numpy as np
 
+from panoplace.atomic import atomic_path
 from panoplace.errors import DescriptorMismatchError, InputError
 
 log = logging.getLogger(__name__)
@@ -85,26 +85,16 @@ class DescriptorSet:
         return DescriptorSet(self.descriptors[idx], [self.ids[i] for i in idx], self.config, self.fingerprint)
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def save_descriptors(ds: DescriptorSet, path: PathLike) -> Path:
     """Write ``ds`` to an HDF5 file atomically (temp file in the same folder + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("descriptors", data=ds.descriptors, dtype=np.float32)
             f.create_dataset("ids", data=np.array(ds.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
             f.attrs["config"] = json.dumps(ds.config, sort_keys=True)
             f.attrs["fingerprint"] = ds.fingerprint
             f.attrs["format_version"] = FORMAT_VERSION
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

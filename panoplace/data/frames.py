@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from panoplace.atomic import atomic_path
 from panoplace.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -302,14 +303,9 @@ def write_csv(imageset: ImageSet, path: PathLike) -> Path:
         v = getattr(imageset, name)
         if v is not None:
             cols.append((name, v))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow([c for c, _ in cols])
             w.writerows(zip(*[v for _, v in cols]))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -43,13 +43,13 @@ import io
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from panoplace.atomic import write_text_atomic
 from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import DatasetError, InputError
 
@@ -254,19 +254,6 @@ def _key(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def _atomic_write_text(path: PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 @dataclass
 class EvaluationResult:
     """Metrics of one matching run and its per-query rows.
@@ -313,7 +300,7 @@ class EvaluationResult:
 
     def write_json(self, path: PathLike) -> Path:
         """Write :meth:`to_json` to ``path`` atomically."""
-        return _atomic_write_text(path, json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+        return write_text_atomic(path, json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
 
     def per_query_csv(self) -> str:
         """The per-query rows as CSV text (columns :data:`PER_QUERY_COLUMNS`)."""
@@ -327,7 +314,7 @@ class EvaluationResult:
 
     def write_csv(self, path: PathLike) -> Path:
         """Write the per-query rows to ``path`` atomically."""
-        return _atomic_write_text(path, self.per_query_csv())
+        return write_text_atomic(path, self.per_query_csv())
 
     def summary(self) -> str:
         """A human-readable table of the metrics."""

@@ -7,7 +7,6 @@ returns its path.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -15,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from panoplace.atomic import atomic_path
 from panoplace.errors import InputError
 from panoplace.evaluation.metrics import EvaluationResult
 
@@ -33,17 +33,10 @@ __all__ = ["plot_gallery", "plot_pr_curve", "plot_recall_at_n", "plot_trajectory
 
 def save_figure(fig: Figure, path: PathLike, dpi: int = 110) -> Path:
     """Render ``fig`` to a PNG at ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     FigureCanvasAgg(fig)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def _named(results: Results) -> Mapping[str, EvaluationResult]:

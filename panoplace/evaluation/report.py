@@ -23,7 +23,8 @@ import numpy as np
 
 from panoplace.errors import InputError
 from panoplace.evaluation import plots
-from panoplace.evaluation.metrics import EvaluationResult, _atomic_write_text, _fmt, _key
+from panoplace.atomic import write_text_atomic
+from panoplace.evaluation.metrics import EvaluationResult, _fmt, _key
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def write_report(out_dir: PathLike, result: EvaluationResult, *,
                                labels=[str(pq["query_id"][i]) for i in rows], max_rows=max_gallery)
             figures.append(("gallery.png", "Query | best match (green = correct, red = wrong)"))
     result.write_csv(out / "per_query.csv")
-    _atomic_write_text(out / "metrics.json",
+    write_text_atomic(out / "metrics.json",
                        json.dumps({k: v.to_json() for k, v in results.items()}, indent=2, allow_nan=False) + "\n")
 
     params = html.escape(json.dumps(result.params, sort_keys=True))
@@ -137,6 +138,6 @@ PR-AUC: average precision of the top-1 match over its confidence; R@100%P: recal
 </body>
 </html>
 """
-    path = _atomic_write_text(out / "index.html", page)
+    path = write_text_atomic(out / "index.html", page)
     log.info("report written to %s", path)
     return path

@@ -19,7 +19,6 @@ lies in [0, 2]; 0 = ambiguous.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Dict, List, Optional, Union
@@ -294,13 +293,8 @@ def write_predictions(rows: List[Dict[str, object]], out: Union[str, Path, IO[st
         w.writeheader()
         w.writerows(rows)
         return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    from panoplace.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             write_predictions(rows, f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

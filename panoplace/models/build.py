@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from panoplace.atomic import atomic_path
 from panoplace.config import ModelConfig, PanoramaConfig
 from panoplace.errors import CheckpointError, InputError, PanoplaceError
 from panoplace.models.backbones import Backbone, build_backbone, read_torch_file, state_dict_of, trunk_layout
@@ -294,13 +294,8 @@ def save_checkpoint(model: PlaceModel, path: PathLike, panorama: Optional[Panora
         "fingerprint": weights_fingerprint(model),
         "extra": dict(extra) if extra else {},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("saved checkpoint %s (fingerprint %s)", path, payload["fingerprint"])
     return path
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from panoplace.atomic import atomic_path
 from panoplace.config import ModelConfig, PanoramaConfig
 from panoplace.errors import CheckpointError, InputError, PanoplaceError
 from panoplace.models.backbones import (
@@ -699,13 +699,8 @@ def save_scene_checkpoint(model: ScenePlaceModel, path: PathLike, panorama: Opti
         "place_fingerprint": weights_fingerprint(model.place_model()),
         "extra": dict(extra) if extra else {},
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("saved scene checkpoint %s (%s, %d categories)", path, model.category_set, len(model.categories))
     return path
 

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any, Dict, Mapping, Tuple, Union
 import cv2
 import numpy as np
 
+from panoplace.atomic import write_text_atomic
 from panoplace.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -113,18 +113,7 @@ class AnnulusGeometry:
 def save_geometry(geometry: AnnulusGeometry, path: PathLike) -> Path:
     """Write ``geometry`` as JSON to ``path`` atomically (temp file + ``os.replace``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(geometry.to_dict(), f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a calibration file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(geometry.to_dict(), indent=2) + "\n")
     log.debug("saved annulus geometry to %s", path)
     return path
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
+from panoplace.atomic import write_bytes_atomic
 from panoplace.config import PanoramaConfig
 from panoplace.errors import ImageReadError, InputError
 from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry, annular_crops
@@ -73,18 +73,7 @@ def write_image(path: PathLike, img: np.ndarray, jpeg_quality: int = 95) -> Path
         ok, buf = False, None
     if not ok:
         raise InputError(f"cannot encode an image as {path.suffix or '(no extension)'} for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, buf.tobytes())
 
 
 def _check_rgb(img: np.ndarray, what: str, allow_gray: bool = False) -> None:

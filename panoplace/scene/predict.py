@@ -31,7 +31,6 @@ import csv
 import hashlib
 import io
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import ImageReadError, InputError
 from panoplace.store import DescriptorSet, PartialStore, save_descriptors
@@ -94,19 +94,6 @@ def top_k(probs: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int64), np.take_along_axis(p, idx, axis=1)
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_scene_csv(path: PathLike, ids: Sequence[str], probs: np.ndarray, categories: Sequence[str],
                     top: int = DEFAULT_TOP) -> Path:
     """Write the top-``top`` categories of every image (long format, see the module docstring).
@@ -123,7 +110,7 @@ def write_scene_csv(path: PathLike, ids: Sequence[str], probs: np.ndarray, categ
     for i, image in enumerate(ids):
         for r in range(idx.shape[1]):
             w.writerow((image, r + 1, categories[idx[i, r]], f"{val[i, r]:.6f}"))
-    return _atomic_write_text(Path(path), buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())
 
 
 def read_scene_csv(path: PathLike) -> Dict[str, List[Tuple[str, float]]]:

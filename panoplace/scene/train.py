@@ -412,14 +412,14 @@ class SceneTrainResult:
 
 
 def _write_log(path: Path, history: Sequence[Dict[str, Optional[float]]]) -> Path:
-    from panoplace.scene.predict import _atomic_write_text
+    from panoplace.atomic import write_text_atomic
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(LOG_COLUMNS)
     for row in history:
         w.writerow(["" if row[c] is None else (row[c] if c == "epoch" else f"{row[c]:.6f}") for c in LOG_COLUMNS])
-    return _atomic_write_text(path, buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())
 
 
 def train_scene(

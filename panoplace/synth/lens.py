@@ -181,14 +181,14 @@ def equirect_to_annular(pano: np.ndarray, lens: AnnularLens) -> np.ndarray:
 
 def write_lens_files(lens: AnnularLens, folder: Path) -> Tuple[Path, Path]:
     """Write ``annulus.json`` (AnnulusGeometry keys) and ``lens.json`` (full model) atomically."""
-    from panoplace.synth.writer import atomic_write_text
+    from panoplace.atomic import write_text_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     a = folder / "annulus.json"
     b = folder / "lens.json"
-    atomic_write_text(a, json.dumps(lens.geometry_dict(), indent=2) + "\n")
-    atomic_write_text(b, json.dumps(lens.to_dict(), indent=2) + "\n")
+    write_text_atomic(a, json.dumps(lens.geometry_dict(), indent=2) + "\n")
+    write_text_atomic(b, json.dumps(lens.to_dict(), indent=2) + "\n")
     return a, b
 
 

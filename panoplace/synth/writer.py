@@ -28,8 +28,6 @@ import datetime as _dt
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -37,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from panoplace.atomic import write_bytes_atomic, write_text_atomic
 from panoplace.errors import InputError
 from panoplace.synth.conditions import Traversal
 from panoplace.synth.dynamic import place_dynamic_objects
@@ -115,33 +114,12 @@ def traversal_frames(world: World, traversal: Traversal, n_frames: Optional[int]
     return out
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; datasets are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def write_image(path: Path, rgb: np.ndarray, quality: int = 92) -> None:
     """Encode an (H, W, 3) uint8 RGB image by its suffix (.jpg/.png) and write it atomically."""
     ok, buf = cv2.imencode(Path(path).suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise InputError(f"cannot encode image {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def frames_csv_text(frames: Sequence[FrameInfo], traversal: Traversal, image_dir: str, ext: str = ".jpg") -> str:
@@ -219,9 +197,9 @@ def render_traversal(
             if "annular" in projs and lens is not None:
                 write_image(root / "annular" / f"{f.stem}.jpg", equirect_to_annular(pano, lens), quality)
     for p in projs:
-        atomic_write_text(root / f"frames_{p}.csv", frames_csv_text(frames, traversal, p))
+        write_text_atomic(root / f"frames_{p}.csv", frames_csv_text(frames, traversal, p))
     csv_path = root / "frames.csv"
-    atomic_write_text(csv_path, frames_csv_text(frames, traversal, projs[0]))
+    write_text_atomic(csv_path, frames_csv_text(frames, traversal, projs[0]))
     return csv_path
 
 
@@ -261,7 +239,7 @@ def _check_resume(path: Path, params: Dict[str, object], write: bool) -> None:
             if params.get("lens") is None:
                 params["lens"] = old.get("lens")
     if write:
-        atomic_write_text(path, json.dumps(params, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(params, indent=2) + "\n")
 
 
 def world_json(world: World, traversals: Sequence[Traversal], projections: Sequence[str], width: int, height: int,
@@ -315,7 +293,7 @@ def render_world(
     for t in traversals:  # refuse before touching anything
         _check_resume(out / t.name / "traversal.json", _resume_params(world, t, projs, width, height, lens), write=False)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "world.json", json.dumps(world_json(world, traversals, projs, width, height, lens), indent=2) + "\n")
+    write_text_atomic(out / "world.json", json.dumps(world_json(world, traversals, projs, width, height, lens), indent=2) + "\n")
     result: Dict[str, Path] = {}
     for t in traversals:
         result[t.name] = render_traversal(world, t, out, projs, width, height, n_frames, lens, quality, progress)
