@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 from panoplace.config import AGGREGATORS, FUSIONS, PROJECTIONS, ModelConfig, PanoramaConfig, PipelineConfig
 
@@ -78,3 +78,14 @@ def model_from_args(args: argparse.Namespace) -> ModelConfig:
 
 def pipeline_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(panorama=panorama_from_args(args), model=model_from_args(args))
+
+
+def model_and_panorama_from_args(args: argparse.Namespace) -> Tuple[Any, PanoramaConfig]:
+    """The place model and panorama config of the options: ``--checkpoint`` (its panorama config,
+    overridden by the panorama options given) or else the model options (``extract.load_model``)."""
+    from panoplace.extract import load_model
+
+    if args.checkpoint:
+        model, ckpt_panorama = load_model(args.checkpoint)
+        return model, panorama_from_args(args, ckpt_panorama)
+    return load_model(None, pipeline_from_args(args))

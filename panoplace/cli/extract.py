@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from panoplace.cli.common import add_model_args, add_panorama_args, model_from_args, panorama_from_args
+from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.config import PipelineConfig
-    from panoplace.extract import extract, list_images, load_model
+    from panoplace.extract import extract, list_images
 
     root, paths = list_images(args.source)
-    if args.checkpoint:
-        model, ckpt_panorama = load_model(args.checkpoint)
-        panorama = panorama_from_args(args, ckpt_panorama)
-    else:
-        panorama = panorama_from_args(args)
-        model, panorama = load_model(None, PipelineConfig(panorama=panorama, model=model_from_args(args)))
+    model, panorama = model_and_panorama_from_args(args)
     result = extract(root, paths, model, panorama, out=args.out, batch_size=args.batch_size,
                      num_workers=args.workers, device=args.device, on_error=args.on_error,
                      progress=not args.no_progress)

@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any, Dict
 
-from panoplace.cli.common import add_model_args, add_panorama_args, model_from_args, panorama_from_args
+from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,7 @@ def _given_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.config import PipelineConfig
     from panoplace.errors import InputError
-    from panoplace.extract import load_model
     from panoplace.training import TrainConfig, Trainer, load_split, split_by_area
     from panoplace.training.trainer import load_linear_classifier, prepare_model
 
@@ -142,12 +140,7 @@ def run(args: argparse.Namespace) -> int:
                              "--attention, --remain and --cam-classifier")
         trainer = Trainer.resume(args.out, train_split, val_split, overrides=given, progress=not args.no_progress)
     else:
-        if args.checkpoint:
-            model, ckpt_panorama = load_model(args.checkpoint)
-            panorama = panorama_from_args(args, ckpt_panorama)
-        else:
-            panorama = panorama_from_args(args)
-            model, panorama = load_model(None, PipelineConfig(panorama=panorama, model=model_from_args(args)))
+        model, panorama = model_and_panorama_from_args(args)
         config = TrainConfig(**given)
         classifier = load_linear_classifier(args.cam_classifier) if args.cam_classifier else None
         prepare_model(model, n_trainable=config.n_trainable, attention=args.attention, remain=args.remain,

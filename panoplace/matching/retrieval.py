@@ -102,6 +102,21 @@ def place_margin(
     return margin.astype(np.float32)
 
 
+def _query_array(index: "PlaceIndex", queries: Union[np.ndarray, "DescriptorSet"], k: int) -> np.ndarray:
+    """The query descriptors as an array (a :class:`DescriptorSet` is checked against the
+    index first); ``k`` must be >= 1."""
+    from panoplace.store import DescriptorSet
+
+    if isinstance(queries, DescriptorSet):
+        index.check_query(queries)
+        q = queries.descriptors
+    else:
+        q = np.asarray(queries, dtype=np.float32)
+    if int(k) < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    return q
+
+
 def retrieve(
     index: "PlaceIndex",
     queries: Union[np.ndarray, "DescriptorSet"],
@@ -136,15 +151,7 @@ def retrieve(
     Raises:
         DescriptorMismatchError: descriptors from another model/config, dimension, NaN/inf.
     """
-    from panoplace.store import DescriptorSet
-
-    if isinstance(queries, DescriptorSet):
-        index.check_query(queries)
-        q = queries.descriptors
-    else:
-        q = np.asarray(queries, dtype=np.float32)
-    if int(k) < 1:
-        raise InputError(f"k must be >= 1, got {k}")
+    q = _query_array(index, queries, k)
     k = min(int(k), len(index))
     per_crop = q.ndim == 3 and index.crop_descriptors is not None and rotation
     depth = max(k, int(confidence_depth), int(rerank_depth) if per_crop else 0)
@@ -188,15 +195,7 @@ def retrieve_sequence(
         method, ds, mode, sequence_options: passed to ``match_sequence``.
     """
     from panoplace.matching.sequence import match_sequence
-    from panoplace.store import DescriptorSet
-
-    if isinstance(queries, DescriptorSet):
-        index.check_query(queries)
-        q = queries.descriptors
-    else:
-        q = np.asarray(queries, dtype=np.float32)
-    if int(k) < 1:
-        raise InputError(f"k must be >= 1, got {k}")
+    q = _query_array(index, queries, k)
     sims = index.similarities(q)
     diff = np.where(np.isfinite(sims), 1.0 - sims, 2.0).astype(np.float32)
     match = match_sequence(diff, method=method, ds=ds, mode=mode, return_scores=True, **sequence_options)

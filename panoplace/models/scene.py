@@ -86,20 +86,9 @@ SCENE_FORMAT_VERSION = 1
 PLACES365 = "Places365"
 PROCEDURAL_WORLD = "procedural-world"
 
-#: Default ``scene_cut`` per backbone: the trunk its own classifier pools.
-DEFAULT_SCENE_CUTS: Dict[str, Any] = {
-    "efficientnet_lite0": "head",
-    "resnet18": "layer4",
-    "resnet34": "layer4",
-    "resnet50": "layer4",
-    "vgg16": "conv5_3",
-    "alexnet": "conv5",
-    "mobilenet_v2": 18,
-    "shufflenet_v2": "conv5",
-    "resnet18_places365": "layer4",
-    "resnet50_places365": "layer4",
-    "wideresnet18_places365": "layer4",
-}
+#: Default ``scene_cut`` per backbone: the trunk its own classifier pools. That is the place
+#: cut everywhere but EfficientNet-Lite0, whose place cut (block 7) lies below its head.
+DEFAULT_SCENE_CUTS: Dict[str, Any] = {**DEFAULT_CUTS, "efficientnet_lite0": "head"}
 
 
 # --------------------------------------------------------------------------------------------
