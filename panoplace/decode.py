@@ -36,7 +36,8 @@ def decode_image(path: Union[str, Path]) -> np.ndarray:
 
             data = tio.read_file(str(p))
             rgb = tio.decode_jpeg(data, mode=tio.ImageReadMode.RGB, apply_exif_orientation=True)
-            return rgb.permute(1, 2, 0).numpy()  # decode_jpeg's storage is already (H, W, 3)
+            # decode_jpeg's storage is already (H, W, 3): no copy unless a version changes that
+            return np.ascontiguousarray(rgb.permute(1, 2, 0).numpy())
         except Exception as exc:  # unreadable, truncated, not really a JPEG, no torchvision: OpenCV decides
             log.debug("fast JPEG decode of %s failed (%s); trying OpenCV", p, exc)
     return read_image(p)
