@@ -36,6 +36,7 @@ for EfficientNet-Lite0, 1.2x for ResNet-18 against NCHW in this run.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -85,7 +86,7 @@ def main() -> None:
     jobs: Dict[str, Tuple[Callable[[], object], int]] = {"matmul": (lambda: torch.matmul(a, b), 2 * args.n ** 3)}
     with torch.inference_mode():
         for name, net in nets.items():
-            fn = (lambda net=net: net(x))
+            fn = functools.partial(net, x)
             jobs[name] = (fn, count_flops(fn))
         # the same layers on NCHW activations (Backbone.forward switches to channels-last on the CPU)
         for name in ("efficientnet_lite0 (cut 7)", "resnet18 (layer4)"):

@@ -106,10 +106,10 @@ def call(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, train: boo
 def largest_intermediate_mb(impl: str, shape: Shape) -> float:
     """Analytic float32 size of the largest tensor each implementation allocates."""
     n, c, h, w, k = shape
-    l = h * w
-    sizes = {"loop": max(n * c * l, n * k * l, n * k * c),
-             "broadcast": n * k * c * l,
-             "panoplace": max(n * c * l, n * k * l, n * k * c)}
+    hw = h * w
+    sizes = {"loop": max(n * c * hw, n * k * hw, n * k * c),
+             "broadcast": n * k * c * hw,
+             "panoplace": max(n * c * hw, n * k * hw, n * k * c)}
     return sizes[impl] * 4 / 2 ** 20
 
 
