@@ -30,6 +30,8 @@ VERBS = [
     "localize",
     "evaluate",
     "scene",
+    "map",
+    "serve",
 ]
 
 log = logging.getLogger("panoplace")
