@@ -24,7 +24,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union, cast
+from typing import Any, Dict, Optional, Union
 
 import cv2
 import numpy as np
@@ -126,14 +126,14 @@ def build_map(
         raise InputError("build_map: pass the panorama config together with the model")
     if per_crop and model.config.fusion != "per-crop":
         model.config.fusion = "per-crop"  # the same weights; fusion only decides the output shape
-    result = extract(imageset.root, imageset.paths, model, cast(PanoramaConfig, panorama), out=out / STORE_FILE,
+    result = extract(imageset.root, imageset.paths, model, panorama, out=out / STORE_FILE,
                      batch_size=batch_size, device=device, on_error="stop", progress=progress)
     store = result.descriptors
     used = PipelineConfig.from_dict(store.config).panorama  # calibrated when annular
     save_checkpoint(model.cpu(), out / MODEL_FILE, panorama=used)
     save_index(build_index(store, kind=index_kind), out / INDEX_FILE)
     rows = imageset.rows_for(store.ids)
-    mapped = imageset.subset(rows)
+    mapped = imageset.subset(rows.tolist())
     geometry = AnnulusGeometry.from_dict(used.annulus) if used.annulus else None
     _write_thumbnails(mapped, out, used, geometry, progress)
     table = ImageSet(mapped.name, out, [thumbnail_name(i) for i in range(len(mapped))], mapped.xy,

@@ -24,7 +24,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Union
 
 import numpy as np
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -152,7 +152,7 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
             sessions.expire()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(sweep())
         try:
             yield
@@ -368,7 +368,7 @@ class SessionsUnavailable(PanoplaceError):
 def default_localiser_factory(service: LocalisationService) -> Callable[[], Any]:
     """A fresh :class:`panoplace.matching.online.OnlineLocaliser` on the map's index per session."""
     try:
-        from panoplace.matching.online import OnlineLocaliser
+        from panoplace.matching.online import OnlineLocaliser  # type: ignore[import-not-found]
     except ModuleNotFoundError:  # the online localiser lands separately (issue 11)
         def unavailable() -> Any:
             raise SessionsUnavailable("sessions need panoplace.matching.online, which this installation lacks")
@@ -380,7 +380,7 @@ def default_localiser_factory(service: LocalisationService) -> Callable[[], Any]
 
 def static_response(name: str, media_type: str) -> Response:
     """A file of the web page (shipped inside the package), with a strict content policy."""
-    data = resources.files("panoplace.serve").joinpath("static", name).read_bytes()
+    data = resources.files("panoplace.serve").joinpath("static").joinpath(name).read_bytes()
     return Response(data, media_type=media_type, headers={"Content-Security-Policy": PAGE_CSP,
                                                           "X-Content-Type-Options": "nosniff"})
 
