@@ -73,14 +73,16 @@ function draw() {
   const e = state.estimate;
   if (e && e.position) {
     const X = v.px(e.position.x), Y = v.py(e.position.y);
-    ctx.fillStyle = confidenceColour(e.confidence);
-    ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5;
-    ctx.beginPath(); ctx.arc(X, Y, 9, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    ctx.strokeStyle = "#000";
     if (e.heading_deg !== null && e.heading_deg !== undefined) {
-      // heading: degrees counter-clockwise from east (the map's x axis), as the frames CSV gives it
+      // heading: compass degrees, clockwise from north (+y), as the frames CSV gives it
       const a = e.heading_deg * Math.PI / 180;
-      ctx.beginPath(); ctx.moveTo(X, Y); ctx.lineTo(X + 24 * Math.cos(a), Y - 24 * Math.sin(a)); ctx.lineWidth = 3; ctx.stroke();
+      ctx.lineWidth = 3;
+      ctx.beginPath(); ctx.moveTo(X, Y); ctx.lineTo(X + 24 * Math.sin(a), Y - 24 * Math.cos(a)); ctx.stroke();
     }
+    ctx.fillStyle = confidenceColour(e.confidence);
+    ctx.lineWidth = 1.5;
+    ctx.beginPath(); ctx.arc(X, Y, 9, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
     canvas.dataset.markerPx = `${Math.round(X)},${Math.round(Y)}`;
     canvas.dataset.markerColour = ctx.fillStyle;
   }
