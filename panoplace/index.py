@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+import faiss
+import h5py
 import numpy as np
 
 from panoplace.atomic import atomic_path
@@ -137,8 +139,6 @@ class PlaceIndex:
     def set_nprobe(self, nprobe: int) -> None:
         """Cells visited per query (IVF-PQ only; no effect on ``flat``)."""
         if self.params.kind == "ivfpq":
-            import faiss
-
             faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
             self.params.nprobe = int(nprobe)
 
@@ -243,14 +243,12 @@ def build_index(
         InputError: unknown kind, ``m`` does not divide D (or ``pca``), ``pca`` >= D, or too few
             descriptors to train IVF-PQ.
     """
-    import faiss
-
     params = IndexParams(kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, pca=pca)
     check_finite(ds, "database descriptors")
     x = np.ascontiguousarray(fuse_crops(ds.descriptors))
     n, d = x.shape
     if params.kind == "flat":
-        index = faiss.IndexFlatIP(d)
+        index: faiss.Index = faiss.IndexFlatIP(d)
     else:
         if params.pca >= d:
             raise InputError(f"IVF-PQ: --pca {params.pca} must be below the descriptor dimension {d}")
@@ -274,11 +272,14 @@ def build_index(
         metric = faiss.METRIC_L2 if params.pca else faiss.METRIC_INNER_PRODUCT
         index = faiss.index_factory(d, factory, metric)
         # the factory turns on polysemous training (slow; only useful for Hamming-filtered search)
-        faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
+        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))  # SWIG objects: untyped attributes
+        ivf.do_polysemous_training = False
         log.info("training %s on %d descriptors of dimension %d", factory, n, d)
         index.train(x)
         if params.pca:  # the full D x D eigenvector matrix is only needed to train: drop it (64 MB at 4096-D)
-            faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0)).PCAMat.clear()
+            chain: Any = faiss.downcast_index(index)
+            pca_transform: Any = faiss.downcast_VectorTransform(chain.chain.at(0))
+            pca_transform.PCAMat.clear()
     index.add(x)
     crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
     return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops)
@@ -286,9 +287,6 @@ def build_index(
 
 def save_index(index: PlaceIndex, path: PathLike) -> Path:
     """Write ``index`` with its metadata to one HDF5 file, atomically (temp file + rename)."""
-    import faiss
-    import h5py
-
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -311,9 +309,6 @@ def load_index(path: PathLike) -> PlaceIndex:
     Raises:
         InputError: the file is missing or is not a panoplace index.
     """
-    import faiss
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"index file not found: {path}")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class DatasetSpec:
 
     kind: Optional[str]
     paths: List[str]
-    options: Dict[str, object]
+    options: Dict[str, Any]  # values already cast by _OPTIONS (radius float, tol int, roots str, reverse bool)
 
 
 def parse_spec(spec: Union[str, Path]) -> DatasetSpec:
@@ -103,7 +103,7 @@ def parse_spec(spec: Union[str, Path]) -> DatasetSpec:
     if Path(text).exists():  # a path that itself contains commas
         return DatasetSpec(kind, [text], {})
     paths: List[str] = []
-    options: Dict[str, object] = {}
+    options: Dict[str, Any] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
@@ -171,6 +171,11 @@ def _same_metric_frame(database: ImageSet, queries: ImageSet) -> Tuple[np.ndarra
     return db_xy, q_xy
 
 
+def _positives(database: ImageSet, queries: ImageSet, radius: float) -> GroundTruth:
+    return GroundTruth.from_positions(database.require_positions("ground truth"),
+                                      queries.require_positions("ground truth"), radius)
+
+
 def load_pair(db_spec: Union[str, Path], query_spec: Union[str, Path],
               radius: float = DEFAULT_RADIUS) -> Dataset:
     """Database and queries from two single-set specs (CSV, PAL folder, @UTM folder, a folder
@@ -235,19 +240,18 @@ def load_dataset(spec: Union[str, Path]) -> Dataset:
         radius = float(radius_opt or DEFAULT_RADIUS)
         database = formats.load_utm_folder(root / "database", name=f"{root.name}_database")
         queries = formats.load_utm_folder(root / "queries", name=f"{root.name}_queries")
-        gt = GroundTruth.from_positions(database.xy, queries.xy, radius)
-        return Dataset(database, queries, gt, radius)
+        return Dataset(database, queries, _positives(database, queries, radius), radius)
     if kind == "mat":
         _need(s, 1, "one .mat file")
         database, queries, radius = formats.load_pittsburgh_mat(
             s.paths[0], db_root=opts.get("db_root"), query_root=opts.get("query_root"))
         radius = float(radius_opt or radius)
-        return Dataset(database, queries, GroundTruth.from_positions(database.xy, queries.xy, radius), radius)
+        return Dataset(database, queries, _positives(database, queries, radius), radius)
     if kind == "patchnetvlad":
         _need(s, 3, "INDEX.txt,QUERY.txt,GT.npz")
-        database, queries, radius = formats.load_patchnetvlad(*s.paths, root=opts.get("root"))
+        database, queries, radius = formats.load_patchnetvlad(s.paths[0], s.paths[1], s.paths[2], root=opts.get("root"))
         radius = float(radius_opt or radius)
-        return Dataset(database, queries, GroundTruth.from_positions(database.xy, queries.xy, radius), radius)
+        return Dataset(database, queries, _positives(database, queries, radius), radius)
     if kind == "vprbench":
         _need(s, 1, "one folder")
         return Dataset(*formats.load_vprbench(s.paths[0]))

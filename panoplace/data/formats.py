@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from scipy.io import loadmat
 
 from panoplace.data.frames import (
     ImageSet,
@@ -166,8 +167,6 @@ def load_pittsburgh_mat(
         ``(database, queries, posDistThr)``: UTM positions from ``utmDb``/``utmQ`` (transposed
         from MATLAB's ``(2, N)``), and the positive radius in metres.
     """
-    from scipy.io import loadmat
-
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"dbStruct .mat file not found: {path}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import utm
 
 from panoplace.atomic import atomic_path
 from panoplace.errors import DatasetError
@@ -72,8 +73,6 @@ def latlon_to_xy(latlon: np.ndarray, zone: Optional[UtmZone] = None) -> Tuple[np
     Returns:
         ``xy`` ``(N, 2)`` float64 metres (east, north) and the zone used.
     """
-    import utm
-
     latlon = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
     if len(latlon) == 0:
         return np.zeros((0, 2)), zone or (0, "N")

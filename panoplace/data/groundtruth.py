@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from panoplace.errors import DatasetError
 
@@ -134,8 +135,6 @@ class GroundTruth:
             radius: metres (> 0).
             valid: optional ``(Q,)`` bool (default all True).
         """
-        from scipy.spatial import cKDTree
-
         db = np.asarray(database_xy, dtype=np.float64)
         q = np.asarray(query_xy, dtype=np.float64)
         if db.ndim != 2 or q.ndim != 2 or db.shape[1] != q.shape[1]:

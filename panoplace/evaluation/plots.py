@@ -10,8 +10,10 @@ import logging
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from panoplace.atomic import atomic_path
@@ -95,8 +97,6 @@ def plot_trajectory(query_xy: np.ndarray, db_xy: np.ndarray, top1: np.ndarray, c
         query_xy: ``(Q, 2)`` metres; db_xy: ``(N, 2)``; top1: int ``(Q,)`` (``-1`` = none);
         correct: bool ``(Q,)``; valid: optional bool ``(Q,)`` (invalid queries drawn hollow).
     """
-    from matplotlib.collections import LineCollection
-
     q = np.asarray(query_xy, dtype=np.float64)
     d = np.asarray(db_xy, dtype=np.float64)
     top1 = np.asarray(top1, dtype=np.int64)
@@ -113,7 +113,7 @@ def plot_trajectory(query_xy: np.ndarray, db_xy: np.ndarray, top1: np.ndarray, c
     wrong = val & has & ~ok
     if wrong.any():
         segs = np.stack([q[wrong], d[top1[wrong]]], axis=1)
-        ax.add_collection(LineCollection(segs, colors=RED, linewidths=0.6, alpha=0.6, zorder=2))
+        ax.add_collection(LineCollection(list(segs), colors=RED, linewidths=0.6, alpha=0.6, zorder=2))
     right = val & ok
     ax.scatter(q[right, 0], q[right, 1], s=10, c=GREEN, label=f"correct ({int(right.sum())})", zorder=3)
     miss = val & ~ok
@@ -153,8 +153,6 @@ def select_gallery(correct: np.ndarray, max_rows: int = 12, valid: Optional[np.n
 
 
 def _load_rgb(path: Optional[PathLike]) -> Optional[np.ndarray]:
-    import cv2
-
     if path is None:
         return None
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -209,7 +209,7 @@ def calibrate_annulus(images: Union[np.ndarray, Sequence[np.ndarray]], start_deg
             f"no annulus found: the image has almost no contrast ({contrast:.0f} grey levels "
             "between its dark and bright parts); is it uniform?")
     # Otsu may split the ring's own texture; pixels clearly above the dark floor are ring too.
-    mask = (gray > min(otsu, dark + DARK_MARGIN)).astype(np.uint8)
+    mask: np.ndarray = (gray > min(otsu, dark + DARK_MARGIN)).astype(np.uint8)
     k = max(3, int(round(min(h, w) * 0.01)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)

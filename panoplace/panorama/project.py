@@ -71,7 +71,7 @@ def write_image(path: PathLike, img: np.ndarray, jpeg_quality: int = 95) -> Path
         ok, buf = cv2.imencode(path.suffix.lower(), bgr, params)
     except cv2.error:
         ok, buf = False, None
-    if not ok:
+    if not ok or buf is None:
         raise InputError(f"cannot encode an image as {path.suffix or '(no extension)'} for {path}")
     return write_bytes_atomic(path, buf.tobytes())
 

@@ -29,7 +29,8 @@ from panoplace.synth.dynamic import place_dynamic_objects
 from panoplace.synth.lens import AnnularLens, equirect_to_annular, load_lens, write_lens_files
 from panoplace.synth.render import render_frame
 from panoplace.synth.routes import Pose, Route, latlon_to_xy, xy_to_latlon
-from panoplace.synth.world import SCENES, World, WorldConfig, build_world
+from panoplace.synth.layout import SCENES, WorldConfig
+from panoplace.synth.world import World, build_world
 from panoplace.synth.writer import (
     CSV_COLUMNS,
     PROJECTIONS,

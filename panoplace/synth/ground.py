@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from panoplace.synth.layout import Block, WorldConfig
 from panoplace.synth.textures import cell_hash, value_noise
 
-if TYPE_CHECKING:  # pragma: no cover
-    from panoplace.synth.world import Block, World, WorldConfig
 
 log = logging.getLogger(__name__)
+
+# mask(yy, xx) -> (h, w) bool over metre grids; closures bind their extra parameters as defaults
+Mask = Callable[..., np.ndarray]
 
 MARGIN_M = 60.0
 
@@ -69,7 +71,7 @@ class _Painter:
             return None
         return r0, r1, c0, c1
 
-    def fill(self, rect: Tuple[float, float, float, float], material: str, mask: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None) -> None:
+    def fill(self, rect: Tuple[float, float, float, float], material: str, mask: Optional[Mask] = None) -> None:
         """Fill ``rect`` (x0, y0, x1, y1 metres) with a material, where ``mask(yy, xx)`` allows.
 
         Painted in bands of rows (bounded memory); the material's noise is continuous
@@ -94,7 +96,7 @@ class _Painter:
                 np.copyto(self.rgb[b0:b1, c0:c1], u8, where=m[..., None])
                 np.copyto(self.alpha[b0:b1, c0:c1], a, where=m)
 
-    def paint(self, rect: Tuple[float, float, float, float], colour: Sequence[float], mask: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    def paint(self, rect: Tuple[float, float, float, float], colour: Sequence[float], mask: Mask) -> None:
         """Paint a flat colour (markings) where ``mask(yy, xx)`` is True inside ``rect``."""
         sp = self.span(*rect)
         if sp is None:
@@ -136,7 +138,8 @@ class _Noise:
 
     def __call__(self, yy: np.ndarray, xx: np.ndarray, cell_m: float, ppm: float, octaves: int = 3) -> np.ndarray:
         """(h, w) float32 noise in [0, 1] with features about ``cell_m`` metres wide."""
-        acc, amp, total = 0.0, 1.0, 0.0
+        acc: np.ndarray | float = 0.0
+        amp, total = 1.0, 0.0
         for _ in range(octaves):
             acc = acc + amp * self._octave(yy, xx, cell_m)
             total += amp
@@ -257,7 +260,7 @@ WHITE = (0.86, 0.86, 0.82)
 YELLOW = (0.85, 0.68, 0.12)
 
 
-def build_ground(cfg: "WorldConfig", streets_x: np.ndarray, streets_y: np.ndarray, blocks: Sequence["Block"],
+def build_ground(cfg: WorldConfig, streets_x: np.ndarray, streets_y: np.ndarray, blocks: Sequence[Block],
                  paint: List[Tuple[str, Tuple[Any, ...]]], rng: np.random.Generator, water_y: Optional[float]) -> GroundMap:
     """Rasterise the ground of a town: streets, markings, zones and the decals in ``paint``
     (``("rect", (x0, y0, x1, y1, material))``, ``("pond", (cx, cy, r))``, ``("disc", (cx, cy,
@@ -321,7 +324,7 @@ def build_ground(cfg: "WorldConfig", streets_x: np.ndarray, streets_y: np.ndarra
     return GroundMap(levels=levels, ppm=ppms, origin=origin, detail=detail.astype(np.float32))
 
 
-def _markings(p: _Painter, cfg: "WorldConfig", xs: np.ndarray, ys: np.ndarray, y_start: float, lo: float, hi: float) -> None:
+def _markings(p: _Painter, cfg: WorldConfig, xs: np.ndarray, ys: np.ndarray, y_start: float, lo: float, hi: float) -> None:
     """Centre lines, lane dividers, edge lines, zebra crossings, stop lines and kerbs."""
     hw, rh, lw = cfg.street_width_m / 2, cfg.road_half_m, cfg.lane_width_m
 
@@ -382,68 +385,3 @@ def _markings(p: _Painter, cfg: "WorldConfig", xs: np.ndarray, ys: np.ndarray, y
             # kerb stones
             kerb_rect = (c - rh - 0.25, y_start, c + rh + 0.25, hi) if axis == "x" else (lo, c - rh - 0.25, hi, c + rh + 0.25)
             p.paint(kerb_rect, (0.68, 0.67, 0.64), lambda yy, xx, f=off_along: (np.abs(np.abs(f(yy, xx)[0]) - rh - 0.12) < 0.12) & away(f(yy, xx)[1], cross))
-
-
-def shadow_map(world: "World", sun_az_deg: float, sun_el_deg: float, ppm: float = 2.0) -> Tuple[np.ndarray, float]:
-    """Ground shadows cast by boxes and crowns for a sun direction.
-
-    Returns (n, n) float32 light factor in [0, 1] (0 = full shadow) over the ground raster's
-    extent (same origin) and its ppm.
-    """
-    cfg = world.config
-    origin = world.ground.origin
-    n = int(round((cfg.size_m + 2 * MARGIN_M) * ppm))
-    img = np.zeros((n, n), np.uint8)
-    el = math.radians(max(sun_el_deg, 2.0))
-    az = math.radians(sun_az_deg)
-    # shadows fall away from the sun
-    sx, sy = -math.sin(az) / math.tan(el), -math.cos(az) / math.tan(el)
-    b = world.static.boxes
-
-    def pix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.stack([(x - origin) * ppm, (y - origin) * ppm], -1)
-
-    for k in range(len(b["tex"])):
-        x0, y0, x1, y1, z0, z1 = (float(b[f][k]) for f in ("x0", "y0", "x1", "y1", "z0", "z1"))
-        cx = np.array([x0, x1, x1, x0])
-        cy = np.array([y0, y0, y1, y1])
-        pts = np.concatenate([pix(cx + sx * z0, cy + sy * z0), pix(cx + sx * z1, cy + sy * z1)])
-        hull = cv2.convexHull(np.round(pts * 4).astype(np.int32))
-        cv2.fillConvexPoly(img, hull, 255, lineType=cv2.LINE_8, shift=2)
-    c = world.static.crowns
-    for k in range(len(c["tex"])):
-        cx, cy = float(c["cx"][k]) + sx * float(c["zc"][k]), float(c["cy"][k]) + sy * float(c["zc"][k])
-        a = float(c["a"][k])
-        ctr = pix(np.array(cx), np.array(cy))
-        stretch = math.hypot(sx, sy) * float(c["b"][k]) + a
-        ang = math.degrees(math.atan2(sy, sx))
-        cv2.ellipse(img, (int(ctr[0] * 4), int(ctr[1] * 4)), (int(stretch * ppm * 4), int(a * ppm * 4)), ang, 0, 360, 200, -1, shift=2)
-    cy_ = world.static.cylinders
-    for k in range(len(cy_["tex"])):
-        r = float(cy_["r"][k])
-        if r < 0.15:
-            continue
-        z1 = float(cy_["z1"][k])
-        x, y = float(cy_["cx"][k]), float(cy_["cy"][k])
-        a = pix(np.array(x), np.array(y))
-        bpt = pix(np.array(x + sx * z1), np.array(y + sy * z1))
-        cv2.line(img, (int(a[0] * 4), int(a[1] * 4)), (int(bpt[0] * 4), int(bpt[1] * 4)), 255, max(1, int(2 * r * ppm)), shift=2)
-    img = cv2.GaussianBlur(img, (0, 0), 0.8)
-    return 1.0 - img.astype(np.float32) / 255.0, ppm
-
-
-def lamp_map(world: "World", ppm: float = 2.0) -> Tuple[np.ndarray, float]:
-    """Street-lamp light on the ground: (n, n) float32 (about 1 under a lamp), and its ppm."""
-    cfg = world.config
-    origin = world.ground.origin
-    n = int(round((cfg.size_m + 2 * MARGIN_M) * ppm))
-    img = np.zeros((n, n), np.float32)
-    if world.lamps.shape[0]:
-        c = np.round((world.lamps[:, 0] - origin) * ppm).astype(int)
-        r = np.round((world.lamps[:, 1] - origin) * ppm).astype(int)
-        ok = (c >= 0) & (c < n) & (r >= 0) & (r < n)
-        np.add.at(img, (r[ok], c[ok]), 1.0)
-    s1, s2 = 3.0 * ppm, 9.0 * ppm
-    tight = cv2.GaussianBlur(img, (0, 0), s1) * (2 * math.pi * s1 * s1)
-    wide = cv2.GaussianBlur(img, (0, 0), s2) * (2 * math.pi * s2 * s2)
-    return (0.8 * tight + 0.25 * wide).astype(np.float32), ppm

@@ -36,6 +36,7 @@ from typing import Any, Dict, Tuple
 import cv2
 import numpy as np
 
+from panoplace.atomic import write_text_atomic
 from panoplace.errors import InputError
 
 RADIAL_MAPPINGS = ("linear", "sine")
@@ -82,7 +83,7 @@ class AnnularLens:
     def for_size(cls, size: int, **overrides: Any) -> "AnnularLens":
         """The default lens scaled to a ``size`` x ``size`` image (centre slightly off, as real)."""
         s = size / 1024.0
-        base = dict(size=int(size), cx=517.6 * s - 0.5 * (s - 1), cy=507.4 * s - 0.5 * (s - 1), r_inner=150.0 * s, r_outer=480.0 * s)
+        base: Dict[str, Any] = dict(size=int(size), cx=517.6 * s - 0.5 * (s - 1), cy=507.4 * s - 0.5 * (s - 1), r_inner=150.0 * s, r_outer=480.0 * s)
         base.update(overrides)
         return cls(**base)
 
@@ -181,8 +182,6 @@ def equirect_to_annular(pano: np.ndarray, lens: AnnularLens) -> np.ndarray:
 
 def write_lens_files(lens: AnnularLens, folder: Path) -> Tuple[Path, Path]:
     """Write ``annulus.json`` (AnnulusGeometry keys) and ``lens.json`` (full model) atomically."""
-    from panoplace.atomic import write_text_atomic
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     a = folder / "annulus.json"

@@ -32,7 +32,7 @@ import numpy as np
 from panoplace.errors import InputError
 from panoplace.synth import textures as tx
 from panoplace.synth.conditions import Condition, Lighting, lighting
-from panoplace.synth.ground import lamp_map, shadow_map
+from panoplace.synth.lightmaps import lamp_map, shadow_map
 from panoplace.synth.routes import Pose
 from panoplace.synth.world import Primitives, World
 
@@ -220,8 +220,8 @@ class _Caster:
         occ = np.flatnonzero(boxes["occluder"])
         occ = occ[self._box_near(boxes, occ, OCCLUDER_RANGE_M)]
         wall = self._walls({k: v[occ] for k, v in boxes.items()}, ox, oy, cz)
-        cand = [self._small_boxes(ox, oy, cz), self._cylinders(ox, oy, cz), self._crowns(ox, oy, cz)]
-        cand = [c for c in cand if c is not None]
+        found = [self._small_boxes(ox, oy, cz), self._cylinders(ox, oy, cz), self._crowns(ox, oy, cz)]
+        cand = [c for c in found if c is not None]
         objs = self._objects(cand, wall, self.W)
         return _Slots(*(np.concatenate([getattr(wall, f), getattr(objs, f)], axis=1) for f in _Slots.__dataclass_fields__))
 
@@ -607,9 +607,9 @@ def render_frame(
         if light.cloud_cover > 0:
             sharp, soft = _world_cache(world, f"clouds{sky_seed}:{light.cloud_cover}", lambda: _clouds(sky_seed, light.cloud_cover))
             te = np.maximum(tr[sr], 1e-3)
-            D = np.minimum(_CLOUD_ALT / te, 40000.0)
-            al = np.where(D < 5000.0, _bilinear_wrap(sharp, (pose.x + D * dx[sc]) / _CLOUD_M, (pose.y + D * dy[sc]) / _CLOUD_M),
-                          _bilinear_wrap(soft, (pose.x + D * dx[sc]) / _CLOUD_M, (pose.y + D * dy[sc]) / _CLOUD_M))
+            cd = np.minimum(_CLOUD_ALT / te, 40000.0)
+            al = np.where(cd < 5000.0, _bilinear_wrap(sharp, (pose.x + cd * dx[sc]) / _CLOUD_M, (pose.y + cd * dy[sc]) / _CLOUD_M),
+                          _bilinear_wrap(soft, (pose.x + cd * dx[sc]) / _CLOUD_M, (pose.y + cd * dy[sc]) / _CLOUD_M))
             if light.cloud_cover < 0.999:
                 al = al * np.clip(elev[sr] / 0.06, 0.0, 1.0)
             cc = np.asarray(light.cloud, np.float32)

@@ -22,6 +22,7 @@ from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def cell_hash(a: np.ndarray, b: np.ndarray, salt: int = 0) -> np.ndarray:
     return ((h & 0xFFFF).astype(np.float32) / 65536.0).astype(np.float32)
 
 
-def _rgb(c: Sequence[float]) -> np.ndarray:
+def _rgb(c: ArrayLike) -> np.ndarray:
     return np.asarray(c, dtype=np.float32).reshape(1, 1, 3)
 
 
@@ -167,7 +168,7 @@ def _finish(rgb: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _jitter(rng: np.random.Generator, col: Sequence[float], amount: float) -> np.ndarray:
+def _jitter(rng: np.random.Generator, col: ArrayLike, amount: float) -> np.ndarray:
     c = np.asarray(col, dtype=np.float32) * (1.0 + rng.uniform(-amount, amount, 3))
     return np.clip(c, 0.0, 1.0)
 

@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from panoplace.atomic import write_bytes_atomic, write_text_atomic
 from panoplace.errors import InputError
@@ -167,8 +168,6 @@ def render_traversal(
     lens: annular lens (default :meth:`AnnularLens.for_size` of ``height * 2``).
     Frames whose images all exist are skipped (resume); the CSVs are rewritten every time.
     """
-    from tqdm import tqdm
-
     projs = check_projections(projections)
     check_size(width, height)
     if not (1 <= int(quality) <= 100):

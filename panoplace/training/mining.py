@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Union
 
+import h5py
 import numpy as np
+from scipy.spatial import cKDTree
 
 from panoplace.errors import InputError
 
@@ -55,8 +57,6 @@ class DescriptorCache:
         if self.path is None:
             self._data = np.zeros((self.n, self.dim), dtype=np.float32)
         else:
-            import h5py
-
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self.path, "w")
             self._data = self._file.create_dataset("descriptors", shape=(self.n, self.dim), dtype=np.float32,
@@ -184,8 +184,6 @@ class TripletMiner:
     def __init__(self, db_xy: np.ndarray, query_xy: np.ndarray, pos_radius: float = 10.0,
                  neg_radius: float = 25.0, n_neg_sample: int = 1000, n_neg: int = 10,
                  margin: float = 0.1, same_frame: Optional[np.ndarray] = None) -> None:
-        from scipy.spatial import cKDTree
-
         db = np.asarray(db_xy, dtype=np.float64)
         q = np.asarray(query_xy, dtype=np.float64)
         if db.ndim != 2 or q.ndim != 2 or db.shape[1] != 2 or q.shape[1] != 2 or len(db) == 0 or len(q) == 0:

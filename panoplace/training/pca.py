@@ -24,7 +24,11 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from panoplace.config import PanoramaConfig
 from panoplace.errors import DescriptorMismatchError, InputError
+from panoplace.models.build import PlaceModel, Whitening, load_checkpoint, save_checkpoint, weights_fingerprint
+from panoplace.store import DescriptorSet, check_finite, load_descriptors
+from panoplace.training.trainer import recall_of
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +116,9 @@ def whiten(descriptors: np.ndarray, mean: np.ndarray, components: np.ndarray, di
     return y.astype(np.float32)
 
 
-def add_whitening(model, mean: np.ndarray, components: np.ndarray):
+def add_whitening(model: PlaceModel, mean: np.ndarray, components: np.ndarray) -> PlaceModel:
     """Give ``model`` (a :class:`~panoplace.models.build.PlaceModel`) a fitted whitening layer
     of ``len(components)`` dims and record it in ``model.config.whitening_dim``. Returns it."""
-    from panoplace.models.build import Whitening
-
     dim = int(np.asarray(components).shape[0])
     layer = Whitening(dim)
     device = next(model.parameters()).device
@@ -138,9 +140,6 @@ def whiten_checkpoint(checkpoint: PathLike, database: PathLike, dim: int, out: P
         InputError: the checkpoint already whitens, or a bad dimension.
         DescriptorMismatchError: the store was not extracted with this checkpoint.
     """
-    from panoplace.models.build import load_checkpoint, save_checkpoint, weights_fingerprint
-    from panoplace.store import check_finite, load_descriptors
-
     model, panorama = load_checkpoint(checkpoint)
     if model.whitening is not None:
         raise InputError(f"{checkpoint} already has a whitening layer ({model.config.whitening_dim} dims); fit "
@@ -158,8 +157,6 @@ def whiten_checkpoint(checkpoint: PathLike, database: PathLike, dim: int, out: P
     mean, comps = fit_pca_whitening(ds.descriptors, dim, max_samples=max_samples, seed=seed)
     add_whitening(model, mean, comps)
     if panorama is None and ds.config.get("panorama"):
-        from panoplace.config import PanoramaConfig
-
         panorama = PanoramaConfig.from_dict(ds.config["panorama"])
     path = save_checkpoint(model, out, panorama=panorama, extra={"pca": {"fit_on": str(database), "n": len(ds)}})
     return path, mean, comps
@@ -175,9 +172,6 @@ def pca_recall_table(database: np.ndarray, queries: np.ndarray, ground_truth, di
     Shape:
         database: ``(N, D)``; queries: ``(Q, D)`` (per-crop descriptors are fused first).
     """
-    from panoplace.store import DescriptorSet
-    from panoplace.training.trainer import recall_of
-
     db = DescriptorSet(database, [str(i) for i in range(len(database))]).fused()
     q = DescriptorSet(queries, [str(i) for i in range(len(queries))]).fused()
     table: Dict[Optional[int], Dict[int, float]] = {None: recall_of(q, db, ground_truth, ns)}

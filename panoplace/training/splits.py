@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from panoplace.data.dataset import load_dataset
 from panoplace.data.frames import ImageSet, latlon_to_xy
 from panoplace.errors import DatasetError, InputError
 
@@ -67,10 +68,11 @@ def common_frame(sets: Sequence[ImageSet]) -> None:
     """Put all ``sets`` into one metric frame, in place: when every set has lat/lon, all are
     projected into the UTM zone of the first set's first image (each CSV is otherwise projected
     into its own first image's zone)."""
-    if sets and all(s.latlon is not None and len(s) for s in sets):
-        _, zone = latlon_to_xy(sets[0].latlon[:1])
-        for s in sets:
-            s.xy, _ = latlon_to_xy(s.latlon, zone)
+    latlons = [s.latlon for s in sets if s.latlon is not None and len(s)]
+    if sets and len(latlons) == len(sets):
+        _, zone = latlon_to_xy(latlons[0][:1])
+        for s, latlon in zip(sets, latlons):
+            s.xy, _ = latlon_to_xy(latlon, zone)
 
 
 def concat_image_sets(sets: Sequence[ImageSet], name: Optional[str] = None) -> ImageSet:
@@ -99,8 +101,6 @@ def concat_image_sets(sets: Sequence[ImageSet], name: Optional[str] = None) -> I
 
 
 def _load_sets(specs: Sequence[PathLike]) -> List[Tuple[ImageSet, Optional[ImageSet]]]:
-    from panoplace.data.dataset import load_dataset
-
     out = []
     for spec in specs:
         ds = load_dataset(spec)
