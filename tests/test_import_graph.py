@@ -26,6 +26,41 @@ KNOWN_CYCLES: Set[FrozenSet[str]] = {
     frozenset({"panoplace.matching.sequence", "panoplace.matching.seqslam_classic"}),  # seq engineer
 }
 
+# Imports made inside functions are for optional heavy extras only (one clear error line when the
+# extra is missing). Two other places may import lazily: the CLI verb modules (`panoplace/cli/`),
+# which `panoplace --help` imports all at once, so each imports its library step when it runs.
+OPTIONAL_EXTRAS = ("ray", "fastapi", "uvicorn", "starlette", "multipart", "onnxruntime", "onnx", "av",
+                   "torch.utils.tensorboard", "tensorboard", "playwright", "prometheus_client")
+LAZY_IMPORT_PACKAGES = ("panoplace.cli",)
+# Function-level imports of core dependencies and of panoplace's own modules that exist today
+# (import statements per module). A module may not exceed its count and no other module may have
+# any: import at module level, or move the shared piece down a layer if that makes a cycle.
+# Lower a count when you remove some; the list must shrink to empty.
+FUNCTION_LEVEL_DEBT: Dict[str, int] = {
+    "panoplace.cluster": 4,
+    "panoplace.decode": 1,
+    "panoplace.demo": 12,
+    "panoplace.evaluation.pipeline": 1,
+    "panoplace.extract": 10,
+    "panoplace.mapfolder": 8,
+    "panoplace.matching.retrieval": 8,
+    "panoplace.matching.seqslam_classic": 1,
+    "panoplace.matching.sequence": 1,
+    "panoplace.models.attention": 2,
+    "panoplace.models.backbones": 10,
+    "panoplace.models.build": 2,
+    "panoplace.models.clusters": 1,
+    "panoplace.models.scene": 2,
+    "panoplace.scene.categories": 1,
+    "panoplace.scene.loading": 6,
+    "panoplace.scene.predict": 4,
+    "panoplace.scene.train": 12,
+    "panoplace.scene.world": 9,
+    "panoplace.serve.app": 1,
+    "panoplace.serve.service": 1,
+    "panoplace.training.trainer": 9,
+}
+
 
 def module_name(path: Path, root: Path) -> str:
     rel = path.relative_to(root.parent).with_suffix("")
@@ -195,6 +230,41 @@ def test_no_import_cycles_in_panoplace() -> None:
     gone = KNOWN_CYCLES - found
     assert not new, f"import cycles (move the shared piece down a layer): {[sorted(c) for c in new]}"
     assert not gone, f"these listed cycles are gone, remove them from KNOWN_CYCLES: {[sorted(c) for c in gone]}"
+
+
+def _is_extra(target: str) -> bool:
+    return any(target == e or target.startswith(e + ".") for e in OPTIONAL_EXTRAS)
+
+
+def needless_function_level_imports(function_level: List[Tuple[str, int, str]]) -> Dict[str, List[int]]:
+    """Lines of function-level imports that are neither of an optional extra nor in the CLI."""
+    out: Dict[str, List[int]] = {}
+    for mod, line, target in function_level:
+        if _is_extra(target) or any(mod == p or mod.startswith(p + ".") for p in LAZY_IMPORT_PACKAGES):
+            continue
+        if line not in out.setdefault(mod, []):
+            out[mod].append(line)
+    return out
+
+
+def test_needless_function_level_imports_are_counted(tmp_path: Path) -> None:
+    pkg = _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "def f():\n    import numpy\n    import ray\n    from pkg import b, c\n",
+        "pkg/b.py": "",
+        "pkg/c.py": "",
+    })
+    _, function_level = import_graph(pkg)
+    assert needless_function_level_imports(function_level) == {"pkg.a": [2, 4]}
+
+
+def test_function_level_imports_only_for_optional_extras() -> None:
+    _, function_level = import_graph(PACKAGE_ROOT)
+    found = needless_function_level_imports(function_level)
+    over = {m: lines for m, lines in found.items() if len(lines) > FUNCTION_LEVEL_DEBT.get(m, 0)}
+    assert not over, (
+        "imports inside functions (module: lines) beyond FUNCTION_LEVEL_DEBT; import at module level "
+        f"(lazy imports are for optional extras {OPTIONAL_EXTRAS} only): {over}")
 
 
 if __name__ == "__main__":  # pragma: no cover - a listing for humans
