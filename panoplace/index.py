@@ -25,7 +25,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import faiss
 import h5py
@@ -223,6 +223,75 @@ class PlaceIndex:
         return out
 
 
+def new_index(d: int, params: IndexParams) -> Any:
+    """An empty faiss index for ``d``-dimensional (fused) descriptors: ``flat`` is ready to add,
+    ``ivfpq`` must be trained first (:func:`train_index`).
+
+    Raises:
+        InputError: ``pca`` >= D, or ``m`` does not divide D (or ``pca``).
+    """
+
+    if params.kind == "flat":
+        return faiss.IndexFlatIP(d)
+    if params.pca >= d:
+        raise InputError(f"IVF-PQ: --pca {params.pca} must be below the descriptor dimension {d}")
+    coded = params.pca or d
+    if coded % params.m:
+        what = f"the PCA dimension {coded}" if params.pca else f"the dimension {d}"
+        raise InputError(f"IVF-PQ: m={params.m} sub-quantisers must divide {what}")
+    factory = (f"PCAR{params.pca}," if params.pca else "") + f"IVF{params.nlist},PQ{params.m}x{params.nbits}"
+    # PCA centres the data, which biases inner products by <mean, y>; L2 distances do not
+    # move under a translation, and for unit descriptors |x - y|^2 = 2 - 2 <x, y> ranks the
+    # same as the inner product (search() reports 1 - |x - y|^2 / 2 as the score)
+    metric = faiss.METRIC_L2 if params.pca else faiss.METRIC_INNER_PRODUCT
+    index = faiss.index_factory(d, factory, metric)
+    # the factory turns on polysemous training (slow; only useful for Hamming-filtered search)
+    ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))  # SWIG objects: untyped attributes
+    ivf.do_polysemous_training = False
+    return index
+
+
+def train_index(index: Any, x: np.ndarray, params: IndexParams) -> None:
+    """Train an index from :func:`new_index` on ``x`` ``(n, D)`` float32 (no-op for ``flat``).
+
+    Raises:
+        InputError: too few descriptors to train IVF-PQ.
+    """
+    if params.kind == "flat":
+        return
+    n, d = x.shape
+    need = max(params.nlist, 2 ** params.nbits)
+    if n < need:
+        raise InputError(
+            f"IVF-PQ with nlist={params.nlist}, nbits={params.nbits} needs at least {need} database "
+            f"descriptors to train, the database has {n}; use --kind flat or a smaller --nlist/--nbits"
+        )
+    if n < 39 * params.nlist:
+        log.warning("IVF-PQ: %d descriptors for %d cells; faiss recommends >= %d (39 per cell)",
+                    n, params.nlist, 39 * params.nlist)
+    log.info("training IVF%d,PQ%dx%d%s on %d descriptors of dimension %d", params.nlist, params.m,
+             params.nbits, f" after PCA to {params.pca}" if params.pca else "", n, d)
+    index.train(x)
+    if params.pca:  # the full D x D eigenvector matrix is only needed to train: drop it (64 MB at 4096-D)
+        chain: Any = faiss.downcast_index(index)
+        pca_transform: Any = faiss.downcast_VectorTransform(chain.chain.at(0))
+        pca_transform.PCAMat.clear()
+
+
+def merge_indexes(base: Any, parts: Sequence[Any]) -> Any:
+    """Append the vectors of ``parts`` (faiss indexes trained like ``base``, e.g. copies of one
+    trained index each filled with a shard) to ``base`` in order; the rows of a part follow
+    those of the parts before it. Returns ``base``."""
+    for part in parts:
+        ivf = faiss.try_extract_index_ivf(base)
+        if ivf is not None:
+            ivf.merge_from(faiss.extract_index_ivf(part), ivf.ntotal)
+            base.ntotal = ivf.ntotal
+        else:
+            base.merge_from(part)
+    return base
+
+
 def build_index(
     ds: DescriptorSet,
     kind: str = "flat",
@@ -231,12 +300,15 @@ def build_index(
     nbits: int = 8,
     nprobe: int = 32,
     pca: int = 0,
+    trained: Optional[Any] = None,
 ) -> PlaceIndex:
     """Build a :class:`PlaceIndex` over the database descriptors ``ds``.
 
     Args:
         ds: database descriptors ``(N, D)`` or per-crop ``(N, K, D)``.
         kind: ``flat`` (exact) or ``ivfpq`` (see :class:`IndexParams` for the others).
+        trained: an already trained, empty faiss index of this kind (e.g. the quantizer of a
+            sharded build); a copy is filled and nothing is trained.
 
     Raises:
         DescriptorMismatchError: empty set or NaN/inf descriptors.
@@ -246,40 +318,13 @@ def build_index(
     params = IndexParams(kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, pca=pca)
     check_finite(ds, "database descriptors")
     x = np.ascontiguousarray(fuse_crops(ds.descriptors))
-    n, d = x.shape
-    if params.kind == "flat":
-        index: faiss.Index = faiss.IndexFlatIP(d)
+    if trained is not None:
+        index = faiss.deserialize_index(faiss.serialize_index(trained))
+        if index.d != x.shape[1]:
+            raise InputError(f"the trained index has dimension {index.d}, the descriptors {x.shape[1]}")
     else:
-        if params.pca >= d:
-            raise InputError(f"IVF-PQ: --pca {params.pca} must be below the descriptor dimension {d}")
-        coded = params.pca or d
-        if coded % params.m:
-            what = f"the PCA dimension {coded}" if params.pca else f"the dimension {d}"
-            raise InputError(f"IVF-PQ: m={params.m} sub-quantisers must divide {what}")
-        need = max(params.nlist, 2 ** params.nbits)
-        if n < need:
-            raise InputError(
-                f"IVF-PQ with nlist={params.nlist}, nbits={params.nbits} needs at least {need} database "
-                f"descriptors to train, the database has {n}; use --kind flat or a smaller --nlist/--nbits"
-            )
-        if n < 39 * params.nlist:
-            log.warning("IVF-PQ: %d descriptors for %d cells; faiss recommends >= %d (39 per cell)",
-                        n, params.nlist, 39 * params.nlist)
-        factory = (f"PCAR{params.pca}," if params.pca else "") + f"IVF{params.nlist},PQ{params.m}x{params.nbits}"
-        # PCA centres the data, which biases inner products by <mean, y>; L2 distances do not
-        # move under a translation, and for unit descriptors |x - y|^2 = 2 - 2 <x, y> ranks the
-        # same as the inner product (search() reports 1 - |x - y|^2 / 2 as the score)
-        metric = faiss.METRIC_L2 if params.pca else faiss.METRIC_INNER_PRODUCT
-        index = faiss.index_factory(d, factory, metric)
-        # the factory turns on polysemous training (slow; only useful for Hamming-filtered search)
-        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))  # SWIG objects: untyped attributes
-        ivf.do_polysemous_training = False
-        log.info("training %s on %d descriptors of dimension %d", factory, n, d)
-        index.train(x)
-        if params.pca:  # the full D x D eigenvector matrix is only needed to train: drop it (64 MB at 4096-D)
-            chain: Any = faiss.downcast_index(index)
-            pca_transform: Any = faiss.downcast_VectorTransform(chain.chain.at(0))
-            pca_transform.PCAMat.clear()
+        index = new_index(x.shape[1], params)
+        train_index(index, x, params)
     index.add(x)
     crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
     return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops)

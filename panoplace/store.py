@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 PathLike = Union[str, Path]
+MANIFEST = "manifest.json"  # marks a folder as a sharded store (see panoplace.shards)
 
 
 @dataclass
@@ -99,8 +100,12 @@ def save_descriptors(ds: DescriptorSet, path: PathLike) -> Path:
 
 
 def load_descriptors(path: PathLike) -> DescriptorSet:
-    """Read a descriptor store written by :func:`save_descriptors` (or ``panoplace extract``)."""
+    """Read a descriptor store written by :func:`save_descriptors` (or ``panoplace extract``),
+    or a sharded store folder (``panoplace extract --engine ray``, see :mod:`panoplace.shards`)
+    as one set: its shards concatenated in image order."""
     path = Path(path)
+    if is_sharded_store(path):
+        return _load_sharded(path)
     if not path.is_file():
         raise InputError(f"descriptor file not found: {path}")
     try:
@@ -114,6 +119,48 @@ def load_descriptors(path: PathLike) -> DescriptorSet:
     except OSError as exc:
         raise InputError(f"cannot read descriptor file {path}: {exc}") from None
     return DescriptorSet(desc, ids, config, fingerprint)
+
+
+def is_sharded_store(path: PathLike) -> bool:
+    """True for a folder holding a sharded descriptor store (its ``manifest.json``)."""
+    path = Path(path)
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
+def is_descriptor_store(path: PathLike) -> bool:
+    """True for an HDF5 store file or a sharded store folder (not a folder of images)."""
+    path = Path(path)
+    return is_sharded_store(path) or (path.is_file() and path.suffix.lower() in (".h5", ".hdf5"))
+
+
+def sharded_store_files(folder: PathLike) -> List[Path]:
+    """The shard files of the sharded store ``folder``, in image order (from its manifest)."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    try:
+        names = [str(s["name"]) for s in json.loads(manifest.read_text())["shards"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read the shard manifest {manifest}: {exc}") from None
+    if not names:
+        raise InputError(f"{manifest} lists no shards")
+    for name in names:
+        if Path(name).name != name:
+            raise InputError(f"{manifest}: shard name {name!r} is not a plain file name")
+    return [folder / n for n in names]
+
+
+def _load_sharded(folder: Path) -> DescriptorSet:
+    parts = [load_descriptors(f) for f in sharded_store_files(folder)]
+    first = parts[0]
+    for f, part in zip(sharded_store_files(folder), parts):
+        if part.fingerprint != first.fingerprint or part.config != first.config:
+            raise InputError(f"shard {f} does not belong with the others in {folder} (other model or config)")
+    shapes = {p.descriptors.shape[1:] for p in parts if len(p)}
+    if len(shapes) > 1:
+        raise InputError(f"the shards of {folder} have different descriptor shapes {sorted(shapes)}")
+    nonempty = [p.descriptors for p in parts if len(p)] or [first.descriptors]
+    return DescriptorSet(np.concatenate(nonempty), [i for p in parts for i in p.ids], first.config,
+                         first.fingerprint)
 
 
 def check_finite(ds: DescriptorSet, what: str = "descriptors") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from panoplace.errors import InputError
 from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--checkpoint runs/model.pt --out runs/day.h5",
     )
     p.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
-    p.add_argument("--out", "-o", required=True, help="descriptor store to write (.h5)")
+    p.add_argument("--out", "-o", required=True,
+                   help="descriptor store to write (.h5; a folder of shards with --engine ray)")
     add_model_args(p)
     add_panorama_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
@@ -31,6 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="on an unreadable image: stop (default) or skip it and list it at the end")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g = p.add_argument_group("distributed (the ray extra: pip install 'panoplace[ray]')")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: an actor pool on Ray that writes --out as a "
+                        "folder of shards + manifest.json (re-runs skip finished shards)")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster address HOST:PORT or auto (default: local mode on this machine's cores)")
+    g.add_argument("--shard-size", type=int, default=256, help="--engine ray: images per shard (default 256)")
+    g.add_argument("--actors", type=int, default=None,
+                   help="--engine ray: actors (default: the cluster's CPUs, or its GPUs)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +50,19 @@ def run(args: argparse.Namespace) -> int:
 
     root, paths = list_images(args.source)
     model, panorama = model_and_panorama_from_args(args)
+    if args.engine == "ray":
+        from panoplace.ray_engine import extract_ray
+
+        res = extract_ray(root, paths, model, panorama, args.out, shard_size=args.shard_size,
+                          batch_size=args.batch_size, actors=args.actors, device=args.device,
+                          on_error=args.on_error, address=args.address, progress=not args.no_progress)
+        log.info("%d images → %s (%d shards, %d computed now, %.1f images/s)", res.n_ok, args.out,
+                 len(res.shards), res.computed, res.n_images / max(res.seconds, 1e-9))
+        if res.skipped:
+            log.warning("%d image(s) skipped", len(res.skipped))
+        return 0
+    if args.address or args.actors is not None:
+        raise InputError("--address and --actors are for --engine ray")
     result = extract(root, paths, model, panorama, out=args.out, batch_size=args.batch_size,
                      num_workers=args.workers, device=args.device, on_error=args.on_error,
                      progress=not args.no_progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from panoplace.errors import InputError
 from panoplace.index import INDEX_KINDS, IndexParams
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "re-ranking.",
         epilog="example: panoplace index runs/day.h5 runs/day.index --kind ivfpq --nlist 256 --m 32",
     )
-    p.add_argument("database", help="database descriptor store (.h5 from `panoplace extract`)")
+    p.add_argument("database", help="database descriptor store (.h5 from `panoplace extract`, or the "
+                                     "folder of a sharded store from `extract --engine ray`)")
     p.add_argument("out", help="index file to write")
     p.add_argument("--kind", choices=INDEX_KINDS, default=d.kind, help="index kind (default flat)")
     p.add_argument("--nlist", type=int, default=d.nlist,
@@ -38,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="IVF-PQ: project the descriptors to DIM dimensions (PCA + random rotation, trained "
                         "on the database) before coding; recommended for 4096-D NetVLAD (e.g. --pca 256); "
                         "--m must divide DIM (default 0 = none)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: add the shards of a sharded store (from `extract --engine ray`) in parallel "
+                        "Ray tasks and merge them (needs the ray extra); default local")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: Ray cluster address HOST:PORT or auto (default: local mode on this machine)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +52,19 @@ def run(args: argparse.Namespace) -> int:
     from panoplace.index import build_index, save_index
     from panoplace.store import load_descriptors
 
+    if args.engine == "ray":
+        from panoplace.ray_engine import build_index_ray
+        from panoplace.store import is_sharded_store
+
+        if not is_sharded_store(args.database):
+            raise InputError(f"--engine ray indexes a sharded store folder (from `extract --engine ray`); "
+                             f"{args.database} is not one")
+        index = build_index_ray(args.database, IndexParams(kind=args.kind, nlist=args.nlist, m=args.m,
+                                                           nbits=args.nbits, nprobe=args.nprobe, pca=args.pca),
+                                address=args.address)
+        save_index(index, args.out)
+        log.info("indexed %d descriptors (%s, Ray) → %s", len(index), args.kind, args.out)
+        return 0
     ds = load_descriptors(args.database)
     index = build_index(ds, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe,
                         pca=args.pca)
