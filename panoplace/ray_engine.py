@@ -253,7 +253,7 @@ def extract_ray(
             for row in _rows(mapped):
                 j = int(row["shard"])
                 done[j] = ShardInfo(str(row["name"]), int(row["start"]), int(row["stop"]), int(row["n_ok"]),
-                                    [tuple(s) for s in json.loads(str(row["skipped"]))])
+                                    [(str(a), str(b)) for a, b in json.loads(str(row["skipped"]))])
                 bar.update(1)
         except Exception as exc:  # Ray wraps worker errors; keep the first line for the user
             if isinstance(exc, PanoplaceError):

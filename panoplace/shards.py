@@ -105,7 +105,7 @@ def write_shard(folder: PathLike, j: int, start: int, stop: int, ds: DescriptorS
             f.attrs["stop"] = stop
             f.attrs["run"] = run.key()
             f.attrs["skipped"] = json.dumps([list(s) for s in skipped])
-    return ShardInfo(path.name, start, stop, len(ds), [tuple(s) for s in skipped])
+    return ShardInfo(path.name, start, stop, len(ds), [(str(a), str(b)) for a, b in skipped])
 
 
 def finished_shard(folder: PathLike, j: int, run: ShardRun) -> Optional[ShardInfo]:
@@ -120,7 +120,7 @@ def finished_shard(folder: PathLike, j: int, run: ShardRun) -> Optional[ShardInf
                 log.warning("shard %s is from another run; recomputing it", path)
                 return None
             return ShardInfo(path.name, int(f.attrs["start"]), int(f.attrs["stop"]), int(f["ids"].shape[0]),
-                             [tuple(s) for s in json.loads(f.attrs["skipped"])])
+                             [(str(a), str(b)) for a, b in json.loads(f.attrs["skipped"])])
     except (OSError, KeyError, ValueError):
         log.warning("shard %s is unreadable; recomputing it", path)
         return None
