@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import faiss
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import ImageReadError, InputError, PanoplaceError
@@ -125,8 +128,6 @@ class _ShardWorker:
 
     def __init__(self, model: Any, root: str, paths: Any, panorama: Dict[str, Any], out: str,
                  run: Dict[str, Any], batch_size: int, device: str, threads: int) -> None:
-        import torch
-
         ray = _import_ray()
         if threads > 0:
             torch.set_num_threads(threads)
@@ -245,8 +246,6 @@ def extract_ray(
                 compute=ray.data.ActorPoolStrategy(size=n_actors), num_cpus=cpus_per_actor, num_gpus=gpus,
                 max_restarts=max_retries, max_task_retries=max_retries,
             )
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(ranges), initial=len(done), unit="shard", desc="extract (ray)",
                    disable=not progress, dynamic_ncols=True)
         try:
@@ -287,8 +286,6 @@ def _rows(dataset: Any) -> Iterator[Dict[str, Any]]:
 
 def _add_shard(trained: np.ndarray, shard: str) -> np.ndarray:
     """Ray task: the trained empty index (serialised) with one shard's fused descriptors added."""
-    import faiss
-
     index = faiss.deserialize_index(trained)
     x = np.ascontiguousarray(fuse_crops(load_descriptors(shard).descriptors))
     if len(x):
@@ -311,8 +308,6 @@ def build_index_ray(
     (``seed``) from the whole store, unless an already ``trained`` faiss index is given. The
     result equals adding every descriptor to that trained index in one process.
     """
-    import faiss
-
     params = params or IndexParams()
     files = sharded_store_files(store)
     ds = load_descriptors(store)
