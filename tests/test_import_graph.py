@@ -46,7 +46,6 @@ FUNCTION_LEVEL_DEBT: Dict[str, int] = {
     "panoplace.matching.retrieval": 8,
     "panoplace.matching.seqslam_classic": 1,
     "panoplace.matching.sequence": 1,
-    "panoplace.models.attention": 2,
     "panoplace.models.backbones": 10,
     "panoplace.models.build": 2,
     "panoplace.models.clusters": 1,

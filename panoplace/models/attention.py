@@ -47,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.netvlad import NetVLAD
+from panoplace.models.pooling import AvgPool, GeM, MaxPool
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,8 @@ class LearnedAttention(_Attention):
         self.conv2 = nn.Conv2d(self.hidden, 1, kernel_size=1)
         with torch.no_grad():
             nn.init.normal_(self.conv2.weight, std=1e-2)
-            self.conv2.bias.zero_()
+            if self.conv2.bias is not None:  # always (bias=True); narrows the Optional for mypy
+                self.conv2.bias.zero_()
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Score per location. Shape: ``(N, C, h, w)`` -> ``(N, h*w)``."""
@@ -196,17 +199,19 @@ class CamAttention(_Attention):
     @torch.no_grad()
     def set_classifier(self, classifier: Union[nn.Linear, Tuple[ArrayLike, Optional[ArrayLike]]]) -> None:
         """Use ``classifier`` (an ``nn.Linear(C, n_classes)`` or ``(weight, bias or None)``)."""
+        w_in: Union[torch.Tensor, ArrayLike]
+        b_in: Union[torch.Tensor, ArrayLike, None]
         if isinstance(classifier, nn.Linear):
-            w, b = classifier.weight, classifier.bias
+            w_in, b_in = classifier.weight, classifier.bias
         else:
-            w, b = classifier
-        w = torch.as_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w).detach().float().cpu()
+            w_in, b_in = classifier
+        w = torch.as_tensor(np.asarray(w_in) if not isinstance(w_in, torch.Tensor) else w_in).detach().float().cpu()
         if w.dim() != 2 or w.shape[1] != self.channels or w.shape[0] < 1:
             raise InputError(f"a CAM classifier must be a linear map over the {self.channels} channels of the "
                              f"local features, weight (n_classes, {self.channels}); got {tuple(w.shape)}")
-        if b is None:
-            b = torch.zeros(w.shape[0])
-        b = torch.as_tensor(np.asarray(b) if not isinstance(b, torch.Tensor) else b).detach().float().cpu()
+        if b_in is None:
+            b_in = torch.zeros(w.shape[0])
+        b = torch.as_tensor(np.asarray(b_in) if not isinstance(b_in, torch.Tensor) else b_in).detach().float().cpu()
         if b.shape != (w.shape[0],):
             raise InputError(f"CAM classifier bias must be ({w.shape[0]},), got {tuple(b.shape)}")
         if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
@@ -257,9 +262,6 @@ def weighted_raw(aggregator: nn.Module, x: torch.Tensor, weights: torch.Tensor) 
         - x: ``(N, C, h, w)``; weights: ``(N, h*w)``.
         - Output: as ``aggregator.raw(x)``.
     """
-    from panoplace.models.netvlad import NetVLAD
-    from panoplace.models.pooling import AvgPool, GeM, MaxPool
-
     n, _, h, w = x.shape
     if weights.shape != (n, h * w):
         raise InputError(f"attention weights must be ({n}, {h * w}) for features {tuple(x.shape)}, "

@@ -198,7 +198,8 @@ class NetVLAD(nn.Module):
         self.centroids.copy_(c.to(dtype))
         if self.vladv2:
             self.conv.weight.copy_((2.0 * alpha * c).to(dtype)[:, :, None, None])
-            self.conv.bias.copy_((-alpha * c.pow(2).sum(1)).to(dtype))
+            if self.conv.bias is not None:  # always with vladv2 (bias=True); narrows the Optional for mypy
+                self.conv.bias.copy_((-alpha * c.pow(2).sum(1)).to(dtype))
         else:
             self.conv.weight.copy_((alpha * F.normalize(c, p=2, dim=1)).to(dtype)[:, :, None, None])
         self.alpha = alpha
