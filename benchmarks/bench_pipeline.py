@@ -61,9 +61,11 @@ import numpy as np
 import torch
 
 from panoplace.config import ModelConfig, PanoramaConfig
-from panoplace.extract import CropDataset, count_crops, extract
+from panoplace.extract import extract
 from panoplace.models.build import build_model
 from panoplace.panorama.annular import AnnulusGeometry
+from panoplace.panorama.project import PanoramaProjector
+from panoplace.runner import CropDataset
 
 
 def make_annular_images(folder: Path, n: int, size: int, seed: int = 0) -> AnnulusGeometry:
@@ -156,8 +158,9 @@ def run_set(name: str, folder: Path, geometry: AnnulusGeometry, model, args) -> 
     paths = sorted(p.name for p in folder.glob("*.jpg"))
     panorama = PanoramaConfig(projection="annular", annulus=geometry.to_dict(), pano_width=1024,
                               pano_height=256, n_crops=args.crops, crop_size=(224, 224))
-    k = count_crops(panorama)
-    ds = CropDataset(folder, paths, panorama, k)
+    projector = PanoramaProjector(panorama)
+    k = projector.n_crops
+    ds = CropDataset(folder, paths, projector)
     crops = torch.stack([ds[i][0] for i in range(len(ds))])  # (N, K, H, W, 3) decoded once
     stages = per_image_stages(folder / paths[0], panorama, model, crops[:args.batch])
     modes = [(w, w == 0) for w in args.workers] + ([(0, False)] if 0 in args.workers else [])

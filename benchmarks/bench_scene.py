@@ -125,11 +125,13 @@ from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig  # noqa
 from panoplace.data import load_csv  # noqa: E402
 from panoplace.data.groundtruth import GroundTruth  # noqa: E402
 from panoplace.evaluation.metrics import recall_at_n  # noqa: E402
-from panoplace.extract import CropDataset, calibrate_panorama, count_crops  # noqa: E402
+from panoplace.extract import calibrate_panorama  # noqa: E402
 from panoplace.matching.scene_rerank import rerank_by_scene  # noqa: E402
 from panoplace.models.fusion import fuse  # noqa: E402
 from panoplace.models.pooling import GeM  # noqa: E402
 from panoplace.models.scene import SceneHead, from_place_model, from_places365  # noqa: E402
+from panoplace.panorama.project import PanoramaProjector  # noqa: E402
+from panoplace.runner import CropDataset  # noqa: E402
 from panoplace.scene import WORLD_CATEGORIES, fit_scene_head, head_probabilities, scene_labels, top_k_matches  # noqa: E402
 from panoplace.scene.world import WORLD_HEAD_DROPOUT, WORLD_HEAD_EPOCHS, WORLD_HEAD_HIDDEN  # noqa: E402
 
@@ -147,11 +149,11 @@ def render(out: Path, frames: int, spacing: float, size: int, seed: int) -> Dict
 
 def crops_of(root: Path, paths: Sequence[str], panorama: PanoramaConfig) -> torch.Tensor:
     """All crops of a drive, decoded once: ``(N, K, H, W, 3)`` uint8."""
-    ds = CropDataset(root, paths, panorama, count_crops(panorama))
+    ds = CropDataset(root, paths, PanoramaProjector(panorama))
     items = [ds[i] for i in range(len(ds))]
-    bad = [m for _, _, m in items if m]
+    bad = [b for _, _, b in items if b is not None]
     if bad:
-        raise RuntimeError(bad[0])
+        raise RuntimeError(f"{bad[0].path}: {bad[0].reason}")
     return torch.stack([c for c, _, _ in items])
 
 

@@ -15,11 +15,11 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from panoplace.config import PipelineConfig
 from panoplace.errors import InputError
-from panoplace.extract import CropDataset, calibrate_panorama, count_crops, default_workers, resolve_device
+from panoplace.models.clusters import fit_centroids, sample_from_feature_maps
+from panoplace.runner import ImageRunner, model_step
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -27,43 +27,26 @@ PathLike = Union[str, Path]
 
 def sample_features(
     model: Any,
-    dataset: CropDataset,
+    runner: ImageRunner,
     n_images: int = 500,
     per_image: int = 100,
-    batch_size: int = 8,
-    num_workers: Optional[int] = None,
-    device: str = "auto",
     seed: int = 0,
-    progress: bool = True,
 ) -> np.ndarray:
-    """Local features sampled from up to ``n_images`` images spread over ``dataset``.
+    """Local features sampled from up to ``n_images`` images spread over the runner's images
+    (unreadable ones are skipped with a warning when the runner's ``on_error`` is ``skip``).
 
     Returns:
         float32 ``(M, C)`` L2-normalised local descriptors, ``M <= n_images * per_image``.
     """
-    from tqdm.auto import tqdm
-
-    from panoplace.models.clusters import sample_from_feature_maps
-
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
     rng = np.random.default_rng(seed)
-    n = len(dataset)
+    n = len(runner.paths)
     pick = np.sort(rng.choice(n, size=min(n_images, n), replace=False))
-    workers = default_workers() if num_workers is None else num_workers
-    loader = DataLoader(Subset(dataset, pick.tolist()), batch_size=batch_size, num_workers=workers)
-    out = []
-    with torch.inference_mode():
-        for crops, idx, msgs in tqdm(loader, desc="cluster features", unit="batch", disable=not progress):
-            for j, m in enumerate(msgs):
-                if m:
-                    log.warning("skipping %s", m)
-            good = [j for j, m in enumerate(msgs) if not m]
-            if not good:
-                continue
-            x = model.preprocess(crops[good].to(dev))  # (B, K, 3, H, W)
-            feats = model.local_features(x.flatten(0, 1))  # (B*K, C, h, w)
-            out.append(sample_from_feature_maps(feats, per_image, rng, images=x.shape[0]))
+
+    def sample(m: Any, x: torch.Tensor) -> np.ndarray:  # x: (B, K, 3, H, W)
+        feats = m.local_features(x.flatten(0, 1))  # (B*K, C, h, w)
+        return sample_from_feature_maps(feats, per_image, rng, images=x.shape[0])
+
+    out = [b.outputs for b in runner.batches(model_step(model, sample), pick.tolist()) if b.outputs is not None]
     if not out:
         raise InputError("no readable images to sample local features from")
     return np.concatenate(out).astype(np.float32)
@@ -77,26 +60,27 @@ def cluster_images(
     n_images: int = 500,
     per_image: int = 100,
     seed: int = 0,
-    **loader_kwargs: Any,
+    **run_options: Any,
 ) -> Any:
     """Build the model of ``pipeline``, initialise its NetVLAD from k-means centroids of local
     features of ``root/paths``, and save it to ``out`` (a checkpoint) when given.
+    ``run_options``: :class:`~panoplace.runner.ImageRunner` options (``batch_size``,
+    ``num_workers``, ``device``, ``progress``); unreadable images are skipped.
 
     Returns:
         the initialised :class:`panoplace.models.build.PlaceModel`.
     """
     from panoplace.models.build import build_model, save_checkpoint
-    from panoplace.models.clusters import fit_centroids
 
     if pipeline.model.aggregator != "netvlad":
         raise InputError(f"clustering initialises NetVLAD; the model's aggregator is {pipeline.model.aggregator!r}")
     paths = list(paths)
     if not paths:
         raise InputError("no images to cluster")
-    panorama = calibrate_panorama(pipeline.panorama, Path(root), paths)
+    runner = ImageRunner(root, paths, pipeline.panorama, on_error="skip", desc="cluster features", **run_options)
+    panorama = runner.panorama
     model = build_model(pipeline.model)
-    dataset = CropDataset(Path(root), paths, panorama, count_crops(panorama))
-    feats = sample_features(model, dataset, n_images=n_images, per_image=per_image, seed=seed, **loader_kwargs)
+    feats = sample_features(model, runner, n_images=n_images, per_image=per_image, seed=seed)
     k = pipeline.model.num_clusters
     if feats.shape[0] < k:
         raise InputError(f"only {feats.shape[0]} local features sampled for {k} clusters; "

@@ -22,6 +22,7 @@ class ImageReadError(InputError):
     def __init__(self, path: str, reason: str = "cannot be decoded as an image") -> None:
         super().__init__(f"unreadable image {path}: {reason}")
         self.path = path
+        self.reason = reason
 
 
 class CalibrationError(PanoplaceError):

@@ -32,11 +32,11 @@ import utm
 
 from panoplace.atomic import atomic_path
 from panoplace.errors import DatasetError
+from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS, is_image_file
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 UtmZone = Tuple[int, str]
 
 TAG_COLUMNS = ("sequence", "condition", "scene")
@@ -57,7 +57,7 @@ def list_image_files(folder: PathLike, recursive: bool = False) -> List[str]:
         raise DatasetError(f"image folder not found: {folder}")
     it = folder.rglob("*") if recursive else folder.iterdir()
     files = [p.relative_to(folder).as_posix() for p in it
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+             if p.is_file() and is_image_file(p)]
     if not files:
         raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
     return sorted(files, key=natural_key)

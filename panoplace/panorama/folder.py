@@ -19,13 +19,13 @@ from tqdm import tqdm
 from panoplace.errors import InputError, PanoplaceError
 from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry, load_geometry, save_geometry
 from panoplace.panorama.calibrate import calibrate_annulus
+from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS, is_image_file
 from panoplace.panorama.project import read_image, write_image
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CALIBRATION_NAME = "annulus.json"
 ON_ERROR = ("stop", "skip")
 
@@ -58,7 +58,7 @@ def list_folder_images(folder: PathLike, exclude: Optional[PathLike] = None) -> 
     skip = Path(exclude).resolve() if exclude is not None else None
     files = []
     for p in root.rglob("*"):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
+        if not p.is_file() or not is_image_file(p) or p.name.startswith("."):
             continue
         if skip is not None and (p.resolve() == skip or skip in p.resolve().parents):
             continue

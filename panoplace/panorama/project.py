@@ -13,10 +13,11 @@ All images are RGB uint8 ``(H, W, 3)``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -25,7 +26,8 @@ from panoplace.atomic import write_bytes_atomic
 from panoplace.config import PanoramaConfig
 from panoplace.errors import ImageReadError, InputError
 from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry, annular_crops
-from panoplace.panorama.crops import crop_windows, extract_crops
+from panoplace.panorama.calibrate import calibrate_annulus
+from panoplace.panorama.crops import Window, crop_windows, extract_crops
 from panoplace.panorama.equirect import equirect_band
 
 log = logging.getLogger(__name__)
@@ -108,26 +110,130 @@ def resolve_geometry(cfg: PanoramaConfig, geometry: Optional[AnnulusGeometry] = 
                      "(--calibration FILE.json) or calibrate it with calibrate_annulus()")
 
 
+class PanoramaProjector:
+    """How images become panoramas and K crops under one :class:`PanoramaConfig`, set up once.
+
+    The annulus geometry is parsed once (``geometry`` if given, else ``cfg.annulus``), the crop
+    windows are computed once (for ``plain`` images with several crops they depend on the image
+    width and are computed per width), and the annular remap tables are built on first use and
+    cached. :meth:`crops` is what :func:`image_to_crops` gives, :meth:`panorama` what
+    :func:`make_panorama` gives (both are this class used once).
+
+    An ``annular`` config without a geometry is accepted here and refused when an image is
+    projected (:class:`InputError`); :meth:`calibrated` fills the geometry in from images.
+
+    Shape:
+        - :meth:`panorama`: ``(H, W, 3)`` uint8 RGB -> ``(pano_height, pano_width, 3)`` uint8
+          (``plain``: the image as is).
+        - :meth:`crops`: ``(H, W, 3)`` uint8 RGB -> ``(K, crop_h, crop_w, 3)`` uint8 RGB.
+    """
+
+    def __init__(self, cfg: PanoramaConfig, geometry: Optional[AnnulusGeometry] = None) -> None:
+        if not isinstance(cfg, PanoramaConfig):
+            raise InputError(f"cfg must be a PanoramaConfig, got {type(cfg).__name__}")
+        self.config = cfg
+        self._geometry: Optional[AnnulusGeometry] = None
+        if cfg.projection == "annular" and (geometry is not None or cfg.annulus):
+            self._geometry = resolve_geometry(cfg, geometry)
+        self._single = cfg.projection == "plain" and cfg.n_crops == 1
+        # equirect and annular panoramas are pano_width wide; plain ones as wide as the image
+        self._windows: Dict[int, Tuple[Window, ...]] = {}
+        if cfg.projection != "plain":
+            self._windows_for(cfg.pano_width)
+        self._unwrapper: Optional[AnnularUnwrapper] = None
+
+    @classmethod
+    def calibrated(cls, cfg: PanoramaConfig, root: PathLike, paths: Sequence[str],
+                   n_images: int = 16) -> "PanoramaProjector":
+        """A projector for the images ``root/paths``: an ``annular`` config without a geometry
+        is calibrated from the median of up to ``n_images`` images spread over the set
+        (:func:`~panoplace.panorama.calibrate.calibrate_annulus`), and :attr:`config` then
+        carries the geometry (so stores and checkpoints record it). Other configs as given.
+
+        Raises:
+            ImageReadError: an image picked for calibration cannot be read.
+            CalibrationError: no ring found.
+        """
+        if cfg.projection != "annular" or cfg.annulus:
+            return cls(cfg)
+        if not paths:
+            raise InputError("annular calibration needs at least one image")
+        pick = np.unique(np.linspace(0, len(paths) - 1, min(n_images, len(paths))).astype(int))
+        images = [read_image(Path(root) / paths[i]) for i in pick]
+        geometry = calibrate_annulus(images)
+        log.info("calibrated annulus from %d images: %s", len(images), geometry.to_dict())
+        return cls(dataclasses.replace(cfg, annulus=geometry.to_dict()), geometry)
+
+    @property
+    def geometry(self) -> Optional[AnnulusGeometry]:
+        """The annulus geometry (``annular`` only; None before calibration and for other projections)."""
+        return self._geometry
+
+    @property
+    def n_crops(self) -> int:
+        """K, the number of crops each image gives (for ``plain`` images with several crops: of
+        an image as wide as ``pano_width``; the count never depends on the width for sliding
+        windows, and equals ``n_crops`` otherwise)."""
+        return 1 if self._single else len(self._windows_for(self.config.pano_width))
+
+    @property
+    def crop_size(self) -> Tuple[int, int]:
+        """``(crop_h, crop_w)``."""
+        return self.config.crop_size
+
+    def _windows_for(self, width: int) -> Tuple[Window, ...]:
+        w = self._windows.get(width)
+        if w is None:
+            c = self.config
+            w = tuple(crop_windows(width, n_crops=c.n_crops, window_deg=c.window_deg, stride_deg=c.stride_deg))
+            self._windows[width] = w
+        return w
+
+    def _annulus(self) -> AnnulusGeometry:
+        if self._geometry is None:
+            return resolve_geometry(self.config)  # raises: no geometry
+        return self._geometry
+
+    def panorama(self, img: np.ndarray) -> np.ndarray:
+        """The cylindrical panorama of ``img`` (see the class docstring for shapes)."""
+        _check_rgb(img, "make_panorama")
+        cfg = self.config
+        if cfg.projection == "plain":
+            return img
+        if cfg.projection == "equirect":
+            band = equirect_band(img, cfg.elevation[0], cfg.elevation[1])
+            return _resize(band, (cfg.pano_height, cfg.pano_width))
+        if self._unwrapper is None:
+            self._unwrapper = AnnularUnwrapper(self._annulus(), cfg.pano_width, cfg.pano_height)
+        return self._unwrapper(img)
+
+    def crops(self, img: np.ndarray) -> np.ndarray:
+        """The K crops of ``img``, each resized to ``crop_size`` (see :func:`image_to_crops`)."""
+        _check_rgb(img, "image_to_crops")
+        cfg = self.config
+        if self._single:
+            return _resize(img, cfg.crop_size)[None]
+        if cfg.projection == "annular":  # one remap from the ring to the crops, no panorama in between
+            return annular_crops(img, self._annulus(), cfg.pano_width, cfg.pano_height,
+                                 self._windows_for(cfg.pano_width), cfg.crop_size)
+        pano = self.panorama(img)
+        crops = extract_crops(pano, self._windows_for(pano.shape[1]))
+        return np.stack([_resize(c, cfg.crop_size) for c in crops])
+
+
 def make_panorama(img: np.ndarray, cfg: PanoramaConfig, geometry: Optional[AnnulusGeometry] = None) -> np.ndarray:
-    """Project an image into a cylindrical panorama according to ``cfg.projection``.
+    """Project an image into a cylindrical panorama according to ``cfg.projection``
+    (:meth:`PanoramaProjector.panorama`; build a projector once to project many images).
 
     Shape: ``(H, W, 3)`` uint8 RGB → ``(H, W, 3)`` unchanged for ``plain``, else
     ``(cfg.pano_height, cfg.pano_width, 3)`` uint8 RGB.
     """
-    if not isinstance(cfg, PanoramaConfig):
-        raise InputError(f"cfg must be a PanoramaConfig, got {type(cfg).__name__}")
-    _check_rgb(img, "make_panorama")
-    if cfg.projection == "plain":
-        return img
-    if cfg.projection == "equirect":
-        band = equirect_band(img, cfg.elevation[0], cfg.elevation[1])
-        return _resize(band, (cfg.pano_height, cfg.pano_width))
-    unwrap = AnnularUnwrapper(resolve_geometry(cfg, geometry), cfg.pano_width, cfg.pano_height)
-    return unwrap(img)
+    return PanoramaProjector(cfg, geometry).panorama(img)
 
 
 def image_to_crops(img: np.ndarray, cfg: PanoramaConfig, geometry: Optional[AnnulusGeometry] = None) -> np.ndarray:
-    """The K crops of an image, each resized to ``cfg.crop_size``.
+    """The K crops of an image, each resized to ``cfg.crop_size``
+    (:meth:`PanoramaProjector.crops`; build a projector once to project many images).
 
     ``plain`` with ``n_crops == 1``: the whole image is one crop (windows are ignored).
     Otherwise the image is made a panorama (:func:`make_panorama`; a ``plain`` image is taken
@@ -138,18 +244,4 @@ def image_to_crops(img: np.ndarray, cfg: PanoramaConfig, geometry: Optional[Annu
 
     Shape: ``(H, W, 3)`` uint8 RGB → ``(K, crop_h, crop_w, 3)`` uint8 RGB.
     """
-    if not isinstance(cfg, PanoramaConfig):
-        raise InputError(f"cfg must be a PanoramaConfig, got {type(cfg).__name__}")
-    _check_rgb(img, "image_to_crops")
-    if cfg.projection == "plain" and cfg.n_crops == 1:
-        return _resize(img, cfg.crop_size)[None]
-    if cfg.projection == "annular":  # one remap from the ring to the crops, no panorama in between
-        windows = crop_windows(cfg.pano_width, n_crops=cfg.n_crops, window_deg=cfg.window_deg,
-                               stride_deg=cfg.stride_deg)
-        return annular_crops(img, resolve_geometry(cfg, geometry), cfg.pano_width, cfg.pano_height,
-                             tuple(windows), cfg.crop_size)
-    pano = make_panorama(img, cfg, geometry)
-    windows = crop_windows(pano.shape[1], n_crops=cfg.n_crops, window_deg=cfg.window_deg,
-                           stride_deg=cfg.stride_deg)
-    crops = extract_crops(pano, windows)
-    return np.stack([_resize(c, cfg.crop_size) for c in crops])
+    return PanoramaProjector(cfg, geometry).crops(img)

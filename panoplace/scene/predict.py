@@ -1,7 +1,7 @@
 """Scene categories and place descriptors of image files with one unified-model pass.
 
-Per image (in DataLoader workers, :class:`panoplace.extract.CropDataset`): decode -> panorama
-projection -> K crops. Per batch: the unified model's shared base runs once on all ``B*K``
+Per image (in the image runner, :mod:`panoplace.runner`): decode -> panorama projection -> K
+crops. Per batch: the unified model's shared base runs once on all ``B*K``
 crops, the scene branch gives the crops' softmax probabilities (averaged over the K crops of
 an image) and the place branch the descriptor, as ``panoplace extract`` computes it.
 
@@ -28,21 +28,20 @@ same arguments skips them.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig, PipelineConfig
-from panoplace.errors import ImageReadError, InputError
-from panoplace.store import DescriptorSet, PartialStore, save_descriptors
+from panoplace.errors import InputError
+from panoplace.runner import BadImage, ImageRunner, PartialSpec, RunResult, model_step
+from panoplace.store import DescriptorSet, save_descriptors
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class ScenePredictions:
     categories: List[str]
     category_set: str
     descriptors: DescriptorSet
-    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    skipped: List[BadImage] = field(default_factory=list)
     seconds: float = 0.0
     features: Optional[np.ndarray] = None
 
@@ -162,14 +161,6 @@ def scene_probs_from_csv(path: PathLike, ids: Sequence[str],
     return probs, cats
 
 
-def _run_hash(root: Path, paths: Sequence[str], categories: Sequence[str]) -> str:
-    h = hashlib.sha256(str(root.resolve()).encode())
-    for p in paths:
-        h.update(b"\0" + p.encode())
-    h.update(b"\1" + "\0".join(categories).encode())
-    return h.hexdigest()[:16]
-
-
 def predict_images(
     root: PathLike,
     paths: Sequence[str],
@@ -199,21 +190,15 @@ def predict_images(
     Returns:
         :class:`ScenePredictions` of the images that were read.
     """
-    from torch.utils.data import DataLoader, Subset
-    from tqdm.auto import tqdm
-
-    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, default_workers, resolve_device
     from panoplace.models.build import weights_fingerprint
 
-    if on_error not in ("stop", "skip"):
-        raise InputError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     root, paths = Path(root), list(paths)
     if not paths:
         raise InputError("no images to describe")
-    panorama = calibrate_panorama(panorama, root, paths)
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    n_crops = count_crops(panorama)
+    runner = ImageRunner(root, paths, panorama, batch_size=batch_size, device=device, on_error=on_error,
+                         num_workers=num_workers, progress=progress, desc="scene")
+    panorama = runner.panorama
+    n_crops = runner.n_crops
     per_crop = model.config.place.fusion == "per-crop"
     desc_shape = (n_crops, model.descriptor_dim(1)) if per_crop else (model.descriptor_dim(n_crops),)
     d_flat, n_cls = int(np.prod(desc_shape)), len(model.categories)
@@ -222,77 +207,51 @@ def predict_images(
     config = PipelineConfig(panorama=panorama, model=model.config.place).to_dict()
     fingerprint = weights_fingerprint(model.place_model())
 
-    partial: Optional[PartialStore] = None
-    done = 0
+    partial: Optional[PartialSpec] = None
     if store_out is not None or csv_out is not None:
-        target = Path(store_out if store_out is not None else csv_out)
         part_config = {"pipeline": config, "scene": model.config.to_dict(), "categories": model.categories,
                        "features": list(f_shape)}
-        partial = PartialStore(target.with_name(target.name + ".part"), part_config,
-                               f"{fingerprint}-{weights_fingerprint(model.scene_head)}",
-                               _run_hash(root, paths, model.categories), (d_flat + n_cls + f_flat,))
-        done = partial.open()
-    rows: List[np.ndarray] = []
-    oks: List[np.ndarray] = []
-    errors: Dict[int, str] = {}
-    dataset = CropDataset(root, paths, panorama, n_crops)
-    loader = DataLoader(Subset(dataset, range(done, len(paths))), batch_size=batch_size, shuffle=False,
-                        num_workers=default_workers() if num_workers is None else num_workers,
-                        pin_memory=dev.type == "cuda")
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(paths), initial=done, unit="img", desc="scene", disable=not progress, dynamic_ncols=True)
-    try:
-        with torch.inference_mode():
-            for crops, idx, msgs in loader:
-                bad = [j for j, m in enumerate(msgs) if m]
-                if bad and on_error == "stop":
-                    raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
-                out = model(model.preprocess(crops.to(dev, non_blocking=True)))
-                parts = [out.descriptor.reshape(len(idx), -1), out.probs]
-                if return_features:
-                    parts.append(out.features.reshape(len(idx), -1))
-                row = torch.cat(parts, dim=1).float().cpu().numpy()
-                ok = np.ones(len(idx), dtype=bool)
-                for j in bad:
-                    ok[j] = False
-                    row[j] = 0.0
-                    errors[int(idx[j])] = msgs[j]
-                if partial is not None:
-                    partial.append(row, [paths[int(i)] for i in idx], ok)
-                else:
-                    rows.append(row)
-                    oks.append(ok)
-                bar.update(len(idx))
-    except BaseException:
-        if partial is not None:
-            partial.close()  # finished batches stay for the next run
-        raise
-    finally:
-        bar.close()
-    if partial is not None:
-        all_rows, all_ids, all_ok = partial.read()
-        if all_ids != paths:
-            raise RuntimeError(f"partial store {partial.path} is inconsistent with the image list")
-        all_rows = np.asarray(all_rows)
-    else:
-        all_rows, all_ok = np.concatenate(rows), np.concatenate(oks)
-    keep = np.flatnonzero(all_ok)
+        partial = PartialSpec.beside(store_out if store_out is not None else csv_out, part_config,
+                                     f"{fingerprint}-{weights_fingerprint(model.scene_head)}",
+                                     b"\1" + "\0".join(model.categories).encode())
+
+    def rows(m: Any, x: torch.Tensor) -> torch.Tensor:
+        out = m(x)
+        parts = [out.descriptor.reshape(x.shape[0], -1), out.probs]
+        if return_features:
+            parts.append(out.features.reshape(x.shape[0], -1))
+        return torch.cat(parts, dim=1)
+
+    made: List[ScenePredictions] = []
+
+    def write(res: RunResult) -> None:
+        made.append(_predictions(res, paths, desc_shape, n_cls, f_shape if return_features else None, model,
+                                 config, fingerprint))
+        if store_out is not None:
+            save_descriptors(made[0].descriptors, store_out)
+            log.info("wrote %d place descriptors of dimension %s to %s", len(made[0].ids), desc_shape, store_out)
+        if csv_out is not None:
+            write_scene_csv(csv_out, made[0].ids, made[0].probs, model.categories, top)
+            log.info("wrote the top-%d scene categories of %d images to %s", min(top, n_cls), len(made[0].ids),
+                     csv_out)
+
+    res = runner.run(model_step(model, rows), (d_flat + n_cls + f_flat,), partial, write)
+    made[0].seconds = res.seconds
+    return made[0]
+
+
+def _predictions(res: RunResult, paths: Sequence[str], desc_shape: Tuple[int, ...], n_cls: int,
+                 f_shape: Optional[Tuple[int, ...]], model: "ScenePlaceModel",  # noqa: F821
+                 config: Dict[str, Any], fingerprint: str) -> ScenePredictions:
+    """Split the runner's rows (descriptor | probabilities | features) of the images that were read."""
+    keep = res.kept()
+    d_flat = int(np.prod(desc_shape))
+    all_rows = res.rows
     ids = [paths[i] for i in keep]
     desc = all_rows[keep, :d_flat].reshape(len(keep), *desc_shape)
     probs = np.ascontiguousarray(all_rows[keep, d_flat:d_flat + n_cls], dtype=np.float32)
     feats = (np.ascontiguousarray(all_rows[keep, d_flat + n_cls:], dtype=np.float32).reshape(len(keep), *f_shape)
-             if return_features else None)
+             if f_shape is not None else None)
     descriptors = DescriptorSet(desc, ids, config, fingerprint)
-    if store_out is not None:
-        save_descriptors(descriptors, store_out)
-        log.info("wrote %d place descriptors of dimension %s to %s", len(ids), desc_shape, store_out)
-    if csv_out is not None:
-        write_scene_csv(csv_out, ids, probs, model.categories, top)
-        log.info("wrote the top-%d scene categories of %d images to %s", min(top, n_cls), len(ids), csv_out)
-    if partial is not None:
-        partial.remove()
-    skipped = [(paths[i], errors.get(i, "failed in an earlier run")) for i in np.flatnonzero(~all_ok)]
-    for path, reason in skipped:
-        log.warning("skipped %s", reason if path in reason else f"{path}: {reason}")
-    return ScenePredictions(ids, probs, list(model.categories), model.category_set, descriptors, skipped,
-                            time.perf_counter() - t0, feats)
+    return ScenePredictions(ids, probs, list(model.categories), model.category_set, descriptors, res.bad,
+                            res.seconds, feats)

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 
 from panoplace.config import PanoramaConfig
 from panoplace.errors import DatasetError, InputError
+from panoplace.panorama.imagefiles import is_image_file
+from panoplace.runner import ImageRunner, model_step
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +91,13 @@ def image_folder(folder: PathLike, categories: Optional[Sequence[str]] = None) -
     Raises:
         DatasetError: no category folders with images, or a folder outside ``categories``.
     """
-    from panoplace.extract import IMAGE_EXTENSIONS
-
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder of category folders (DATA_DIR/<category>/*.jpg)")
     found: Dict[str, List[str]] = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f.relative_to(root).as_posix() for f in sub.rglob("*")
-                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+                       if f.is_file() and is_image_file(f))
         if files:
             found[sub.name] = files
     if len(found) < 2:
@@ -178,31 +178,14 @@ def compute_scene_features(model: "ScenePlaceModel", root: PathLike, paths: Sequ
     Shape:
         Output: ``(N, K, C_scene)`` float32.
     """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from panoplace.errors import ImageReadError
-    from panoplace.extract import CropDataset, calibrate_panorama, count_crops, default_workers, resolve_device
-
     paths = list(paths)
     if not paths:
         raise InputError("no images to compute scene features of")
-    panorama = calibrate_panorama(panorama, Path(root), paths)
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    loader = DataLoader(CropDataset(Path(root), paths, panorama, count_crops(panorama)), batch_size=batch_size,
-                        shuffle=False, num_workers=default_workers() if num_workers is None else num_workers,
-                        pin_memory=dev.type == "cuda")
-    out: List[np.ndarray] = []
-    with torch.inference_mode(), tqdm(total=len(paths), unit="img", desc="scene features", disable=not progress,
-                                      dynamic_ncols=True) as bar:
-        for crops, idx, msgs in loader:
-            bad = [j for j, m in enumerate(msgs) if m]
-            if bad:
-                raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
-            out.append(model.scene_features(model.preprocess(crops.to(dev))).float().cpu().numpy())
-            bar.update(len(idx))
-    return np.concatenate(out)
+    runner = ImageRunner(root, paths, panorama, batch_size=batch_size, device=device, num_workers=num_workers,
+                         progress=progress, desc="scene features")
+    shape = (runner.n_crops, model.scene_head.in_channels)
+    res = runner.run(model_step(model, lambda m, x: m.scene_features(x)), shape)
+    return res.rows
 
 
 def _as_crops(x: np.ndarray, what: str) -> np.ndarray:

@@ -22,16 +22,17 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
 from panoplace.config import PanoramaConfig
-from panoplace.errors import ImageReadError, InputError
-from panoplace.extract import CropDataset
+from panoplace.errors import InputError
 from panoplace.models.build import weights_fingerprint
 from panoplace.models.fusion import fuse
+from panoplace.panorama.project import PanoramaProjector
+from panoplace.runner import BatchStep, ImageRunner
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class FrozenFeatures:
         model: the :class:`~panoplace.models.build.PlaceModel` being trained (no whitening).
         panorama, n_crops: how image files become crops.
         device: where the model runs; features are kept on the CPU.
-        batch_size, num_workers: for computing missing features (DataLoader over
-            :class:`~panoplace.extract.CropDataset`).
+        batch_size, num_workers: for computing missing features (through the image runner,
+            :class:`~panoplace.runner.ImageRunner`; an unreadable image raises
+            :class:`~panoplace.errors.ImageReadError`).
         store: a dict to keep the features in, shared between models (e.g. runs from the same
             initial model); entries are keyed by a fingerprint of the frozen weights, the
             panorama config and the image path, so models with other frozen units never mix.
@@ -75,6 +77,7 @@ class FrozenFeatures:
         self.device = device
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
+        self.projector = PanoramaProjector(panorama)
         self.split = frozen_prefix_length(model.backbone)
         body = model.backbone.body
         self.prefix = body[: self.split]
@@ -103,20 +106,23 @@ class FrozenFeatures:
     def key(self, root: Path, path: str) -> str:
         return f"{self._prefix_id}:{self.image_key(root, path)}"
 
-    @torch.no_grad()
-    def _compute(self, root: Path, paths: List[str]) -> None:
-        dataset = CropDataset(Path(root), paths, self.panorama, self.n_crops)
-        loader = DataLoader(Subset(dataset, range(len(paths))), batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
-        for crops, idx, msgs in loader:
-            bad = [j for j, m in enumerate(msgs) if m]
-            if bad:
-                raise ImageReadError(paths[int(idx[bad[0]])], msgs[bad[0]].split(": ", 1)[-1])
-            x = self.model.preprocess(crops.to(self.device, non_blocking=True))  # (B, K, 3, H, W)
+    def _step(self, device: torch.device) -> BatchStep:
+        """Per batch: uint8 crops ``(B, K, h, w, 3)`` -> frozen features ``(B, K, C, h, w)`` float32."""
+        def step(crops: torch.Tensor) -> np.ndarray:
+            x = self.model.preprocess(crops)  # (B, K, 3, H, W)
             f = self.prefix(x.flatten(0, 1)).float().cpu()  # (B*K, C, h, w)
-            f = f.reshape(x.shape[0], x.shape[1], *f.shape[1:])
-            for j, i in enumerate(idx.tolist()):
-                self._store[self.key(root, paths[i])] = f[j].clone()
+            return f.reshape(x.shape[0], x.shape[1], *f.shape[1:]).numpy()
+
+        return step
+
+    def _compute(self, root: Path, paths: List[str]) -> None:
+        runner = ImageRunner(root, paths, self.projector, batch_size=self.batch_size, device=self.device,
+                             num_workers=self.num_workers, progress=False, desc="frozen features")
+        for batch in runner.batches(self._step):
+            if batch.outputs is None:
+                continue
+            for j, i in enumerate(batch.indices.tolist()):
+                self._store[self.key(root, paths[i])] = torch.from_numpy(batch.outputs[j])
 
     def features(self, root: Path, paths: Sequence[str]) -> torch.Tensor:
         """Frozen features of ``root/paths``, computing those not seen yet.

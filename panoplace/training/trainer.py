@@ -11,7 +11,7 @@ One epoch (as pytorch-NetVlad's ``train``, with panoramas):
    those queries too, and tuples (query, best positive, up to ``n_neg`` hard negatives) are
    mined;
 3. batches of ``batch_size`` tuples: the distinct images of the batch are decoded and cropped
-   in DataLoader workers (:class:`panoplace.extract.CropDataset`), all their ``B*K`` crops go
+   in DataLoader workers (:class:`panoplace.runner.CropDataset`), all their ``B*K`` crops go
    through the model at once and through the crop fusion (so the gradient reaches every crop),
    and the :func:`~panoplace.training.loss.triplet_ranking_loss` is back-propagated.
 
@@ -57,7 +57,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from panoplace.config import PanoramaConfig
 from panoplace.errors import CheckpointError, ImageReadError, InputError
-from panoplace.extract import CropDataset, calibrate_panorama, count_crops, extract, resolve_device
+from panoplace.extract import extract
+from panoplace.panorama.project import PanoramaProjector
+from panoplace.runner import CropDataset, resolve_device
 from panoplace.training.frozen import FrozenFeatures
 from panoplace.training.loss import triplet_ranking_loss
 from panoplace.training.mining import CACHE_KINDS, DescriptorCache, TripletMiner, Triplets, make_cache
@@ -362,9 +364,9 @@ class TupleBatches(Dataset):
 
     def _load(self, key: int) -> torch.Tensor:
         ds, i = (self.database, key) if key < self.n_db else (self.queries, key - self.n_db)
-        crops, _, msg = ds[i]
-        if msg:
-            raise ImageReadError(ds.paths[i], msg.split(": ", 1)[-1])
+        crops, _, bad = ds[i]
+        if bad is not None:
+            raise ImageReadError(bad.path, bad.reason)
         return crops
 
     def __getitem__(self, b: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -463,8 +465,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = prepare_model(model, n_trainable=cfg.n_trainable).to(self.device)
-        self.panorama = calibrate_panorama(panorama, train.database.root, train.database.paths)
-        self.n_crops = count_crops(self.panorama)
+        self.projector = PanoramaProjector.calibrated(panorama, train.database.root, train.database.paths)
+        self.panorama = self.projector.config
+        self.n_crops = self.projector.n_crops
         self.train_split, self.val_split = train, val
         self.miner = TripletMiner(train.database.xy, train.queries.xy, cfg.pos_radius, cfg.neg_radius,
                                   cfg.n_neg_sample, cfg.n_neg, cfg.margin, same_frame=train.same_frame())
@@ -606,9 +609,8 @@ class Trainer:
         or, with the frozen cache, frozen features ``(U, K, C, h, w)``."""
         db, qs = self.train_split.database, self.train_split.queries
         if self.frozen is None:
-            ds = TupleBatches(triplets, self.config.batch_size,
-                              CropDataset(db.root, db.paths, self.panorama, self.n_crops),
-                              CropDataset(qs.root, qs.paths, self.panorama, self.n_crops))
+            ds = TupleBatches(triplets, self.config.batch_size, CropDataset(db.root, db.paths, self.projector),
+                              CropDataset(qs.root, qs.paths, self.projector))
             yield from DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.config.num_workers,
                                   pin_memory=self.device.type == "cuda")
             return

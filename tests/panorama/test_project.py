@@ -166,3 +166,79 @@ def test_panorama_package_does_not_import_torch() -> None:
 
     code = "import sys, panoplace.panorama, panoplace.cli.unwrap; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _image_to_crops_before(img: np.ndarray, cfg: PanoramaConfig) -> np.ndarray:
+    """``image_to_crops`` as it was before the projector (0.1), from the public building blocks."""
+    from panoplace.panorama.annular import annular_crops
+    from panoplace.panorama.crops import extract_crops
+    from panoplace.panorama.equirect import equirect_band
+
+    def resize(a: np.ndarray, hw) -> np.ndarray:
+        h, w = hw
+        if a.shape[:2] == (h, w):
+            return a
+        shrink = h <= a.shape[0] and w <= a.shape[1]
+        return cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+    if cfg.projection == "plain" and cfg.n_crops == 1:
+        return resize(img, cfg.crop_size)[None]
+    if cfg.projection == "annular":
+        windows = crop_windows(cfg.pano_width, n_crops=cfg.n_crops, window_deg=cfg.window_deg,
+                               stride_deg=cfg.stride_deg)
+        return annular_crops(img, AnnulusGeometry.from_dict(cfg.annulus), cfg.pano_width, cfg.pano_height,
+                             tuple(windows), cfg.crop_size)
+    if cfg.projection == "equirect":
+        pano = resize(equirect_band(img, *cfg.elevation), (cfg.pano_height, cfg.pano_width))
+    else:
+        pano = img
+    windows = crop_windows(pano.shape[1], n_crops=cfg.n_crops, window_deg=cfg.window_deg, stride_deg=cfg.stride_deg)
+    return np.stack([resize(c, cfg.crop_size) for c in extract_crops(pano, windows)])
+
+
+@pytest.mark.parametrize("cfg", [
+    PanoramaConfig(projection="plain", crop_size=(64, 48)),
+    PanoramaConfig(projection="plain", n_crops=3, crop_size=(40, 40)),
+    PanoramaConfig(projection="equirect", n_crops=4, pano_width=256, pano_height=64, crop_size=(48, 48)),
+    PanoramaConfig(projection="equirect", window_deg=90.0, stride_deg=45.0, pano_width=200, pano_height=50,
+                   crop_size=(32, 40)),
+    PanoramaConfig(projection="annular", annulus=GEOM.to_dict(), n_crops=4, pano_width=400, pano_height=40,
+                   crop_size=(32, 32)),
+    PanoramaConfig(projection="annular", annulus=GEOM.to_dict(), window_deg=90.0, stride_deg=60.0,
+                   pano_width=360, pano_height=40, crop_size=(40, 90)),
+], ids=["plain1", "plain3", "equirect4", "equirect-sliding", "annular4", "annular-sliding"])
+def test_projector_gives_what_image_to_crops_gave(cfg) -> None:
+    from panoplace.panorama.project import PanoramaProjector
+
+    proj = PanoramaProjector(cfg)
+    for seed, shape in ((0, (280, 300)), (1, (280, 300)), (2, (200, 400))):
+        if cfg.projection == "annular" and shape != (280, 300):
+            continue  # the ring's calibration belongs to 300x280 images
+        img = (cv2.resize(np.random.default_rng(seed).random((9, 13, 3)).astype(np.float32), shape[::-1],
+                          interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(np.uint8)
+        want = _image_to_crops_before(img, cfg)
+        np.testing.assert_array_equal(proj.crops(img), want)
+        np.testing.assert_array_equal(image_to_crops(img, cfg), want)
+        assert proj.crops(img).shape[0] == proj.n_crops
+    if cfg.projection == "annular":
+        assert proj.geometry == GEOM  # parsed once from the config
+
+
+def test_projector_calibrates_annular_images_once(annular_folder) -> None:
+    from panoplace.panorama.calibrate import calibrate_annulus
+    from panoplace.panorama.project import PanoramaProjector
+
+    folder, truth = annular_folder
+    paths = sorted(p.name for p in folder.glob("*.png"))
+    cfg = PanoramaConfig(projection="annular", n_crops=2, pano_width=256, pano_height=32, crop_size=(32, 32))
+    lazy = PanoramaProjector(cfg)  # no geometry yet: refused when an image is projected
+    with pytest.raises(InputError, match="needs an annulus geometry"):
+        lazy.crops(read_image(folder / paths[0]))
+    proj = PanoramaProjector.calibrated(cfg, folder, paths)
+    want = calibrate_annulus([read_image(folder / p) for p in paths])
+    assert proj.geometry == want and proj.config.annulus == want.to_dict()
+    assert abs(want.cx - truth["cx"]) < 2 and cfg.annulus is None  # the given config is left alone
+    img = read_image(folder / paths[1])
+    np.testing.assert_array_equal(proj.crops(img), image_to_crops(img, proj.config))
+    # a config with a geometry is used as given, nothing is read
+    assert PanoramaProjector.calibrated(proj.config, folder / "missing", ["nope.png"]).geometry == want

@@ -107,9 +107,10 @@ def test_one_pass_gives_place_descriptors_and_scene_features(tmp_path: Path) -> 
     assert res.descriptors.fingerprint == ref.fingerprint
     assert np.allclose(res.descriptors.descriptors, ref.descriptors, atol=1e-5)
     assert res.features.shape == (3, 2, 1280)  # per crop, the whole EfficientNet-Lite0 trunk
-    from panoplace.extract import CropDataset
+    from panoplace.panorama.project import PanoramaProjector
+    from panoplace.runner import CropDataset
 
-    crops = torch.stack([CropDataset(tmp_path, paths, pano, 2)[i][0] for i in range(3)])
+    crops = torch.stack([CropDataset(tmp_path, paths, PanoramaProjector(pano))[i][0] for i in range(3)])
     with torch.no_grad():
         want = model.scene_features(model.preprocess(crops)).numpy()
     assert np.allclose(res.features, want, atol=1e-5)
