@@ -21,6 +21,7 @@ from panoplace.errors import PanoplaceError
 VERBS = [
     "demo",
     "synth",
+    "ingest",
     "unwrap",
     "extract",
     "cluster",
