@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from panoplace.errors import InputError
 
-PROJECTIONS = ("plain", "equirect", "annular")
+PROJECTIONS = ("plain", "equirect", "annular", "dual-fisheye", "cubemap")
 AGGREGATORS = ("netvlad", "gem", "avg", "max")
 FUSIONS = ("add", "concat", "per-crop")
 
@@ -32,10 +32,17 @@ class PanoramaConfig:
     """How an image file becomes a panorama and then K crops.
 
     projection: ``plain`` (the image is used as is), ``equirect`` (an elevation band of an
-        equirectangular panorama is kept), ``annular`` (a panoramic annular image is unwrapped).
+        equirectangular panorama is kept), ``annular`` (a panoramic annular image is unwrapped),
+        ``dual-fisheye`` (two circular fisheyes side by side, stitched; see
+        :mod:`panoplace.panorama.dualfisheye`), ``cubemap`` (a horizontal-cross cubemap, see
+        :mod:`panoplace.panorama.cubemap`).
     annulus: annulus geometry as a dict (see :class:`panoplace.panorama.annular.AnnulusGeometry`);
         None with ``annular`` means auto-calibrate from the images.
-    elevation: (top, bottom) elevation band in degrees kept from an equirectangular panorama.
+    fisheye: dual-fisheye calibration as a dict
+        (:class:`panoplace.panorama.dualfisheye.DualFisheyeCalibration`); None with
+        ``dual-fisheye`` means the default calibration of each frame's size.
+    elevation: (top, bottom) elevation band in degrees kept from an equirectangular panorama
+        (and from the sphere stitched from a dual-fisheye or cubemap image).
     pano_width, pano_height: size of the unwrapped/cropped cylindrical panorama in pixels.
     n_crops: K equal crops around the panorama (ignored for ``plain`` unless > 1).
     window_deg, stride_deg: sliding windows instead of equal crops when both are set.
@@ -44,6 +51,7 @@ class PanoramaConfig:
 
     projection: str = "plain"
     annulus: Optional[Dict[str, Any]] = None
+    fisheye: Optional[Dict[str, Any]] = None
     elevation: Tuple[float, float] = (45.0, -30.0)
     pano_width: int = 1024
     pano_height: int = 256

@@ -6,17 +6,21 @@ import argparse
 from typing import Any, Optional, Tuple
 
 from panoplace.config import AGGREGATORS, FUSIONS, PROJECTIONS, ModelConfig, PanoramaConfig, PipelineConfig
+from panoplace.panorama.annular import load_geometry
+from panoplace.panorama.dualfisheye import load_calibration
 
 
 def add_panorama_args(p: argparse.ArgumentParser) -> None:
     """Options that decide how an image file becomes crops."""
     g = p.add_argument_group("panorama (how an image becomes crops)")
     g.add_argument("--projection", choices=PROJECTIONS, default=None,
-                   help="plain image, equirectangular band, or panoramic annular image "
+                   help="plain image, equirectangular band, panoramic annular image, dual-fisheye "
+                        "frame (two fisheyes side by side) or horizontal-cross cubemap "
                         "(default: from the checkpoint, else plain)")
     g.add_argument("--calibration", metavar="JSON", default=None,
-                   help="annulus geometry file (from `panoplace unwrap --save-calibration`); "
-                        "annular images without one are auto-calibrated")
+                   help="annular: annulus geometry file (from `panoplace unwrap --save-calibration`; "
+                        "without one the annulus is auto-calibrated); dual-fisheye: lens calibration "
+                        "(centres, radii, field of view, rotation; without one the default for the frame size)")
     g.add_argument("--crops", type=int, default=None, metavar="K",
                    help="K equal crops around the panorama")
     g.add_argument("--window-deg", type=float, default=None, help="sliding window width in degrees")
@@ -53,9 +57,10 @@ def panorama_from_args(args: argparse.Namespace, base: Optional[PanoramaConfig] 
     if args.projection is not None:
         d["projection"] = args.projection
     if args.calibration:
-        from panoplace.panorama.annular import load_geometry
-
-        d["annulus"] = load_geometry(args.calibration).to_dict()
+        if d["projection"] == "dual-fisheye":
+            d["fisheye"] = load_calibration(args.calibration).to_dict()
+        else:
+            d["annulus"] = load_geometry(args.calibration).to_dict()
     if args.crops is not None:
         d["n_crops"] = args.crops
     if args.window_deg is not None or args.stride_deg is not None:

@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+from numpy.typing import ArrayLike
 
 from panoplace.errors import InputError
 
@@ -71,11 +74,11 @@ def parse_time(text: str, where: str = "") -> float:
     return t.timestamp()
 
 
-def haversine_m(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+def haversine_m(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike) -> np.ndarray:
     """Great-circle distance in metres between points given in degrees (broadcasting)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
+    p1, p2 = np.radians(np.asarray(lat1, np.float64)), np.radians(np.asarray(lat2, np.float64))
     dphi = p2 - p1
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
+    dl = np.radians(np.asarray(lon2, np.float64) - np.asarray(lon1, np.float64))
     a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
@@ -164,9 +167,6 @@ def read_gpx(path: PathLike) -> Track:
     Points without a time are skipped with a warning. Raises :class:`InputError` on a file
     that is not well-formed XML, uses entities/DTDs, or has no timed point.
     """
-    from defusedxml import ElementTree as SafeET
-    from defusedxml.common import DefusedXmlException
-
     path = Path(path)
     try:
         root = SafeET.parse(str(path)).getroot()

@@ -7,6 +7,11 @@ Projections (``PanoramaConfig.projection``):
   to ``(cfg.pano_height, cfg.pano_width)``.
 - ``annular``: a panoramic annular image unwrapped to ``(cfg.pano_height, cfg.pano_width)``
   with the given geometry or ``cfg.annulus`` (see :mod:`panoplace.panorama.annular`).
+- ``dual-fisheye``: the elevation band ``cfg.elevation`` sampled straight from the two fisheyes
+  (``cfg.fisheye`` calibration, else the default one of the frame's size; see
+  :mod:`panoplace.panorama.dualfisheye`), ``(cfg.pano_height, cfg.pano_width)``.
+- ``cubemap``: the elevation band ``cfg.elevation`` sampled from a horizontal-cross cubemap
+  (see :mod:`panoplace.panorama.cubemap`), ``(cfg.pano_height, cfg.pano_width)``.
 
 All images are RGB uint8 ``(H, W, 3)``.
 """
@@ -28,6 +33,8 @@ from panoplace.errors import ImageReadError, InputError
 from panoplace.panorama.annular import AnnularUnwrapper, AnnulusGeometry, annular_crops
 from panoplace.panorama.calibrate import calibrate_annulus
 from panoplace.panorama.crops import Window, crop_windows, extract_crops
+from panoplace.panorama.cubemap import cubemap_band
+from panoplace.panorama.dualfisheye import DualFisheyeCalibration, dual_fisheye_band
 from panoplace.panorama.equirect import equirect_band
 
 log = logging.getLogger(__name__)
@@ -136,11 +143,15 @@ class PanoramaProjector:
         if cfg.projection == "annular" and (geometry is not None or cfg.annulus):
             self._geometry = resolve_geometry(cfg, geometry)
         self._single = cfg.projection == "plain" and cfg.n_crops == 1
-        # equirect and annular panoramas are pano_width wide; plain ones as wide as the image
+        # equirect, annular, dual-fisheye and cubemap panoramas are pano_width wide; plain ones as wide as the image
         self._windows: Dict[int, Tuple[Window, ...]] = {}
         if cfg.projection != "plain":
             self._windows_for(cfg.pano_width)
         self._unwrapper: Optional[AnnularUnwrapper] = None
+        # dual-fisheye: the saved calibration, parsed once (None = the default for each frame's size)
+        self._fisheye: Optional[DualFisheyeCalibration] = None
+        if cfg.projection == "dual-fisheye" and cfg.fisheye:
+            self._fisheye = DualFisheyeCalibration.from_dict(cfg.fisheye)
 
     @classmethod
     def calibrated(cls, cfg: PanoramaConfig, root: PathLike, paths: Sequence[str],
@@ -203,6 +214,11 @@ class PanoramaProjector:
         if cfg.projection == "equirect":
             band = equirect_band(img, cfg.elevation[0], cfg.elevation[1])
             return _resize(band, (cfg.pano_height, cfg.pano_width))
+        if cfg.projection == "dual-fisheye":  # the band sampled straight from the two lenses
+            calib = self._fisheye or DualFisheyeCalibration.default(img.shape[1], img.shape[0])
+            return dual_fisheye_band(img, calib, cfg.pano_width, cfg.pano_height, *cfg.elevation)
+        if cfg.projection == "cubemap":  # the band sampled straight from the cube faces
+            return cubemap_band(img, cfg.pano_width, cfg.pano_height, *cfg.elevation)
         if self._unwrapper is None:
             self._unwrapper = AnnularUnwrapper(self._annulus(), cfg.pano_width, cfg.pano_height)
         return self._unwrapper(img)

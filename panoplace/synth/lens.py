@@ -1,4 +1,11 @@
-"""A panoramic annular lens (PAL) model: equirectangular panorama -> annular image.
+"""Synthetic 360° lenses: equirectangular panorama -> panoramic annular, dual-fisheye or cubemap image.
+
+:class:`DualFisheyeLens` and :func:`equirect_to_cubemap` render the two 360° camera formats that
+:mod:`panoplace.panorama.dualfisheye` and :mod:`panoplace.panorama.cubemap` read back; they go
+from each *output* pixel to its viewing direction (the inverse of what the readers compute), so
+a reader that disagrees with the format shows up as a difference to the original panorama.
+
+The rest of this docstring is about the panoramic annular lens (PAL).
 
 The annular image is square (``size`` x ``size``); the scene's elevation band
 ``[elev_bottom_deg, elev_top_deg]`` lies on a ring between ``r_inner`` and ``r_outer`` around
@@ -38,6 +45,8 @@ import numpy as np
 
 from panoplace.atomic import write_text_atomic
 from panoplace.errors import InputError
+from panoplace.panorama.cubemap import FACES, GRID
+from panoplace.panorama.dualfisheye import DualFisheyeCalibration, FisheyeLens
 
 RADIAL_MAPPINGS = ("linear", "sine")
 GEOMETRY_KEYS = ("cx", "cy", "r_inner", "r_outer", "start_deg", "clockwise")
@@ -198,3 +207,92 @@ def load_lens(path: Path) -> AnnularLens:
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read lens file {path}: {exc}") from None
     return AnnularLens.from_dict(data)
+
+
+# --- dual fisheye and cubemap -------------------------------------------------------------------
+
+def _sample_equirect(pano: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a full equirectangular panorama along directions ``d`` (..., 3)."""
+    h, w = pano.shape[:2]
+    az = np.degrees(np.arctan2(d[..., 1], d[..., 0])) % 360.0
+    el = np.degrees(np.arcsin(np.clip(d[..., 2], -1.0, 1.0)))
+    map_x = (az * w / 360.0 - 0.5 + 2.0).astype(np.float32)  # +2: wrapped padding columns
+    map_y = ((90.0 - el) * h / 180.0 - 0.5).astype(np.float32)
+    padded = np.concatenate([pano[:, -2:], pano, pano[:, :2]], axis=1)
+    return cv2.remap(padded, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True)
+class DualFisheyeLens:
+    """A consumer 360° camera: two equidistant fisheyes side by side in a ``2 size x size`` frame.
+
+    ``fov_deg`` per lens; each circle has radius ``size / 2 - margin`` around its half's centre
+    shifted by ``(dx, dy)`` pixels (front) and ``(-dx, -dy)`` (back); the back lens is turned by
+    ``back_yaw``/``back_pitch``/``back_roll`` degrees from looking exactly backwards (real
+    cameras are a little off). :meth:`calibration` gives the matching
+    :class:`~panoplace.panorama.dualfisheye.DualFisheyeCalibration`.
+    """
+
+    size: int = 512
+    fov_deg: float = 195.0
+    margin: float = 4.0
+    dx: float = 1.5
+    dy: float = -2.0
+    back_yaw: float = 1.0
+    back_pitch: float = -0.8
+    back_roll: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not (16 <= self.size <= 8192):
+            raise InputError(f"dual-fisheye size must be in [16, 8192], got {self.size}")
+        if not (180.0 < self.fov_deg <= 240.0):
+            raise InputError(f"dual-fisheye field of view must be in (180, 240], got {self.fov_deg}")
+
+    def calibration(self) -> DualFisheyeCalibration:
+        s, r = self.size, self.size / 2.0 - self.margin
+        front = FisheyeLens(s / 2.0 - 0.5 + self.dx, s / 2.0 - 0.5 + self.dy, r, self.fov_deg)
+        back = FisheyeLens(1.5 * s - 0.5 - self.dx, s / 2.0 - 0.5 - self.dy, r, self.fov_deg,
+                           self.back_yaw, self.back_pitch, self.back_roll)
+        return DualFisheyeCalibration(2 * s, s, front, back)
+
+
+def equirect_to_dual_fisheye(pano: np.ndarray, lens: DualFisheyeLens) -> np.ndarray:
+    """Render the dual-fisheye frame of a full equirectangular panorama.
+
+    Shape: ``(H, W, 3)`` uint8 (row 0 = +90 deg, column 0 = heading) → ``(size, 2 size, 3)`` uint8;
+    black outside the two image circles.
+    """
+    if pano.ndim != 3 or pano.shape[2] != 3 or pano.dtype != np.uint8:
+        raise InputError(f"expected an (H, W, 3) uint8 panorama, got {pano.shape} {pano.dtype}")
+    calib = lens.calibration()
+    v, u = np.mgrid[0:calib.height, 0:calib.width].astype(np.float64)
+    out = np.zeros((calib.height, calib.width, 3), np.uint8)
+    for which, fl in (("front", calib.front), ("back", calib.back)):
+        half = (u < calib.width / 2) if which == "front" else (u >= calib.width / 2)
+        du, dv = u - fl.cx, -(v - fl.cy)  # image right, image up
+        r = np.hypot(du, dv)
+        theta = r / fl.radius * math.radians(fl.fov_deg) / 2.0
+        psi = np.arctan2(dv, du)
+        local = np.stack([np.cos(theta), np.sin(theta) * np.cos(psi), np.sin(theta) * np.sin(psi)], axis=-1)
+        d = local @ fl.basis(which).T  # lens (forward, right, up) -> camera (x, y, z)
+        img = _sample_equirect(pano, d)
+        inside = half & (r <= fl.radius)
+        out[inside] = img[inside]
+    return out
+
+
+def equirect_to_cubemap(pano: np.ndarray, face: int) -> np.ndarray:
+    """Render the horizontal-cross cubemap (:mod:`panoplace.panorama.cubemap`) of a panorama.
+
+    Shape: ``(H, W, 3)`` uint8 → ``(3 face, 4 face, 3)`` uint8; unused cells black.
+    """
+    if pano.ndim != 3 or pano.shape[2] != 3 or pano.dtype != np.uint8:
+        raise InputError(f"expected an (H, W, 3) uint8 panorama, got {pano.shape} {pano.dtype}")
+    out = np.zeros((GRID[1] * face, GRID[0] * face, 3), np.uint8)
+    c = (np.arange(face) + 0.5) * 2.0 / face - 1.0
+    t, s = np.meshgrid(c, c, indexing="ij")
+    for col, row, f, r, up in FACES.values():
+        d = (np.array(f, float)[None, None] + s[..., None] * np.array(r, float) - t[..., None] * np.array(up, float))
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        out[row * face:(row + 1) * face, col * face:(col + 1) * face] = _sample_equirect(pano, d)
+    return out

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from panoplace.errors import InputError
-from panoplace.synth import AnnularLens, equirect_to_annular, load_lens, write_lens_files
+from panoplace.panorama.cubemap import cubemap_band
+from panoplace.panorama.dualfisheye import DualFisheyeCalibration, dual_fisheye_band, load_calibration, save_calibration
+from panoplace.synth import AnnularLens, equirect_to_annular, load_lens, render_frame, write_lens_files
+from panoplace.synth.lens import DualFisheyeLens, equirect_to_cubemap, equirect_to_dual_fisheye
 
 
 def _coded_equirect(w: int = 720, h: int = 360) -> np.ndarray:
@@ -84,3 +88,48 @@ def test_panorama_unwrapper_recovers_the_equirect_band(tmp_path) -> None:
     ref = cv2.remap(padded, (mx + 2).astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR).astype(float)
     assert np.abs(un - ref).mean() < 6.0
     assert np.abs(np.roll(un, 20, axis=1) - ref).mean() > 20.0  # a misaligned band would not match
+
+
+# --- dual fisheye and cubemap from the procedural world ---------------------------------------
+
+def _world_pano_and_reference(world, pose):
+    """The world's own 1024x512 equirect render and its 512x256 area average (the reference)."""
+    pano = render_frame(world, pose, width=1024, height=512)
+    return pano, cv2.resize(pano, (512, 256), interpolation=cv2.INTER_AREA).astype(float)
+
+
+def test_dual_fisheye_stitched_back_matches_the_world_equirect(world, pose, tmp_path) -> None:
+    """World → dual-fisheye frame (lens centres ~2 px off, back lens turned ~1 deg) → stitched with
+    the saved calibration → 512x256 equirect, compared with the world's render area-averaged to
+    512x256.
+
+    Tolerance: mean |difference| <= 1.5 grey levels, 95th percentile <= 6. The frame samples the
+    render at ~0.39 deg/px (render 0.35 deg/px) and the stitch samples it again bilinearly, so
+    the only expected differences are interpolation blur on texture edges (measured: mean 0.48,
+    p95 2). A calibration error of the size the lens carries (the default calibration: centres
+    ~2 px and the back lens ~1 deg off) gives a mean of ~9, so the bound catches it.
+    """
+    pano, ref = _world_pano_and_reference(world, pose)
+    lens = DualFisheyeLens(size=512)
+    frame = equirect_to_dual_fisheye(pano, lens)
+    assert frame.shape == (512, 1024, 3) and frame[0, 0].max() == 0  # black outside the circles
+    calib = load_calibration(save_calibration(lens.calibration(), tmp_path / "calib.json"))
+    assert calib == lens.calibration()
+    err = np.abs(dual_fisheye_band(frame, calib, 512, 256).astype(float) - ref).mean(axis=2)
+    assert err.mean() <= 1.5 and np.percentile(err, 95) <= 6.0, (err.mean(), np.percentile(err, 95))
+    wrong = dual_fisheye_band(frame, DualFisheyeCalibration.default(1024, 512, lens.fov_deg), 512, 256)
+    assert np.abs(wrong.astype(float) - ref).mean() > 4.0
+
+
+def test_cubemap_read_back_matches_the_world_equirect(world, pose) -> None:
+    """World → horizontal-cross cubemap (256 px faces, ~0.35 deg/px at the face centres) →
+    512x256 equirect; same tolerance and reason as the dual-fisheye test (measured mean 0.52)."""
+    pano, ref = _world_pano_and_reference(world, pose)
+    cube = equirect_to_cubemap(pano, 256)
+    assert cube.shape == (768, 1024, 3)
+    err = np.abs(cubemap_band(cube, 512, 256).astype(float) - ref).mean(axis=2)
+    assert err.mean() <= 1.5 and np.percentile(err, 95) <= 6.0, (err.mean(), np.percentile(err, 95))
+    # a layout read with the faces in the wrong cells is far off
+    swapped = cube.copy()
+    swapped[256:512, 256:512], swapped[256:512, 768:1024] = cube[256:512, 768:1024], cube[256:512, 256:512]
+    assert np.abs(cubemap_band(swapped, 512, 256).astype(float) - ref).mean() > 4.0
