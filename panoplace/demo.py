@@ -130,7 +130,7 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     from panoplace.data import load_csv
     from panoplace.data.groundtruth import GroundTruth
     from panoplace.evaluation.pipeline import evaluate_descriptors
-    from panoplace.evaluation.report import write_report
+    from panoplace.evaluation.report import Drive, write_drives_report, write_report
     from panoplace.extract import calibrate_panorama, extract, load_model
 
     cfg = cfg or DemoConfig()
@@ -193,6 +193,7 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
                                "pipeline": netvlad_cfg.to_dict(), "results": {}}
     rows: List[Tuple[str, str, Dict[str, Any]]] = []
     reports = []
+    drives = []
     for name in [c for c in cfg.conditions if c != MAP] or [MAP]:
         q = sets[name]
         gt = GroundTruth.from_positions(db.xy, q.xy, radius=cfg.radius)
@@ -213,6 +214,11 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
                             db_xy=db.xy, query_paths=q.abs_paths(), db_paths=db.abs_paths(),
                             title=f"panoplace demo: {MAP} map, {name} queries")
         reports.append((pair, page.relative_to(out)))
+        drives.append(Drive(name, {main_name: results[main_name], **others}, q.xy, q.abs_paths()))
+    if len(drives) > 1:
+        page = write_drives_report(out / "reports" / "all", drives, db_xy=db.xy, db_paths=db.abs_paths(),
+                                   title=f"panoplace demo: {MAP} map, every query drive side by side")
+        reports.append(("all drives side by side", page.relative_to(out)))
     timings["evaluate"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}

@@ -75,3 +75,18 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture
+def chromium_page(browser):
+    """A fresh page (own context) of the session's headless chromium; JavaScript errors on the
+    page are collected in ``page.errors`` (a list of str) for the test to check."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    try:
+        yield page
+    finally:
+        context.close()

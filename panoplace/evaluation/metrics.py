@@ -264,6 +264,10 @@ class EvaluationResult:
     within / false_positive_rate: ``{X metres: value}`` (empty without positions).
     per_query: column name → array of length Q (:data:`PER_QUERY_COLUMNS`).
     matcher / params: how the matches were made.
+    candidates: int64 ``(Q, k)`` ranked database indices (``-1`` = none), or None.
+    candidate_costs: float ``(Q, k)`` the matcher's cost of each candidate (lower = better;
+        NaN where unknown), or None.
+    candidate_hits: bool ``(Q, k)`` whether each candidate is a positive, or None.
     """
 
     recall: Dict[int, float]
@@ -278,6 +282,9 @@ class EvaluationResult:
     per_query: Dict[str, np.ndarray] = field(default_factory=dict)
     matcher: str = ""
     params: Dict[str, Any] = field(default_factory=dict)
+    candidates: Optional[np.ndarray] = None
+    candidate_costs: Optional[np.ndarray] = None
+    candidate_hits: Optional[np.ndarray] = None
 
     def to_json(self) -> Dict[str, Any]:
         """JSON-ready dict (NaN → None) with at least ``recall`` (``{"1": r1, "5": ...}``),
@@ -348,7 +355,8 @@ def evaluate(candidates: np.ndarray, confidence: np.ndarray, ground_truth: Groun
              query_xy: Optional[np.ndarray] = None, db_xy: Optional[np.ndarray] = None,
              ns: Sequence[int] = DEFAULT_NS, radii: Sequence[float] = DEFAULT_RADII,
              fp_threshold: Optional[float] = None, matcher: str = "",
-             params: Optional[Dict[str, Any]] = None) -> EvaluationResult:
+             params: Optional[Dict[str, Any]] = None,
+             candidate_costs: Optional[np.ndarray] = None) -> EvaluationResult:
     """All metrics of ranked matches against ground truth.
 
     Args:
@@ -362,6 +370,8 @@ def evaluate(candidates: np.ndarray, confidence: np.ndarray, ground_truth: Groun
         ns: the N of Recall@N.
         fp_threshold: confidence threshold of the false-positive rate (None = all predictions).
         matcher, params: recorded in the result.
+        candidate_costs: optional ``(Q, k)`` cost of each candidate (lower = better), kept
+            with the candidates for reports.
 
     Returns:
         :class:`EvaluationResult`.
@@ -371,6 +381,13 @@ def evaluate(candidates: np.ndarray, confidence: np.ndarray, ground_truth: Groun
     conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
     if conf.shape != (q,):
         raise InputError(f"confidence has shape {conf.shape}, expected ({q},)")
+    costs = None
+    if candidate_costs is not None:
+        costs = np.asarray(candidate_costs, dtype=np.float64)
+        if costs.ndim == 1:
+            costs = costs[:, None]
+        if costs.shape != cand.shape:
+            raise InputError(f"candidate_costs has shape {costs.shape}, expected {cand.shape}")
     hits = ground_truth.is_positive(cand)
     valid = ground_truth.valid
     recall = _recall_from_hits(hits, valid, ns)
@@ -413,4 +430,5 @@ def evaluate(candidates: np.ndarray, confidence: np.ndarray, ground_truth: Groun
     return EvaluationResult(recall=recall, pr=curve, pr_auc=curve.auc, recall_at_100p=curve.recall_at_100p,
                             n_queries=int(valid.sum()), n_total=q, n_findable=int((findable & valid).sum()),
                             within=within, false_positive_rate=fpr, per_query=per_query,
-                            matcher=matcher, params=dict(params or {}))
+                            matcher=matcher, params=dict(params or {}), candidates=cand.copy(),
+                            candidate_costs=costs, candidate_hits=hits.copy())

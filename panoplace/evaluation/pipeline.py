@@ -73,9 +73,14 @@ def evaluate_match(match: SequenceMatch, ground_truth: GroundTruth, *,
     """
     n_db = ground_truth.n_database if match.scores is None else match.scores.shape[1]
     k = min(max(int(n) for n in ns), n_db)
-    return evaluate(match.ranked(k), match.confidence, ground_truth, query_ids=query_ids, db_ids=db_ids,
+    ranked = match.ranked(k)
+    costs = None
+    if match.scores is not None:
+        costs = np.take_along_axis(np.asarray(match.scores, np.float64), np.maximum(ranked, 0), axis=1)
+        costs[ranked < 0] = np.nan
+    return evaluate(ranked, match.confidence, ground_truth, query_ids=query_ids, db_ids=db_ids,
                     query_xy=query_xy, db_xy=db_xy, ns=ns, radii=radii, fp_threshold=fp_threshold,
-                    matcher=match.method, params=match.params)
+                    matcher=match.method, params=match.params, candidate_costs=costs)
 
 
 def evaluate_differences(D: np.ndarray, ground_truth: GroundTruth, matcher: str = "single", *,
