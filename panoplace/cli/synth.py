@@ -39,8 +39,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         description=(
             "Generate a town from a seed and drive its route loop several times under different "
             "conditions. Writes OUT_DIR/world.json and, per traversal, OUT_DIR/<name>/frames.csv "
-            "plus images in OUT_DIR/<name>/equirect/ and OUT_DIR/<name>/annular/ (with the lens "
-            "geometry in annulus.json and lens.json). Same seed, same pixels; re-running resumes."
+            "plus images in OUT_DIR/<name>/equirect/, OUT_DIR/<name>/annular/ (with the lens "
+            "geometry in annulus.json and lens.json) and OUT_DIR/<name>/dual-fisheye/ (with calibration.json). "
+            "Same seed, same pixels; re-running resumes."
         ),
     )
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="output folder (created if missing)")
@@ -55,9 +56,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                         "clear/overcast/fog, e.g. day,night-fog,dusk-overcast,day2 (default day,day2,dusk,night,fog); "
                         "the first one is the reference drive")
     p.add_argument("--projections", default="equirect",
-                   help="comma-separated: equirect, annular (default equirect); frames.csv points at the first")
+                   help="comma-separated: equirect, annular, dual-fisheye (default equirect); frames.csv "
+                        "points at the first")
     p.add_argument("--width", type=int, default=1024, help="equirectangular width in pixels (default 1024)")
     p.add_argument("--height", type=int, default=512, help="equirectangular height in pixels (default 512)")
+    p.add_argument("--recording", action="store_true",
+                   help="also write OUT_DIR/<name>/recording/drive.mp4 (the first projection's frames as a "
+                        "video, 8 m/s) and drive.gpx (its GPS track), as `panoplace ingest` takes them")
     p.add_argument("--annular-size", type=int, default=None,
                    help="side of the square annular images in pixels (default: 2 x height)")
     p.add_argument("--spacing-m", type=float, default=5.0, help="metres of route between frames (default 5)")
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("route loop %.0f m through %s", world.route.length_m,
              ", ".join(sorted({b.zone for b in world.blocks})))
     csvs = render_world(world, traversals, args.out_dir, projections, args.width, args.height,
-                        lens=lens, quality=args.quality, progress=not args.no_progress)
+                        lens=lens, quality=args.quality, progress=not args.no_progress, recording=args.recording)
     for name, path in csvs.items():
         log.info("%s: %s", name, path)
     print(f"wrote {len(csvs)} traversals to {args.out_dir} ({', '.join(csvs)})")

@@ -9,6 +9,10 @@ Folder layout written by :func:`render_world`::
     OUT/<traversal>/annular/000123.jpg   panoramic annular images (see lens.py)
     OUT/<traversal>/annular/annulus.json the true ring geometry (AnnulusGeometry keys)
     OUT/<traversal>/annular/lens.json    the full lens model
+    OUT/<traversal>/dual-fisheye/000123.jpg        dual-fisheye frames (2H x H, see lens.py)
+    OUT/<traversal>/dual-fisheye/calibration.json  their calibration (extract --calibration)
+    OUT/<traversal>/recording/drive.mp4  with ``recording``: the frames of the first projection as
+    OUT/<traversal>/recording/drive.gpx  a video (one frame per spacing at 8 m/s) + its GPS track
 
 CSV columns: ``image,lat,lon,x,y,heading,timestamp,sequence,condition,scene`` with ``image``
 relative to the CSV's folder, ``x, y`` metres east/north of the world origin, ``lat, lon``
@@ -36,18 +40,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from panoplace.atomic import write_bytes_atomic, write_text_atomic
+from panoplace.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from panoplace.errors import InputError
 from panoplace.synth.conditions import Traversal
 from panoplace.synth.dynamic import place_dynamic_objects
-from panoplace.synth.lens import AnnularLens, equirect_to_annular, write_lens_files
+from panoplace.panorama.dualfisheye import save_calibration
+from panoplace.synth.lens import AnnularLens, DualFisheyeLens, equirect_to_annular, equirect_to_dual_fisheye, write_lens_files
 from panoplace.synth.render import check_size, render_frame
 from panoplace.synth.routes import Pose, xy_to_latlon
 from panoplace.synth.world import World
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS = ("equirect", "annular")
+PROJECTIONS = ("equirect", "annular", "dual-fisheye")
 CSV_COLUMNS = ("image", "lat", "lon", "x", "y", "heading", "timestamp", "sequence", "condition", "scene")
 SPEED_MPS = 8.0
 _HOUR = {"day": 10.5, "dusk": 18.75, "night": 22.0}
@@ -136,6 +141,44 @@ def frames_csv_text(frames: Sequence[FrameInfo], traversal: Traversal, image_dir
     return buf.getvalue()
 
 
+def write_recording(frames: Sequence[FrameInfo], image_dir: Path, out_dir: Path, spacing_m: float) -> Path:
+    """A camera recording of a rendered traversal, as ``panoplace ingest`` takes it.
+
+    ``out_dir/drive.mp4``: the images ``image_dir/<stem>.jpg`` as an MPEG-4 video at
+    ``8 m/s / spacing_m`` frames per second (frame k at video time k / fps, i.e. the frame's
+    timestamp minus the first one's); ``out_dir/drive.gpx``: one GPX track point (lat, lon,
+    UTC time) per frame. Both written atomically; returns the video path.
+    """
+    if not frames:
+        raise InputError("no frames to record")
+    fps = SPEED_MPS / float(spacing_m)
+    first = cv2.imread(str(image_dir / f"{frames[0].stem}.jpg"), cv2.IMREAD_COLOR)
+    if first is None:
+        raise InputError(f"cannot read the rendered frame {image_dir / (frames[0].stem + '.jpg')}")
+    h, w = first.shape[:2]
+    video = Path(out_dir) / "drive.mp4"
+    with atomic_path(video, suffix=".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise InputError(f"OpenCV cannot write an MPEG-4 video to {video}")
+        try:
+            for f in frames:
+                bgr = cv2.imread(str(image_dir / f"{f.stem}.jpg"), cv2.IMREAD_COLOR)
+                if bgr is None or bgr.shape[:2] != (h, w):
+                    raise InputError(f"cannot read the rendered frame {image_dir / (f.stem + '.jpg')}")
+                writer.write(bgr)
+        finally:
+            writer.release()
+    points = "\n".join(
+        f'<trkpt lat="{f.lat:.8f}" lon="{f.lon:.8f}"><time>'
+        f'{_dt.datetime.fromtimestamp(f.timestamp, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}</time></trkpt>'
+        for f in frames)
+    write_text_atomic(Path(out_dir) / "drive.gpx",
+                      '<?xml version="1.0" encoding="UTF-8"?>\n<gpx version="1.1" creator="panoplace synth" '
+                      f'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>\n{points}\n</trkseg></trk></gpx>\n')
+    return video
+
+
 def check_projections(projections: Sequence[str]) -> List[str]:
     """Validated list of projection names (non-empty, known, no repeats)."""
     projs = list(projections)
@@ -160,13 +203,16 @@ def render_traversal(
     lens: Optional[AnnularLens] = None,
     quality: int = 92,
     progress: bool = True,
+    recording: bool = False,
 ) -> Path:
     """Render one traversal into ``out_dir/<traversal.name>/`` and return its ``frames.csv``.
 
-    projections: any of ``equirect`` and ``annular`` (the first one is ``frames.csv``'s
-    ``image``). width, height: equirectangular size. n_frames: overrides the traversal's.
+    projections: any of ``equirect``, ``annular`` and ``dual-fisheye`` (the first one is
+    ``frames.csv``'s ``image``). width, height: equirectangular size (dual-fisheye frames are
+    ``2 height x height``, :class:`DualFisheyeLens` defaults). n_frames: overrides the traversal's.
     lens: annular lens (default :meth:`AnnularLens.for_size` of ``height * 2``).
     Frames whose images all exist are skipped (resume); the CSVs are rewritten every time.
+    recording: also write ``recording/drive.mp4`` + ``drive.gpx`` (:func:`write_recording`).
     """
     projs = check_projections(projections)
     check_size(width, height)
@@ -180,6 +226,9 @@ def render_traversal(
         (root / p).mkdir(parents=True, exist_ok=True)
     if "annular" in projs and lens is not None:
         write_lens_files(lens, root / "annular")
+    fisheye = DualFisheyeLens(size=int(height)) if "dual-fisheye" in projs else None
+    if fisheye is not None:
+        save_calibration(fisheye.calibration(), root / "dual-fisheye" / "calibration.json")
     _check_resume(root / "traversal.json", _resume_params(world, traversal, projs, width, height, lens), write=True)
 
     todo = [f for f in frames if not all((root / p / f"{f.stem}.jpg").is_file() for p in projs)]
@@ -195,10 +244,14 @@ def render_traversal(
                 write_image(root / "equirect" / f"{f.stem}.jpg", pano, quality)
             if "annular" in projs and lens is not None:
                 write_image(root / "annular" / f"{f.stem}.jpg", equirect_to_annular(pano, lens), quality)
+            if fisheye is not None:
+                write_image(root / "dual-fisheye" / f"{f.stem}.jpg", equirect_to_dual_fisheye(pano, fisheye), quality)
     for p in projs:
         write_text_atomic(root / f"frames_{p}.csv", frames_csv_text(frames, traversal, p))
     csv_path = root / "frames.csv"
     write_text_atomic(csv_path, frames_csv_text(frames, traversal, projs[0]))
+    if recording:
+        write_recording(frames, root / projs[0], root / "recording", traversal.spacing_m)
     return csv_path
 
 
@@ -277,8 +330,11 @@ def render_world(
     lens: Optional[AnnularLens] = None,
     quality: int = 92,
     progress: bool = True,
+    recording: bool = False,
 ) -> Dict[str, Path]:
-    """Write ``world.json`` and render every traversal; returns ``{name: frames.csv}``."""
+    """Write ``world.json`` and render every traversal; returns ``{name: frames.csv}``.
+
+    recording: also write each traversal as a video + GPX track (:func:`write_recording`)."""
     projs = check_projections(projections)
     check_size(width, height)
     names = [t.name for t in traversals]
@@ -295,6 +351,7 @@ def render_world(
     write_text_atomic(out / "world.json", json.dumps(world_json(world, traversals, projs, width, height, lens), indent=2) + "\n")
     result: Dict[str, Path] = {}
     for t in traversals:
-        result[t.name] = render_traversal(world, t, out, projs, width, height, n_frames, lens, quality, progress)
+        result[t.name] = render_traversal(world, t, out, projs, width, height, n_frames, lens, quality, progress,
+                                          recording)
         log.info("traversal %s written to %s", t.name, result[t.name])
     return result

@@ -24,7 +24,7 @@ def frame_level(i: int) -> int:
 def write_video(path: Path, n_frames: int = 40, fps: float = 10.0, size: Tuple[int, int] = (64, 48)) -> Path:
     """An MP4 whose frame i is uniformly ``frame_level(i)`` grey."""
     w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     assert writer.isOpened()
     for i in range(n_frames):
         writer.write(np.full((h, w, 3), frame_level(i), np.uint8))

@@ -10,7 +10,11 @@ import pytest
 
 import panoplace.synth.writer as writer
 from panoplace.cli import main
+from panoplace.data.frames import load_csv
 from panoplace.errors import InputError
+from panoplace.ingest import ingest_video, load_track
+from panoplace.panorama.dualfisheye import load_calibration
+from panoplace.panorama.project import read_image
 from panoplace.synth import (
     CSV_COLUMNS,
     SCENES,
@@ -112,3 +116,24 @@ def test_synth_cli_bad_options_one_line_and_exit_2(tmp_path, capsys, bad) -> Non
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("panoplace synth: error:")
+
+
+def test_recording_video_and_gpx_ingest_back_to_the_frames(world: World, tmp_path) -> None:
+    """A traversal written as a video + GPX (``recording``) and ingested every spacing's worth of
+    seconds gives back every frame at its own position and time; dual-fisheye frames and their
+    calibration are written beside."""
+    t = Traversal("rec", Condition("day"), spacing_m=5.0, seed=2)
+    csv_path = render_traversal(world, t, tmp_path, ("equirect", "dual-fisheye"), n_frames=5, progress=False,
+                                recording=True, **SIZE)
+    frames = load_csv(csv_path)
+    calib = load_calibration(tmp_path / "rec" / "dual-fisheye" / "calibration.json")
+    assert read_image(tmp_path / "rec" / "dual-fisheye" / "000003.jpg").shape == (calib.height, calib.width, 3)
+    rec = tmp_path / "rec" / "recording"
+    result = ingest_video(rec / "drive.mp4", tmp_path / "ingested", load_track(rec / "drive.gpx"),
+                          every_s=5.0 / writer.SPEED_MPS)
+    got = load_csv(result.frames_csv)
+    assert len(got) == 5 and not result.skipped
+    np.testing.assert_allclose(got.latlon, frames.latlon, atol=1e-7)
+    np.testing.assert_allclose(got.timestamp, frames.timestamp, atol=1e-3)
+    for a, b in zip(got.abs_paths(), frames.abs_paths()):  # the same pictures (MPEG-4 + JPEG losses only)
+        assert np.abs(read_image(a).astype(float) - read_image(b).astype(float)).mean() < 6
