@@ -129,7 +129,8 @@ from panoplace.extract import calibrate_panorama  # noqa: E402
 from panoplace.matching.scene_rerank import rerank_by_scene  # noqa: E402
 from panoplace.models.fusion import fuse  # noqa: E402
 from panoplace.models.pooling import GeM  # noqa: E402
-from panoplace.models.scene import SceneHead, from_place_model, from_places365  # noqa: E402
+from panoplace.models.checkpoint import from_places365  # noqa: E402
+from panoplace.models.scene import SceneHead, from_place_model  # noqa: E402
 from panoplace.panorama.project import PanoramaProjector  # noqa: E402
 from panoplace.runner import CropDataset  # noqa: E402
 from panoplace.scene import WORLD_CATEGORIES, fit_scene_head, head_probabilities, scene_labels, top_k_matches  # noqa: E402

@@ -151,7 +151,7 @@ def recall1(desc: Dict[str, np.ndarray], sets: Dict[str, ImageSet], query: str,
 
 def train_run(clustered: Path, areas, out: Path, cfg: TrainConfig, attention: Optional[str],
               remain: Optional[float], store: Dict[str, torch.Tensor]):
-    from panoplace.models.build import load_checkpoint
+    from panoplace.models.checkpoint import load_checkpoint
 
     model, panorama = load_checkpoint(clustered)
     prepare_model(model, n_trainable=cfg.n_trainable, attention=attention, remain=remain, seed=cfg.seed)
@@ -173,7 +173,7 @@ def throughput(clustered: Path, areas, cfg: TrainConfig, out: Path, store: Dict[
     trainable tail backward; cached = the trainable tail only."""
     import dataclasses
 
-    from panoplace.models.build import load_checkpoint
+    from panoplace.models.checkpoint import load_checkpoint
     from panoplace.training import Triplets
 
     model, panorama = load_checkpoint(clustered)

@@ -70,7 +70,7 @@ def cluster_images(
     Returns:
         the initialised :class:`panoplace.models.build.PlaceModel`.
     """
-    from panoplace.models.build import build_model, save_checkpoint
+    from panoplace.models import build_model, save_checkpoint
 
     if pipeline.model.aggregator != "netvlad":
         raise InputError(f"clustering initialises NetVLAD; the model's aggregator is {pipeline.model.aggregator!r}")

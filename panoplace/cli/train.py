@@ -121,8 +121,9 @@ def _given_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from panoplace.errors import InputError
+    from panoplace.models.checkpoint import load_linear_classifier
     from panoplace.training import TrainConfig, Trainer, load_split, split_by_area
-    from panoplace.training.trainer import load_linear_classifier, prepare_model
+    from panoplace.training.trainer import prepare_model
 
     train_split = load_split(args.train_db, args.train_queries)
     if args.val_area is not None:

@@ -57,11 +57,9 @@ activations (faster with oneDNN) and returns a contiguous NCHW-layout tensor.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import CheckpointError, InputError
+from panoplace.models.torchfile import read_torch_file, state_dict_of
 
 log = logging.getLogger(__name__)
 
@@ -117,73 +116,6 @@ DEFAULT_CUTS: Dict[str, Any] = {
 }
 
 PathLike = Union[str, Path]
-
-
-# --------------------------------------------------------------------------------------------
-# Reading weight files
-# --------------------------------------------------------------------------------------------
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-def _numpy_safe_globals() -> List[Any]:
-    """numpy scalar/array/dtype types, safe to unpickle (pytorch-NetVlad keeps ``np.float64`` scores)."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    out: List[Any] = [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
-    return out
-
-
-def read_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
-    """Load a ``torch.save`` file on the CPU.
-
-    Loads with ``weights_only=True`` (tensors, containers, numpy scalars and arrays); a file that
-    pickles other Python objects (an argparse namespace, a whole module) is then loaded with full
-    unpickling, with a warning: load only files you trust.
-
-    Raises:
-        CheckpointError: the file is missing or cannot be read.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{what} file {p} does not exist")
-    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    try:
-        with safe_globals(_numpy_safe_globals()) if safe_globals is not None else contextlib.nullcontext():
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    except Exception as err:  # noqa: BLE001 - any read failure is a bad file for the user
-        raise CheckpointError(f"cannot read {what} file {p}: {_first_line(err)}") from None
-    log.warning("%s holds Python objects besides tensors; loading it with full unpickling "
-                "(only load files you trust)", p)
-    try:
-        return torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"cannot read {what} file {p}: {_first_line(err)}") from None
-
-
-def strip_module_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
-    """Drop ``module`` path segments that ``nn.DataParallel`` adds (``module.conv1.weight``)."""
-    return {".".join(s for s in k.split(".") if s != "module"): v for k, v in state_dict.items()}
-
-
-def state_dict_of(obj: Any, source: str) -> Dict[str, torch.Tensor]:
-    """The tensor dict inside a loaded file: the file itself or its ``"state_dict"`` entry."""
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
-        raise CheckpointError(f"{source} does not hold a state_dict (a dict of tensors)")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(f"{source} does not hold a state_dict (a dict of tensors)")
-    return strip_module_prefix(tensors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,60 +631,3 @@ def build_backbone(name: str, cut: Any = None, n_trainable: int = 0, weights: st
         load_body_weights(body, layout, sd, full_shapes, source, name)
         log.info("backbone %s (cut %r) weights from %s", name, cut, source)
     return Backbone(name, body, cut, out_channels, layout.mean, layout.std, units, n_trainable)
-
-
-def load_places365_checkpoint(path: PathLike, arch: Optional[str] = None) -> Tuple[nn.Module, str]:
-    """The full Places365 scene classifier of an official Places365 checkpoint.
-
-    The file is a dict whose ``state_dict`` has ``module.``-prefixed torchvision-style keys
-    (``resnet18_places365.pth.tar``, ``wideresnet18_places365.pth.tar``,
-    ``resnet50_places365.pth.tar``). ResNet-18 and WideResNet-18 files have identical keys,
-    so ``arch`` is taken from the file name when not given (a file named neither way is read
-    as ResNet-18, with a warning).
-
-    Args:
-        path: the checkpoint file.
-        arch: ``resnet18_places365``, ``resnet50_places365`` or ``wideresnet18_places365``.
-
-    Returns:
-        ``(classifier, arch)``: a torchvision ResNet in eval mode whose ``fc`` maps to the 365
-        Places365 categories (WideResNet-18: ``maxpool`` is ``nn.Identity``; the global pool is
-        adaptive, equal to the original ``AvgPool2d(14)`` at 224x224).
-
-    Shape:
-        classifier: ``(N, 3, H, W)`` ImageNet-normalised -> logits ``(N, 365)``.
-    """
-    import torchvision.models as tvm
-
-    sd = state_dict_of(read_torch_file(path, "Places365 checkpoint"), str(path))
-    if arch is None:
-        fname = Path(path).name.lower()
-        if "layer1.0.conv3.weight" in sd:
-            arch = "resnet50_places365"
-        elif "wideresnet" in fname:
-            arch = "wideresnet18_places365"
-        else:
-            if "resnet18" not in fname:
-                log.warning("%s: reading it as resnet18_places365 (pass arch='wideresnet18_places365' for "
-                            "the WideResNet-18 checkpoint; both have the same keys)", path)
-            arch = "resnet18_places365"
-    if arch not in PLACES365_BACKBONES:
-        raise InputError(f"unknown Places365 architecture {arch!r}; valid: {', '.join(PLACES365_BACKBONES)}")
-    net = getattr(tvm, arch.split("_")[0].replace("wide", ""))(weights=None, num_classes=PLACES365_CLASSES)
-    if arch.startswith("wide"):
-        net.maxpool = nn.Identity()
-    expected = net.state_dict()
-    unknown = [k for k in sd if k not in expected]
-    if unknown:
-        raise CheckpointError(f"{path} is not a {arch} checkpoint: {len(unknown)} unknown key(s), "
-                              f"e.g. {', '.join(unknown[:3])}")
-    for k, v in sd.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{path} is not a {arch} checkpoint: {k} has shape {tuple(v.shape)}, "
-                                  f"expected {tuple(expected[k].shape)}")
-    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise CheckpointError(f"{path} lacks {len(missing)} {arch} weight(s), e.g. {', '.join(missing[:3])}")
-    net.load_state_dict(sd, strict=False)
-    return net.eval(), arch
-

@@ -1,59 +1,33 @@
-"""The place model (backbone -> aggregator -> crop fusion -> [whitening]) and its checkpoints.
+"""The place model: backbone -> [attention] -> aggregator -> crop fusion -> [PCA-whitening].
 
-:func:`build_model` turns a :class:`~panoplace.config.ModelConfig` into a :class:`PlaceModel`.
-:func:`save_checkpoint` writes one self-contained file; :func:`load_checkpoint` rebuilds the
-model from that file alone, and also imports
-
-- pytorch-NetVlad checkpoints (``checkpoint.pth.tar`` / ``model_best.pth.tar``: a dict whose
-  ``state_dict`` has ``encoder.N.*`` and ``pool.*`` keys, with ``flags.json`` in the same
-  folder or its parent giving ``arch``, ``num_clusters``, ``pooling``, ``vladv2``), and
-- the PAL seed's checkpoints, the same layout with a ResNet encoder (``nn.Sequential`` of
-  ``conv1, bn1, relu, maxpool, layer1..layer4`` = ``encoder.0..7``).
-
-Whatever flags.json lacks is inferred from the keys and shapes: the architecture (resnet18/34/50,
-vgg16, alexnet), the cut (the last encoder index), K (``pool.centroids``) and vladv2 (a bias on
-``pool.conv``).
-
-Checkpoint file (``torch.save``)::
-
-    {"format": "panoplace", "format_version": 1,
-     "config": {"model": ModelConfig.to_dict(), "panorama": PanoramaConfig.to_dict() | None},
-     "state_dict": {...}, "fingerprint": weights_fingerprint(model), "extra": {...}}
+:func:`build_model` turns a :class:`~panoplace.config.ModelConfig` into a :class:`PlaceModel`;
+:func:`weights_fingerprint` hashes its weights. Reading and writing model files (panoplace,
+PAL seed, pytorch-NetVlad, Places365 ...) is :mod:`panoplace.models.checkpoint`'s job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from panoplace.atomic import atomic_path
-from panoplace.config import ModelConfig, PanoramaConfig
-from panoplace.errors import CheckpointError, InputError, PanoplaceError
-from panoplace.models.backbones import Backbone, build_backbone, read_torch_file, state_dict_of, trunk_layout
+from panoplace.config import ModelConfig
+from panoplace.errors import InputError
+from panoplace.models.attention import build_attention, check_attention
+from panoplace.models.backbones import Backbone, build_backbone
 from panoplace.models.fusion import fuse, fused_dim
 from panoplace.models.netvlad import NetVLAD
 from panoplace.models.pooling import AvgPool, GeM, MaxPool
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, Path]
 ArrayLike = Union[np.ndarray, torch.Tensor]
-
-CHECKPOINT_FORMAT = "panoplace"
-FORMAT_VERSION = 1
-# Key renames that upgrade a checkpoint of format version v to v + 1: {v: [(old prefix, new prefix)]}.
-# Version 1 is the first released layout, so there is nothing to rename yet.
-KEY_RENAMES: Dict[int, List[Tuple[str, str]]] = {}
-OLDEST_FORMAT_VERSION = 1
 
 
 class Whitening(nn.Module):
@@ -251,8 +225,6 @@ def build_model(cfg: ModelConfig) -> PlaceModel:
         InputError: unknown backbone/cut/aggregator, or an option this builder does not provide.
         CheckpointError: backbone weights that cannot be loaded.
     """
-    from panoplace.models.attention import build_attention, check_attention
-
     check_attention(cfg.attention, cfg.attention_remain)
     backbone = build_backbone(cfg.backbone, cut=cfg.cut, n_trainable=cfg.n_trainable, weights=cfg.weights)
     aggregator = make_aggregator(cfg, backbone.out_channels)
@@ -270,224 +242,3 @@ def weights_fingerprint(model: nn.Module) -> str:
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:16]
-
-
-def save_checkpoint(model: PlaceModel, path: PathLike, panorama: Optional[PanoramaConfig] = None,
-                    extra: Optional[Dict[str, Any]] = None) -> Path:
-    """Write ``model`` (config + weights + fingerprint) to ``path`` atomically.
-
-    Args:
-        panorama: the panorama config the model is meant for (restored by :func:`load_checkpoint`).
-        extra: plain data to keep alongside (numbers, strings, lists, dicts, tensors).
-
-    Returns:
-        the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": {"model": model.config.to_dict(),
-                   "panorama": panorama.to_dict() if panorama is not None else None},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "fingerprint": weights_fingerprint(model),
-        "extra": dict(extra) if extra else {},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    log.info("saved checkpoint %s (fingerprint %s)", path, payload["fingerprint"])
-    return path
-
-
-def _describe(cfg: ModelConfig) -> str:
-    agg = f"netvlad K={cfg.num_clusters}" if cfg.aggregator == "netvlad" else cfg.aggregator
-    return f"{cfg.backbone} cut {cfg.cut!r} + {agg}"
-
-
-def _load_state(model: PlaceModel, sd: Dict[str, torch.Tensor], source: str) -> None:
-    """Load ``sd`` into ``model`` with one clear CheckpointError line on any mismatch."""
-    if model.whitening is not None:
-        w = sd.get("whitening.weight")
-        if isinstance(w, torch.Tensor) and w.dim() == 2:
-            model.whitening._resize(w.shape[0], w.shape[1])
-    if model.attention is not None and hasattr(model.attention, "set_classifier"):  # CAM: sized by the file
-        w = sd.get("attention.weight")
-        if isinstance(w, torch.Tensor) and w.dim() == 2:
-            model.attention._resize(w.shape[0])
-    expected = model.state_dict()
-    what = _describe(model.config)
-    for k, v in sd.items():
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{source} is not a {what} checkpoint: {k} has shape {tuple(v.shape)}, "
-                                  f"the model expects {tuple(expected[k].shape)}")
-    unknown = [k for k in sd if k not in expected]
-    if unknown:
-        raise CheckpointError(f"{source} is not a {what} checkpoint: {len(unknown)} unexpected key(s), "
-                              f"e.g. {', '.join(unknown[:3])}")
-    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise CheckpointError(f"{source} is not a {what} checkpoint: {len(missing)} missing key(s), "
-                              f"e.g. {', '.join(missing[:3])}")
-    model.load_state_dict(sd, strict=False)
-
-
-def upgrade_state_dict(sd: Dict[str, torch.Tensor], version: int) -> Dict[str, torch.Tensor]:
-    """Rename the keys of a format-``version`` panoplace state_dict to the current layout."""
-    for v in range(version, FORMAT_VERSION):
-        for old, new in KEY_RENAMES.get(v, []):
-            sd = {(new + k[len(old):] if k.startswith(old) else k): t for k, t in sd.items()}
-    return sd
-
-
-def _load_panoplace(obj: Dict[str, Any], source: str) -> Tuple[PlaceModel, Optional[PanoramaConfig]]:
-    version = obj.get("format_version")
-    if not isinstance(version, int) or version < OLDEST_FORMAT_VERSION:
-        raise CheckpointError(f"{source} has an unknown panoplace format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{source} was written by a newer panoplace (format_version {version}, "
-                              f"this one reads up to {FORMAT_VERSION}); upgrade panoplace")
-    config = obj.get("config")
-    sd = obj.get("state_dict")
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not isinstance(sd, dict):
-        raise CheckpointError(f"{source} is a damaged panoplace checkpoint (no config or state_dict)")
-    try:
-        cfg = ModelConfig.from_dict(config["model"])
-        panorama = PanoramaConfig.from_dict(config["panorama"]) if config.get("panorama") else None
-    except PanoplaceError as err:
-        raise CheckpointError(f"{source} has an invalid config: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{source} has an invalid config: {err}") from None
-    model = build_model(dataclasses.replace(cfg, weights="none"))
-    model.config = dataclasses.replace(model.config, weights=cfg.weights)
-    upgraded = upgrade_state_dict(dict(sd), version)
-    _load_state(model, upgraded, source)
-    stored = obj.get("fingerprint")
-    if version == FORMAT_VERSION and stored is not None and stored != weights_fingerprint(model):
-        raise CheckpointError(f"{source} is corrupted: its weights do not match the fingerprint it records")
-    return model, panorama
-
-
-# --------------------------------------------------------------------------------------------
-# pytorch-NetVlad / PAL seed checkpoints
-# --------------------------------------------------------------------------------------------
-
-NETVLAD_ARCHS = ("resnet18", "resnet34", "resnet50", "vgg16", "alexnet")
-
-
-def _read_flags(path: Path) -> Dict[str, Any]:
-    for folder in (path.parent, path.parent.parent):
-        f = folder / "flags.json"
-        if f.is_file():
-            try:
-                flags = json.loads(f.read_text())
-            except (OSError, ValueError) as err:
-                raise CheckpointError(f"cannot read {f}: {err}") from None
-            if not isinstance(flags, dict):
-                raise CheckpointError(f"{f} is not a JSON object of training flags")
-            log.info("pytorch-NetVlad flags from %s", f)
-            return flags
-    return {}
-
-
-def _infer_arch(enc: Dict[str, torch.Tensor], source: str) -> str:
-    if "4.0.conv1.weight" in enc:
-        if "4.0.conv3.weight" in enc:
-            return "resnet50"
-        layer1_blocks = {k.split(".")[1] for k in enc if k.startswith("4.")}
-        return "resnet34" if len(layer1_blocks) == 3 else "resnet18"
-    first = enc.get("0.weight")
-    if isinstance(first, torch.Tensor) and first.dim() == 4:
-        if tuple(first.shape[2:]) == (11, 11):
-            return "alexnet"
-        if tuple(first.shape[2:]) == (3, 3):
-            return "vgg16"
-    raise CheckpointError(f"cannot tell the encoder architecture of {source} (not resnet18/34/50, vgg16 or "
-                          "alexnet) and there is no flags.json with 'arch' beside it")
-
-
-def _load_netvlad_format(sd: Dict[str, torch.Tensor], path: Path) -> PlaceModel:
-    source = str(path)
-    flags = _read_flags(path)
-    enc = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-    pool = {k[len("pool."):]: v for k, v in sd.items() if k.startswith("pool.")}
-    other = [k for k in sd if not k.startswith(("encoder.", "pool."))]
-    if other:
-        raise CheckpointError(f"{source} has keys outside encoder.* and pool.*, e.g. {', '.join(other[:3])}")
-    if "arch" in flags:
-        arch = str(flags["arch"]).lower()
-        try:
-            inferred: Optional[str] = _infer_arch(enc, source)
-        except CheckpointError:
-            inferred = None
-        if inferred is not None and inferred != arch:
-            raise CheckpointError(f"{source}: flags.json says arch {arch!r} but the encoder weights are "
-                                  f"{inferred}'s")
-    else:
-        arch = _infer_arch(enc, source)
-    if arch not in NETVLAD_ARCHS:
-        raise CheckpointError(f"{source}: encoder arch {arch!r} is not supported; supported: {', '.join(NETVLAD_ARCHS)}")
-    children, cuts = trunk_layout(arch)
-    indices = sorted({int(k.split(".")[0]) for k in enc if k.split(".")[0].isdigit()})
-    if not indices or indices[-1] >= len(children):
-        raise CheckpointError(f"{source} does not hold a {arch} encoder (encoder indices {indices[:3]}...)")
-    last = children[indices[-1]]
-    cut = next((c for c, child in cuts.items() if child == last), None)
-    if cut is None:
-        raise CheckpointError(f"{source}: a {arch} encoder ending at module {indices[-1]} ({last}) is not a "
-                              f"supported cut ({', '.join(map(str, cuts))})")
-    pooling = str(flags.get("pooling", "netvlad" if "centroids" in pool else "")).lower()
-    if pooling not in ("netvlad", "max", "avg"):
-        raise CheckpointError(f"{source}: cannot tell its pooling (flags.json says {flags.get('pooling')!r} "
-                              "and there is no pool.centroids); supported: netvlad, max, avg")
-    kwargs: Dict[str, Any] = {}
-    if pooling == "netvlad":
-        if "centroids" not in pool:
-            raise CheckpointError(f"{source} has no pool.centroids although its pooling is netvlad")
-        k = int(pool["centroids"].shape[0])
-        if "num_clusters" in flags and int(flags["num_clusters"]) != k:
-            raise CheckpointError(f"{source}: flags.json says num_clusters={flags['num_clusters']} but "
-                                  f"pool.centroids holds {k}")
-        kwargs = {"num_clusters": k, "vladv2": "conv.bias" in pool}
-    cfg = ModelConfig(backbone=arch, cut=cut, n_trainable=0, weights="none", aggregator=pooling,
-                      fusion="add", **kwargs)
-    model = build_model(cfg)
-    new_sd = {f"backbone.body.{children[int(k.split('.', 1)[0])]}.{k.split('.', 1)[1]}": v
-              for k, v in enc.items() if k.split(".")[0].isdigit() and "." in k}
-    bad = [k for k in enc if not (k.split(".")[0].isdigit() and "." in k)]
-    if bad:
-        raise CheckpointError(f"{source} has encoder keys that are not encoder.N.*, e.g. {', '.join(bad[:3])}")
-    new_sd.update({f"aggregator.{k}": v for k, v in pool.items()})
-    _load_state(model, new_sd, source)
-    log.info("imported pytorch-NetVlad checkpoint %s as %s", source, _describe(model.config))
-    return model
-
-
-def load_checkpoint(path: PathLike) -> Tuple[PlaceModel, Optional[PanoramaConfig]]:
-    """Rebuild a model from a checkpoint file alone (panoplace, PAL seed or pytorch-NetVlad format;
-    of a scene checkpoint from ``panoplace scene train``, its place branch).
-
-    Returns:
-        ``(model in eval mode, the PanoramaConfig saved with it or None)``.
-
-    Raises:
-        CheckpointError: missing file, unknown format, or weights of another architecture.
-    """
-    path = Path(path)
-    obj = read_torch_file(path, "checkpoint")
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        model, panorama = _load_panoplace(obj, str(path))
-    elif isinstance(obj, dict) and obj.get("format") == "panoplace-scene":
-        from panoplace.models.scene import load_scene_checkpoint  # scene.py imports this module
-
-        scene_model, panorama = load_scene_checkpoint(path)
-        model = scene_model.place_model()  # its place branch: the descriptors `scene predict` writes
-    else:
-        sd = state_dict_of(obj, str(path))
-        if not any(k.startswith("encoder.") for k in sd):
-            raise CheckpointError(f"{path} is not a panoplace, PAL seed or pytorch-NetVlad checkpoint "
-                                  f"(keys like {', '.join(list(sd)[:2])}); backbone weights go in "
-                                  "ModelConfig.weights instead")
-        model, panorama = _load_netvlad_format(sd, path), None
-    log.info("loaded %s from %s (fingerprint %s)", _describe(model.config), path, weights_fingerprint(model))
-    return model.eval(), panorama

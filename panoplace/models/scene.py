@@ -30,19 +30,16 @@ tails in eval mode and their parameters frozen); train the place branch as a ``P
 
 Builders:
 
-- :func:`from_places365`: the official Places365 ResNet-18 / WideResNet-18 / ResNet-50
-  checkpoints (``*.pth.tar``, ``module.`` prefixes) with their 365-way ``fc`` as the scene head
-  (the scene branch then gives the same logits as the plain Places365 classifier);
+- :func:`from_places365_classifier`: the classifier of an official Places365 ResNet-18 /
+  WideResNet-18 / ResNet-50 checkpoint with its 365-way ``fc`` as the scene head (the scene
+  branch then gives the same logits as the plain Places365 classifier); the file itself is read
+  by :func:`panoplace.models.checkpoint.from_places365`;
 - :func:`from_place_model`: a place model (e.g. from ``panoplace cluster``) and a new scene head;
 - :func:`build_scene_model`: from a :class:`SceneConfig` alone (used when loading).
 
-Checkpoint file (``torch.save``, written atomically by :func:`save_scene_checkpoint`)::
-
-    {"format": "panoplace-scene", "format_version": 1,
-     "config": {"scene": SceneConfig.to_dict(), "panorama": PanoramaConfig.to_dict() | None},
-     "categories": [...], "category_set": "Places365" | "procedural-world" | ...,
-     "state_dict": {...}, "fingerprint": weights_fingerprint(model),
-     "place_fingerprint": weights_fingerprint(model.place_model()), "extra": {...}}
+Scene checkpoints (``"format": "panoplace-scene"``) are written and read by
+:mod:`panoplace.models.checkpoint` (:func:`~panoplace.models.checkpoint.save_scene_checkpoint`,
+:func:`~panoplace.models.checkpoint.load_scene_checkpoint`).
 """
 
 from __future__ import annotations
@@ -52,35 +49,27 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from panoplace.atomic import atomic_path
-from panoplace.config import ModelConfig, PanoramaConfig
-from panoplace.errors import CheckpointError, InputError, PanoplaceError
+from panoplace.config import ModelConfig
+from panoplace.errors import CheckpointError, InputError
 from panoplace.models.backbones import (
     DEFAULT_CUTS,
     PLACES365_BACKBONES,
     Backbone,
     build_backbone,
     check_backbone_name,
-    load_places365_checkpoint,
-    read_torch_file,
     trunk_layout,
 )
+from panoplace.models.attention import build_attention, check_attention
 from panoplace.models.build import PlaceModel, Whitening, make_aggregator, normalise_crops, weights_fingerprint
 from panoplace.models.fusion import fuse, fused_dim
 
 log = logging.getLogger(__name__)
-
-PathLike = Union[str, Path]
-
-SCENE_FORMAT = "panoplace-scene"
-SCENE_FORMAT_VERSION = 1
 
 #: Category set names written into checkpoints and outputs.
 PLACES365 = "Places365"
@@ -512,8 +501,6 @@ def _link_cam(model: ScenePlaceModel) -> None:
 def _assemble(cfg: SceneConfig, plan: SplitPlan, base: Backbone, place_tail: nn.Sequential,
               scene_tail: nn.Sequential, head: Optional[SceneHead], categories: Optional[Sequence[str]],
               category_set: str) -> ScenePlaceModel:
-    from panoplace.models.attention import build_attention, check_attention
-
     place_cfg = cfg.place
     check_attention(place_cfg.attention, place_cfg.attention_remain)
     place_channels = _out_channels(list(base.body.named_children()) + list(place_tail.named_children()))
@@ -601,28 +588,29 @@ def from_place_model(place: PlaceModel, categories: Sequence[str], category_set:
     return model.eval()
 
 
-def from_places365(checkpoint: PathLike, categories: Sequence[str], place: Union[None, ModelConfig, PlaceModel] = None,
-                   split: Any = None, arch: Optional[str] = None) -> ScenePlaceModel:
-    """A unified model from an official Places365 checkpoint: its trunk and 365-way ``fc`` are the
+def from_places365_classifier(classifier: nn.Module, arch: str, categories: Sequence[str],
+                              place: Union[None, ModelConfig, PlaceModel] = None, split: Any = None,
+                              source: str = "the Places365 checkpoint") -> ScenePlaceModel:
+    """A unified model from the Places365 scene classifier of an official Places365 checkpoint
+    (:func:`panoplace.models.checkpoint.load_places365_checkpoint`; read the file with
+    :func:`panoplace.models.checkpoint.from_places365`): its trunk and 365-way ``fc`` are the
     scene branch (same logits as the plain Places365 classifier).
 
     Args:
-        checkpoint: ``resnet18_places365.pth.tar`` / ``wideresnet18_places365.pth.tar`` /
-            ``resnet50_places365.pth.tar`` (see :func:`load_places365_checkpoint`).
+        classifier: the torchvision ResNet of the checkpoint; arch: its Places365 backbone name.
         categories: the 365 category names (:func:`panoplace.scene.load_categories`).
         place: the place branch: None (GeM over ``layer4``, needs no fitting), a ``ModelConfig``
-            (its backbone is set to the Places365 architecture, its weights to ``checkpoint``),
+            (its backbone is set to the Places365 architecture, its weights to ``source``),
             or a ``PlaceModel`` built on the same Places365 weights (e.g. ``panoplace cluster
             --backbone resnet18_places365 --weights FILE``), which keeps its NetVLAD centroids.
         split: trunk cut shared by both branches (default: the place cut).
-        arch: the architecture when the file name does not say it.
+        source: the checkpoint file (recorded as the place branch's weights, named in errors).
 
     Raises:
-        CheckpointError: the file is missing, unreadable, not a Places365 checkpoint, or ``place``
-            was not built on these weights.
+        CheckpointError: ``place`` was not built on these weights.
         InputError: a category list of the wrong length, or a bad cut.
     """
-    clf, arch = load_places365_checkpoint(checkpoint, arch)
+    clf, checkpoint = classifier, source
     n_classes = int(clf.fc.out_features)
     if len(categories) != n_classes:
         raise InputError(f"{len(categories)} categories given for the {n_classes} classes of {checkpoint}")
@@ -663,123 +651,17 @@ def from_places365(checkpoint: PathLike, categories: Sequence[str], place: Union
     return model
 
 
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-
-def save_scene_checkpoint(model: ScenePlaceModel, path: PathLike, panorama: Optional[PanoramaConfig] = None,
-                          extra: Optional[Dict[str, Any]] = None) -> Path:
-    """Write ``model`` (config, categories, weights, fingerprints) to ``path`` atomically.
-
-    Returns:
-        the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": SCENE_FORMAT,
-        "format_version": SCENE_FORMAT_VERSION,
-        "config": {"scene": model.config.to_dict(),
-                   "panorama": panorama.to_dict() if panorama is not None else None},
-        "categories": list(model.categories),
-        "category_set": model.category_set,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "fingerprint": weights_fingerprint(model),
-        "place_fingerprint": weights_fingerprint(model.place_model()),
-        "extra": dict(extra) if extra else {},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    log.info("saved scene checkpoint %s (%s, %d categories)", path, model.category_set, len(model.categories))
-    return path
-
-
-def _load_scene_state(model: ScenePlaceModel, sd: Dict[str, torch.Tensor], source: str) -> None:
-    if model.whitening is not None:
-        w = sd.get("whitening.weight")
-        if isinstance(w, torch.Tensor) and w.dim() == 2:
-            model.whitening._resize(w.shape[0], w.shape[1])
-    if model.attention is not None and hasattr(model.attention, "set_classifier"):
-        w = sd.get("attention.weight")
-        if isinstance(w, torch.Tensor) and w.dim() == 2:
-            model.attention._resize(w.shape[0])
-    expected = model.state_dict()
-    for k, v in sd.items():
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{source} is damaged: {k} has shape {tuple(v.shape)}, its config gives "
-                                  f"{tuple(expected[k].shape)}")
-    unknown = [k for k in sd if k not in expected]
-    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
-    if unknown or missing:
-        bad = (unknown or missing)[:3]
-        raise CheckpointError(f"{source} is damaged: {len(unknown)} unexpected and {len(missing)} missing "
-                              f"weight(s), e.g. {', '.join(bad)}")
-    model.load_state_dict(sd, strict=False)
-
-
-def is_scene_checkpoint(obj: Any) -> bool:
-    """Whether a loaded file is a panoplace scene checkpoint."""
-    return isinstance(obj, dict) and obj.get("format") == SCENE_FORMAT
-
-
-def load_scene_checkpoint(path: PathLike) -> Tuple[ScenePlaceModel, Optional[PanoramaConfig]]:
-    """Rebuild a unified model from a scene checkpoint file alone.
-
-    Returns:
-        ``(model in eval mode, the PanoramaConfig saved with it or None)``.
-
-    Raises:
-        CheckpointError: missing file, another format, a newer format version, damaged contents.
-    """
-    path = Path(path)
-    obj = read_torch_file(path, "scene checkpoint")
-    if not is_scene_checkpoint(obj):
-        what = "a place model checkpoint" if isinstance(obj, dict) and obj.get("format") == "panoplace" else \
-            "not a panoplace scene checkpoint"
-        raise CheckpointError(f"{path} is {what}; scene checkpoints come from `panoplace scene train` "
-                              "(or pass Places365 weights with --places365 FILE --categories FILE)")
-    version = obj.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path} has an unknown scene format_version {version!r}")
-    if version > SCENE_FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer panoplace (scene format_version {version}, this one "
-                              f"reads up to {SCENE_FORMAT_VERSION}); upgrade panoplace")
-    config, sd, cats = obj.get("config"), obj.get("state_dict"), obj.get("categories")
-    if (not isinstance(config, dict) or not isinstance(config.get("scene"), dict) or not isinstance(sd, dict)
-            or not isinstance(cats, list)):
-        raise CheckpointError(f"{path} is a damaged scene checkpoint (no config, categories or state_dict)")
-    try:
-        cfg = SceneConfig.from_dict(config["scene"])
-        panorama = PanoramaConfig.from_dict(config["panorama"]) if config.get("panorama") else None
-    except (PanoplaceError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has an invalid config: {err}") from None
-    model = build_scene_model(dataclasses.replace(cfg, place=dataclasses.replace(cfg.place, weights="none")),
-                              cats, str(obj.get("category_set", "custom")))
-    model.config = dataclasses.replace(model.config, place=dataclasses.replace(model.config.place,
-                                                                             weights=cfg.place.weights))
-    _load_scene_state(model, dict(sd), str(path))
-    stored = obj.get("fingerprint")
-    if stored is not None and stored != weights_fingerprint(model):
-        raise CheckpointError(f"{path} is corrupted: its weights do not match the fingerprint it records")
-    log.info("loaded scene model %s from %s", model.extra_repr(), path)
-    return model.eval(), panorama
-
-
 __all__ = [
     "DEFAULT_SCENE_CUTS",
     "PLACES365",
     "PLACES365_BACKBONES",
     "PROCEDURAL_WORLD",
-    "SCENE_FORMAT",
     "SceneConfig",
     "SceneHead",
     "SceneOutput",
     "ScenePlaceModel",
     "build_scene_model",
     "from_place_model",
-    "from_places365",
-    "is_scene_checkpoint",
-    "load_scene_checkpoint",
+    "from_places365_classifier",
     "plan_split",
-    "save_scene_checkpoint",
 ]

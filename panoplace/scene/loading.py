@@ -10,6 +10,18 @@ from typing import Any, Optional, Tuple, Union
 
 from panoplace.config import ModelConfig, PanoramaConfig
 from panoplace.errors import CheckpointError, InputError
+from panoplace.models.backbones import PLACES365_CLASSES
+from panoplace.models.checkpoint import (
+    from_places365,
+    is_scene_checkpoint,
+    load_checkpoint,
+    load_scene_checkpoint,
+    place_model_from,
+    read_checkpoint,
+    scene_model_from,
+)
+from panoplace.models.scene import SceneConfig, ScenePlaceModel, build_scene_model, from_place_model
+from panoplace.scene.categories import PLACES365_CATEGORIES, find_places365, load_categories, missing_places365_error
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +32,7 @@ UNTRAINED = "untrained"
 def load_scene_model(checkpoint: Optional[PathLike] = None, places365: Optional[PathLike] = None,
                      categories: Optional[PathLike] = None, arch: Optional[str] = None,
                      place_checkpoint: Optional[PathLike] = None, aggregator: Optional[str] = None,
-                     split: Any = None) -> Tuple[Any, Optional[PanoramaConfig]]:
+                     split: Any = None) -> Tuple[ScenePlaceModel, Optional[PanoramaConfig]]:
     """The unified model to run, and the panorama config saved with it (or None).
 
     Args:
@@ -36,9 +48,6 @@ def load_scene_model(checkpoint: Optional[PathLike] = None, places365: Optional[
         CheckpointError: no scene weights anywhere (one line saying how to pass them), or
             unreadable/mismatched files.
     """
-    from panoplace.models.scene import from_places365, load_scene_checkpoint
-    from panoplace.scene.categories import PLACES365_CATEGORIES, find_places365, load_categories, missing_places365_error
-
     if checkpoint is not None:
         extra = [flag for flag, v in (("--places365", places365), ("--categories", categories), ("--arch", arch),
                                       ("--place-checkpoint", place_checkpoint), ("--aggregator", aggregator),
@@ -68,8 +77,6 @@ def load_scene_model(checkpoint: Optional[PathLike] = None, places365: Optional[
     panorama = None
     place: Any = None
     if place_checkpoint is not None:
-        from panoplace.models.build import load_checkpoint
-
         if aggregator is not None:
             raise InputError("--aggregator comes from --place-checkpoint; give one or the other")
         place, panorama = load_checkpoint(place_checkpoint)
@@ -81,7 +88,7 @@ def load_scene_model(checkpoint: Optional[PathLike] = None, places365: Optional[
 def base_model_for_training(checkpoint: Optional[PathLike] = None, places365: Optional[PathLike] = None,
                             arch: Optional[str] = None, backbone: str = "efficientnet_lite0",
                             weights: str = "imagenet", split: Any = None, scene_cut: Any = None,
-                            place_cut: Any = None) -> Tuple[Any, Optional[PanoramaConfig]]:
+                            place_cut: Any = None) -> Tuple[ScenePlaceModel, Optional[PanoramaConfig]]:
     """The unified model whose scene head ``panoplace scene train`` replaces, and its panorama
     config (or None). Its head is a placeholder (category set ``"untrained"``).
 
@@ -93,27 +100,16 @@ def base_model_for_training(checkpoint: Optional[PathLike] = None, places365: Op
             offline ImageNet weights) with a GeM place branch at ``place_cut``.
         split, scene_cut: where the shared base ends and which trunk features the head pools.
     """
-    from panoplace.models.backbones import PLACES365_CLASSES, read_torch_file
-    from panoplace.models.scene import (
-        SceneConfig,
-        build_scene_model,
-        from_place_model,
-        from_places365,
-        is_scene_checkpoint,
-        load_scene_checkpoint,
-    )
-
     placeholder = ["untrained_0", "untrained_1"]
     if checkpoint is not None and places365 is not None:
         raise InputError("give --checkpoint or --places365, not both")
     if checkpoint is not None:
-        if is_scene_checkpoint(read_torch_file(checkpoint, "checkpoint")):
+        ckpt = read_checkpoint(checkpoint)  # read once: a scene or a place checkpoint
+        if is_scene_checkpoint(ckpt):
             if split is not None or scene_cut is not None:
                 log.warning("--split/--scene-cut are ignored: the scene checkpoint fixes them")
-            return load_scene_checkpoint(checkpoint)
-        from panoplace.models.build import load_checkpoint
-
-        place, panorama = load_checkpoint(checkpoint)
+            return scene_model_from(ckpt)
+        place, panorama = place_model_from(ckpt)
         return from_place_model(place, placeholder, UNTRAINED, split=split, scene_cut=scene_cut), panorama
     if places365 is not None:
         if scene_cut not in (None, "layer4"):

@@ -441,7 +441,8 @@ def train_scene(
     Returns:
         :class:`SceneTrainResult`; the model holds the new head and categories.
     """
-    from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead, save_scene_checkpoint
+    from panoplace.models.checkpoint import save_scene_checkpoint
+    from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead
 
     src = Path(source)
     if val_source is None and src.is_dir() and (src / "train").is_dir() and (src / "val").is_dir():

@@ -26,7 +26,8 @@ import numpy as np
 
 from panoplace.config import PanoramaConfig
 from panoplace.errors import DescriptorMismatchError, InputError
-from panoplace.models.build import PlaceModel, Whitening, load_checkpoint, save_checkpoint, weights_fingerprint
+from panoplace.models.build import PlaceModel, Whitening, weights_fingerprint
+from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
 from panoplace.store import DescriptorSet, check_finite, load_descriptors
 from panoplace.training.trainer import recall_of
 

@@ -17,7 +17,7 @@ One epoch (as pytorch-NetVlad's ``train``, with panoramas):
 
 After each epoch the validation Recall@N is computed; ``latest.pt`` (with the optimizer,
 scheduler, hard-negative cache and history, for ``resume``) and, when the validation recall
-improved, ``best.pt`` are written with :func:`~panoplace.models.build.save_checkpoint`, so
+improved, ``best.pt`` are written with :func:`~panoplace.models.checkpoint.save_checkpoint`, so
 both load in ``panoplace extract`` as they are. Training stops early after ``patience``
 epochs without improvement. Per-step and per-epoch scalars go to ``steps.csv`` and
 ``epochs.csv`` (and to TensorBoard under ``tb/`` when the ``tensorboard`` package is
@@ -58,6 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 from panoplace.config import PanoramaConfig
 from panoplace.errors import CheckpointError, ImageReadError, InputError
 from panoplace.extract import extract
+from panoplace.models.checkpoint import place_model_from, read_checkpoint, save_checkpoint
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.runner import CropDataset, resolve_device
 from panoplace.training.frozen import FrozenFeatures
@@ -266,24 +267,6 @@ def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention
                              "(e.g. --cam-classifier with a Places365 checkpoint)")
     model.config = cfg
     return model
-
-
-def load_linear_classifier(path: PathLike) -> nn.Linear:
-    """A linear classifier from a file: a state dict with ``weight``/``bias`` or ``fc.weight``/
-    ``fc.bias`` (as in the official Places365 checkpoints; ``module.`` prefixes are removed)."""
-    from panoplace.models.backbones import read_torch_file, state_dict_of
-
-    sd = state_dict_of(read_torch_file(path, "classifier"), str(path))
-    for prefix in ("", "fc.", "classifier.", "linear."):
-        w, b = sd.get(prefix + "weight"), sd.get(prefix + "bias")
-        if isinstance(w, torch.Tensor) and w.dim() == 2:
-            lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-            with torch.no_grad():
-                lin.weight.copy_(w)
-                if b is not None:
-                    lin.bias.copy_(b)
-            return lin
-    raise CheckpointError(f"{path} holds no linear classifier (looked for weight/bias and fc.weight/fc.bias)")
 
 
 def _fused(desc: torch.Tensor) -> torch.Tensor:
@@ -545,17 +528,14 @@ class Trainer:
             InputError: other training data than the checkpoint was trained on, or another
                 number of trainable units.
         """
-        from panoplace.models.backbones import read_torch_file
-        from panoplace.models.build import load_checkpoint
-
         path = Path(out_dir) / LATEST
         if not path.is_file():
             raise CheckpointError(f"nothing to resume: {path} does not exist")
-        obj = read_torch_file(path, "checkpoint")
-        extra = obj.get("extra", {}) if isinstance(obj, dict) else {}
-        if not isinstance(extra, dict) or "optimizer" not in extra or "train_config" not in extra:
+        ckpt = read_checkpoint(path)  # read once: the training state and the model
+        extra = ckpt.extra
+        if "optimizer" not in extra or "train_config" not in extra:
             raise CheckpointError(f"{path} holds no training state (optimizer, epoch) to resume from")
-        model, panorama = load_checkpoint(path)
+        model, panorama = place_model_from(ckpt)
         cfg = config or TrainConfig.from_dict({**extra["train_config"], **(overrides or {})})
         if cfg.n_trainable is not None and cfg.n_trainable != model.backbone.n_trainable:
             raise InputError(f"{path} trains {model.backbone.n_trainable} backbone units; resuming cannot change "
@@ -770,8 +750,6 @@ class Trainer:
         }
 
     def _finish_epoch(self, rec: EpochRecord) -> None:
-        from panoplace.models.build import save_checkpoint
-
         t0 = time.perf_counter()
         rec.recall = self.validate()
         rec.val_seconds = time.perf_counter() - t0

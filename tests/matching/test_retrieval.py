@@ -237,7 +237,7 @@ def test_localize_images_with_the_index_model(tmp_path: Path, capsys: pytest.Cap
     torch = pytest.importorskip("torch")
     from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
     from panoplace.extract import extract, list_images, load_model
-    from panoplace.models.build import save_checkpoint
+    from panoplace.models.checkpoint import save_checkpoint
 
     rng = np.random.default_rng(6)
     (tmp_path / "imgs").mkdir()

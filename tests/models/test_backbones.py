@@ -15,9 +15,9 @@ from panoplace.models.backbones import (
     EFFICIENTNET_LITE_MEAN,
     IMAGENET_MEAN,
     build_backbone,
-    load_places365_checkpoint,
     valid_cuts,
 )
+from panoplace.models.checkpoint import load_places365_checkpoint
 
 X64 = torch.randn(2, 3, 64, 64)
 

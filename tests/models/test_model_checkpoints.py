@@ -12,10 +12,11 @@ import torchvision.models as tvm
 from netvlad_reference import LoopNetVLAD
 from torch import nn
 
-import panoplace.models.build as build
+import panoplace.models.checkpoint as checkpoint
 from panoplace.config import ModelConfig, PanoramaConfig
 from panoplace.errors import CheckpointError
-from panoplace.models.build import build_model, load_checkpoint, save_checkpoint, weights_fingerprint
+from panoplace.models.build import build_model, weights_fingerprint
+from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
 
 CROPS = torch.randn(2, 3, 3, 64, 64)
 
@@ -89,8 +90,8 @@ def test_old_format_keys_are_renamed_on_load(tmp_path: Path, monkeypatch: pytest
     path = save_checkpoint(model, tmp_path / "m.pt")
     obj = torch.load(path, weights_only=True)
     # pretend format 1 stored the aggregator as "vlad." and format 2 renamed it
-    monkeypatch.setattr(build, "FORMAT_VERSION", 2)
-    monkeypatch.setattr(build, "KEY_RENAMES", {1: [("vlad.", "aggregator.")]})
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(checkpoint, "KEY_RENAMES", {1: [("vlad.", "aggregator.")]})
     obj["state_dict"] = {k.replace("aggregator.", "vlad."): v for k, v in obj["state_dict"].items()}
     torch.save(obj, tmp_path / "old.pt")
     loaded, _ = load_checkpoint(tmp_path / "old.pt")

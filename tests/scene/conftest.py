@@ -108,6 +108,6 @@ def no_places365_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def resnet18_scene(places365):
     """The unified model of the ResNet-18 Places365 file (base = whole trunk, GeM place branch).
     Shared: tests must not change it."""
-    from panoplace.models.scene import from_places365
+    from panoplace.models.checkpoint import from_places365
 
     return from_places365(places365["resnet18_places365"], places365["names"])

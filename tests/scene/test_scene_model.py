@@ -9,17 +9,15 @@ import torch
 
 from panoplace.config import ModelConfig
 from panoplace.errors import CheckpointError, InputError
-from panoplace.models.build import build_model, load_checkpoint, save_checkpoint, weights_fingerprint
-from panoplace.models.scene import (
-    PLACES365,
-    SceneConfig,
-    build_scene_model,
-    from_place_model,
+from panoplace.models.build import build_model, weights_fingerprint
+from panoplace.models.checkpoint import (
     from_places365,
+    load_checkpoint,
     load_scene_checkpoint,
-    plan_split,
+    save_checkpoint,
     save_scene_checkpoint,
 )
+from panoplace.models.scene import PLACES365, SceneConfig, build_scene_model, from_place_model, plan_split
 
 X = torch.randn(2, 3, 3, 64, 64)  # 2 panoramas of 3 crops, normalised
 
@@ -116,7 +114,7 @@ def test_bad_scene_checkpoints_are_one_line_errors(tmp_path: Path, places365) ->
     model = build_scene_model(SceneConfig(place=ModelConfig(backbone="resnet18", weights="none", aggregator="gem"),
                                           n_classes=3), ["x", "y", "z"])
     path = save_scene_checkpoint(model, tmp_path / "scene.pt")
-    obj = torch.load(path, weights_only=False)
+    obj = torch.load(path, weights_only=True)
     obj["state_dict"]["scene_head.fc.bias"] += 1.0
     torch.save(obj, tmp_path / "tampered.pt")
     with pytest.raises(CheckpointError, match="corrupted"):

@@ -10,7 +10,8 @@ import pytest
 
 from panoplace.cli import main
 from panoplace.errors import DatasetError, InputError
-from panoplace.models.scene import SceneHead, load_scene_checkpoint
+from panoplace.models.checkpoint import load_scene_checkpoint
+from panoplace.models.scene import SceneHead
 from panoplace.scene import (
     confusion_matrix,
     fit_scene_head,

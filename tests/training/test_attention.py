@@ -11,7 +11,8 @@ from torch import nn
 from panoplace.config import ModelConfig
 from panoplace.errors import InputError
 from panoplace.models.attention import CamAttention, LearnedAttention, keep_count, weighted_raw
-from panoplace.models.build import build_model, load_checkpoint, save_checkpoint
+from panoplace.models.build import build_model
+from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
 from panoplace.models.netvlad import NetVLAD
 from panoplace.models.pooling import AvgPool, GeM, MaxPool
 

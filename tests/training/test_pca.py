@@ -13,7 +13,7 @@ import torch
 from panoplace.cli import main
 from panoplace.errors import DescriptorMismatchError, InputError
 from panoplace.extract import extract, list_images
-from panoplace.models.build import load_checkpoint
+from panoplace.models.checkpoint import load_checkpoint
 from panoplace.store import DescriptorSet, load_descriptors, save_descriptors
 from panoplace.training.pca import fit_pca_whitening, pca_recall_table, whiten, whiten_checkpoint
 

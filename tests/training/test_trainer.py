@@ -14,8 +14,9 @@ import torch
 from panoplace.cli import main
 from panoplace.config import ModelConfig
 from panoplace.errors import CheckpointError, InputError
-from panoplace.models.backbones import read_torch_file
-from panoplace.models.build import build_model, load_checkpoint, weights_fingerprint
+from panoplace.models.build import build_model, weights_fingerprint
+from panoplace.models.checkpoint import load_checkpoint
+from panoplace.models.torchfile import read_torch_file
 from panoplace.store import load_descriptors
 from panoplace.training import (
     EpochRecord,
