@@ -66,7 +66,7 @@ from panoplace.models.backbones import (
     trunk_layout,
 )
 from panoplace.models.attention import build_attention, check_attention
-from panoplace.models.build import PlaceModel, Whitening, make_aggregator, normalise_crops, weights_fingerprint
+from panoplace.models.build import PlaceModel, Whitening, make_aggregator, normalise_crops
 from panoplace.models.fusion import fuse, fused_dim
 
 log = logging.getLogger(__name__)
