@@ -103,7 +103,7 @@ def build_map(
             images' folder tree at the CSV itself.
     """
     from panoplace.extract import extract, load_model
-    from panoplace.models.build import save_checkpoint
+    from panoplace.models.checkpoint import save_checkpoint
     from panoplace.panorama.annular import AnnulusGeometry
 
     frames = Path(frames)
@@ -212,7 +212,7 @@ def load_map(path: PathLike) -> MapFolder:
         InputError: not a map folder, an unfinished one, another format version, or files that
             disagree with each other.
     """
-    from panoplace.models.build import load_checkpoint
+    from panoplace.models.checkpoint import load_checkpoint
 
     root = Path(path)
     manifest_path = root / MANIFEST
