@@ -63,8 +63,7 @@ def load_model(checkpoint: Optional[PathLike] = None, pipeline: Optional[Pipelin
                ) -> Tuple[Any, PanoramaConfig]:
     """Model + panorama config from a checkpoint (which may carry its panorama config) or
     from a pipeline config. A NetVLAD model needs a checkpoint (its centroids)."""
-    from panoplace.models.build import build_model
-    from panoplace.models.checkpoint import load_checkpoint
+    from panoplace.models import build_model, load_checkpoint
 
     if checkpoint is not None:
         model, ckpt_panorama = load_checkpoint(checkpoint)

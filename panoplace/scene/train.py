@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from panoplace.config import PanoramaConfig
 from panoplace.errors import DatasetError, InputError
+from panoplace.models.checkpoint import save_scene_checkpoint
 from panoplace.panorama.imagefiles import is_image_file
 from panoplace.runner import ImageRunner, model_step
 
@@ -441,7 +442,6 @@ def train_scene(
     Returns:
         :class:`SceneTrainResult`; the model holds the new head and categories.
     """
-    from panoplace.models.checkpoint import save_scene_checkpoint
     from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead
 
     src = Path(source)
