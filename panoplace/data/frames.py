@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import utm
@@ -159,7 +159,7 @@ class ImageSet:
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64)
 
-        def pick(v):
+        def pick(v: Any) -> Any:  # an array, a list or None, subset alike
             if v is None:
                 return None
             return v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]

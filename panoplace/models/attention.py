@@ -39,7 +39,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -220,7 +220,7 @@ class CamAttention(_Attention):
         self.weight.copy_(w.to(self.weight.device, self.weight.dtype))
         self.bias.copy_(b.to(self.bias.device, self.bias.dtype))
 
-    def _load_from_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any) -> None:
         w = state_dict.get(prefix + "weight")
         if isinstance(w, torch.Tensor) and w.dim() == 2:
             self._resize(w.shape[0])

@@ -25,6 +25,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from panoplace.config import PanoramaConfig
+from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import DescriptorMismatchError, InputError
 from panoplace.models.build import PlaceModel, Whitening, weights_fingerprint
 from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
@@ -163,7 +164,7 @@ def whiten_checkpoint(checkpoint: PathLike, database: PathLike, dim: int, out: P
     return path, mean, comps
 
 
-def pca_recall_table(database: np.ndarray, queries: np.ndarray, ground_truth, dims: Sequence[int],
+def pca_recall_table(database: np.ndarray, queries: np.ndarray, ground_truth: GroundTruth, dims: Sequence[int],
                      ns: Sequence[int] = (1, 5, 10), max_samples: Optional[int] = DEFAULT_MAX_SAMPLES,
                      seed: int = 0) -> Dict[Optional[int], Dict[int, float]]:
     """Recall@N without whitening (key None) and with PCA-whitening fitted on ``database`` at

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -90,7 +90,7 @@ def concat_image_sets(sets: Sequence[ImageSet], name: Optional[str] = None) -> I
         raise DatasetError(f"image sets on different drives cannot be joined: {roots}") from None
     paths = [Path(os.path.relpath(r / p, root)).as_posix() for s, r in zip(sets, roots) for p in s.paths]
 
-    def join(attr: str):
+    def join(attr: str) -> Any:  # an array, a list or None, concatenated alike
         values = [getattr(s, attr) for s in sets]
         if any(v is None for v in values):
             return None
