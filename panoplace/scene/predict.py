@@ -40,6 +40,8 @@ import torch
 from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
+from panoplace.models.build import weights_fingerprint
+from panoplace.models.scene import ScenePlaceModel
 from panoplace.runner import BadImage, ImageRunner, PartialSpec, RunResult, model_step
 from panoplace.store import DescriptorSet, save_descriptors
 
@@ -164,7 +166,7 @@ def scene_probs_from_csv(path: PathLike, ids: Sequence[str],
 def predict_images(
     root: PathLike,
     paths: Sequence[str],
-    model: "ScenePlaceModel",  # noqa: F821 - imported lazily (torch model module)
+    model: ScenePlaceModel,
     panorama: PanoramaConfig,
     csv_out: Optional[PathLike] = None,
     store_out: Optional[PathLike] = None,
@@ -190,8 +192,6 @@ def predict_images(
     Returns:
         :class:`ScenePredictions` of the images that were read.
     """
-    from panoplace.models.build import weights_fingerprint
-
     root, paths = Path(root), list(paths)
     if not paths:
         raise InputError("no images to describe")
@@ -208,10 +208,11 @@ def predict_images(
     fingerprint = weights_fingerprint(model.place_model())
 
     partial: Optional[PartialSpec] = None
-    if store_out is not None or csv_out is not None:
+    anchor = store_out if store_out is not None else csv_out
+    if anchor is not None:
         part_config = {"pipeline": config, "scene": model.config.to_dict(), "categories": model.categories,
                        "features": list(f_shape)}
-        partial = PartialSpec.beside(store_out if store_out is not None else csv_out, part_config,
+        partial = PartialSpec.beside(anchor, part_config,
                                      f"{fingerprint}-{weights_fingerprint(model.scene_head)}",
                                      b"\1" + "\0".join(model.categories).encode())
 
@@ -241,7 +242,7 @@ def predict_images(
 
 
 def _predictions(res: RunResult, paths: Sequence[str], desc_shape: Tuple[int, ...], n_cls: int,
-                 f_shape: Optional[Tuple[int, ...]], model: "ScenePlaceModel",  # noqa: F821
+                 f_shape: Optional[Tuple[int, ...]], model: ScenePlaceModel,
                  config: Dict[str, Any], fingerprint: str) -> ScenePredictions:
     """Split the runner's rows (descriptor | probabilities | features) of the images that were read."""
     keep = res.kept()
