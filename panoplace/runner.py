@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (Any, Callable, Dict, Generator, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Tuple,
-                    Union)
+                    TypeVar, Union, overload)
 
 import numpy as np
 import torch
@@ -274,6 +274,24 @@ class InProcessEngine:
 def as_rows(x: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
     """A step output as float32 numpy on the CPU (numpy arrays pass as they are)."""
     return x if isinstance(x, np.ndarray) else x.float().cpu().numpy()
+
+
+class Preprocessor(Protocol):
+    """What :func:`model_step` needs from a model when a ``forward`` function is given: only
+    ``preprocess`` (uint8 crops ``(B, K, h, w, 3)`` -> the model's float input)."""
+
+    def preprocess(self, crops_uint8: torch.Tensor) -> torch.Tensor: ...
+
+
+M = TypeVar("M", bound=Preprocessor)
+
+
+@overload
+def model_step(model: CropModel) -> StepFactory: ...
+
+
+@overload
+def model_step(model: M, forward: Callable[[M, torch.Tensor], Union[torch.Tensor, np.ndarray]]) -> StepFactory: ...
 
 
 def model_step(model: Any, forward: Optional[Callable[[Any, torch.Tensor], Union[torch.Tensor, np.ndarray]]] = None
