@@ -111,13 +111,12 @@ def raw_pixel_descriptors(root: Path, paths: Sequence[str], panorama: PanoramaCo
         float32 ``(N, w*h)`` L2-normalised.
     """
     from panoplace.matching.seqslam_classic import patch_normalise
-    from panoplace.panorama.annular import AnnulusGeometry
-    from panoplace.panorama.project import make_panorama, read_image
+    from panoplace.panorama.project import PanoramaProjector, read_image
 
-    geometry = AnnulusGeometry.from_dict(panorama.annulus) if panorama.annulus else None
+    projector = PanoramaProjector(panorama)  # geometry parsed once
     out = []
     for p in paths:
-        pano = make_panorama(read_image(root / p), panorama, geometry)
+        pano = projector.panorama(read_image(root / p))
         grey = cv2.cvtColor(cv2.resize(pano, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
         out.append(patch_normalise(grey, patch=8).ravel())
     d = np.stack(out).astype(np.float32)

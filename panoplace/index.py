@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from panoplace.atomic import atomic_path
+from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import DescriptorMismatchError, InputError
 from panoplace.store import DescriptorSet, check_compatible, check_finite
 
@@ -76,21 +77,6 @@ class IndexParams:
             raise InputError(f"pca must be >= 0 (0 = no projection), got {self.pca}")
         if self.pca and self.kind != "ivfpq":
             raise InputError("a PCA projection (pca > 0) is for IVF-PQ indexes; the flat index is exact")
-
-
-def fuse_crops(x: np.ndarray) -> np.ndarray:
-    """Fused view of per-crop descriptors: sum over crops, then L2-normalise.
-
-    Shape:
-        ``(N, K, D)`` → ``(N, D)`` float32; ``(N, D)`` is returned as float32 unchanged.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 2:
-        return x
-    if x.ndim != 3:
-        raise InputError(f"descriptors must be (N, D) or (N, K, D), got shape {x.shape}")
-    s = x.sum(axis=1)
-    return (s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 class PlaceIndex:

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from panoplace.atomic import atomic_path
+from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import DescriptorMismatchError, InputError
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,7 @@ class DescriptorSet:
     def fused(self) -> np.ndarray:
         """One descriptor per image, ``(N, D)``: per-crop descriptors are summed over crops and
         L2-normalised (the ``add`` view used for candidate search); others are returned as is."""
-        if not self.per_crop:
-            return self.descriptors
-        s = self.descriptors.sum(axis=1)
-        n = np.linalg.norm(s, axis=1, keepdims=True)
-        return (s / np.maximum(n, 1e-12)).astype(np.float32)
+        return fuse_crops(self.descriptors)
 
     def subset(self, index: Sequence[int]) -> "DescriptorSet":
         idx = np.asarray(index, dtype=np.int64)

@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from panoplace import topk
 from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
@@ -90,9 +91,8 @@ def top_k(probs: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         raise InputError(f"probabilities must be (N, C), got {p.shape}")
     if int(k) < 1:
         raise InputError(f"top must be >= 1, got {k}")
-    k = min(int(k), p.shape[1])
-    idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    return idx.astype(np.int64), np.take_along_axis(p, idx, axis=1)
+    idx = topk.top_k(p, int(k), largest=True)
+    return idx, np.take_along_axis(p, idx, axis=1)
 
 
 def write_scene_csv(path: PathLike, ids: Sequence[str], probs: np.ndarray, categories: Sequence[str],

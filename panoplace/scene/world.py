@@ -24,7 +24,9 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
+from panoplace.crop_fusion import fuse_crops, l2_normalise
 from panoplace.errors import DatasetError, InputError
+from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +158,14 @@ def top_k_matches(query: np.ndarray, database: np.ndarray, k: int) -> Tuple[np.n
     """
     def flat(a: np.ndarray) -> np.ndarray:
         a = np.asarray(a, dtype=np.float32)
-        a = a.sum(axis=1) if a.ndim == 3 else a
-        return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        return fuse_crops(a) if a.ndim == 3 else l2_normalise(a)
 
     q, d = flat(query), flat(database)
     if q.shape[1] != d.shape[1]:
         raise InputError(f"query descriptors of dimension {q.shape[1]}, database {d.shape[1]}")
     k = min(int(k), len(d))
     sims = q @ d.T
-    cand = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    cand = top_k(sims, k, largest=True)
     return np.take_along_axis(sims, cand, axis=1).astype(np.float32), cand.astype(np.int64)
 
 

@@ -24,10 +24,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from panoplace.config import PanoramaConfig
+from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import InputError
 from panoplace.models.build import weights_fingerprint
 from panoplace.models.fusion import fuse
@@ -148,4 +148,4 @@ class FrozenFeatures:
         x = self.tail(feats.to(self.device, non_blocking=True).flatten(0, 1))  # (U*K, C', h', w')
         raw = m.attention.raw(x, m.aggregator) if m.attention is not None else m.aggregator.raw(x)
         desc = fuse(raw.reshape(u, k, *raw.shape[1:]), m.aggregator, m.config.fusion)
-        return F.normalize(desc.sum(dim=1), p=2, dim=1) if desc.dim() == 3 else desc
+        return fuse_crops(desc)

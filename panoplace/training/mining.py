@@ -29,6 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from panoplace.errors import InputError
+from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +290,7 @@ class TripletMiner:
         d = np.where(valid, np.take_along_axis(dist, safe, axis=1), np.inf)
         d[d >= (d_pos + self.margin)[:, None]] = np.inf  # keep only margin violators
         k = min(m, d.shape[1])
-        pick = np.argpartition(d, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(d, pick, axis=1), axis=1, kind="stable")
-        pick = np.take_along_axis(pick, order, axis=1)
+        pick = top_k(d, k)
         neg = np.where(np.isfinite(np.take_along_axis(d, pick, axis=1)), np.take_along_axis(cand, pick, axis=1), -1)
         if k < m:
             neg = np.concatenate([neg, np.full((len(rows), m - k), -1, dtype=np.int64)], axis=1)

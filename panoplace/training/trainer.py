@@ -51,11 +51,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from panoplace.config import PanoramaConfig
+from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import CheckpointError, ImageReadError, InputError
 from panoplace.extract import extract
 from panoplace.models.checkpoint import place_model_from, read_checkpoint, save_checkpoint
@@ -269,9 +269,6 @@ def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention
     return model
 
 
-def _fused(desc: torch.Tensor) -> torch.Tensor:
-    """Per-crop ``(B, K, D)`` -> summed and L2-normalised ``(B, D)``; ``(B, D)`` as is."""
-    return F.normalize(desc.sum(dim=1), p=2, dim=1) if desc.dim() == 3 else desc
 
 
 def describe(model: nn.Module, imageset_root: Path, paths: Sequence[str], panorama: PanoramaConfig,
@@ -606,7 +603,7 @@ class Trainer:
         """``(U, D)`` descriptors of a batch from :meth:`_batches` (gradients as the context decides)."""
         if self.frozen is not None:
             return self.frozen.descriptors(images)
-        return _fused(self.model(self.model.preprocess(images.to(self.device, non_blocking=True))))
+        return fuse_crops(self.model(self.model.preprocess(images.to(self.device, non_blocking=True))))
 
     def validate(self) -> Dict[int, float]:
         """Validation Recall@N of the current model (empty without a validation split)."""
