@@ -44,6 +44,21 @@ libjpeg-turbo's entropy decoding takes 10-20 % of the backbone's time per panora
 cores already busy with the network's two threads, does not hide behind it (the prefetch
 thread wins ~0.02 at best; a worker process loses 0.1 to inter-process copies). A heavier
 backbone (ResNet-18, 2.3x the time) reaches 0.87-0.88.
+
+Image runner (issue 10, 2026-12-01): extraction now goes through ``panoplace.runner`` (typed
+bad-image records, engine seam, one projector per config). Same-run ratios (full / backbone alone,
+32 images, median of 3), main before the runner (a1cf619) and after, run back to back on a
+machine shared by ~8 engineers (load average 31 -> 19 during ``before``, 19 -> 17 during
+``after``; the backbone alone ran 10x slower than on idle cores, so the noise is about +-0.15):
+
+    ratio                       noise before  noise after  world before  world after
+    main process, prefetch      1.177         1.026        1.183         1.272
+    main process, no thread     0.726         0.692        0.777         0.890
+    1 worker process            0.668         0.811        0.823         0.911
+
+No slowdown shows beyond that noise (after >= before in 4 of 6 modes; mean 0.89 before, 0.93
+after). An earlier run of ``before`` at load 1.3-2.4 gave 0.84 (noise) / 0.88 (world) with the
+prefetch thread; a quiet-machine rerun of both was not possible before the session's deadline.
 """
 
 from __future__ import annotations
