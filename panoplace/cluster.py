@@ -19,6 +19,7 @@ import torch
 from panoplace.config import PipelineConfig
 from panoplace.errors import InputError
 from panoplace.models.clusters import fit_centroids, sample_from_feature_maps
+from panoplace.models.netvlad import NetVLAD
 from panoplace.runner import ImageRunner, model_step
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,10 @@ def cluster_images(
                          "use more images or --per-image")
     log.info("k-means: %d local features of dimension %d into %d clusters", *feats.shape, k)
     centroids = fit_centroids(feats, k, seed=seed)
-    model.aggregator.init_from_clusters(centroids, feats, vladv2=pipeline.model.vladv2)
+    netvlad = model.aggregator
+    if not isinstance(netvlad, NetVLAD):  # the config said netvlad; the builder must agree
+        raise RuntimeError(f"a netvlad config built a {type(netvlad).__name__} aggregator")
+    netvlad.init_from_clusters(centroids, feats, vladv2=pipeline.model.vladv2)
     if out is not None:
         save_checkpoint(model, out, panorama=panorama)
         log.info("wrote initialised model to %s", out)
