@@ -64,7 +64,9 @@ def cluster_images(
     **run_options: Any,
 ) -> Any:
     """Build the model of ``pipeline``, initialise its NetVLAD from k-means centroids of local
-    features of ``root/paths``, and save it to ``out`` (a checkpoint) when given.
+    features of ``root/paths``, and save it to ``out`` (a checkpoint) when given. Other
+    aggregators have no centroids: their freshly initialised model is saved as it is (the
+    starting point of ``panoplace train``).
     ``run_options``: :class:`~panoplace.runner.ImageRunner` options (``batch_size``,
     ``num_workers``, ``device``, ``progress``); unreadable images are skipped.
 
@@ -73,14 +75,19 @@ def cluster_images(
     """
     from panoplace.models import build_model, save_checkpoint
 
-    if pipeline.model.aggregator != "netvlad":
-        raise InputError(f"clustering initialises NetVLAD; the model's aggregator is {pipeline.model.aggregator!r}")
     paths = list(paths)
     if not paths:
         raise InputError("no images to cluster")
     runner = ImageRunner(root, paths, pipeline.panorama, on_error="skip", desc="cluster features", **run_options)
     panorama = runner.panorama
     model = build_model(pipeline.model)
+    if pipeline.model.aggregator != "netvlad":
+        # only NetVLAD starts from k-means centroids; the others start from their own
+        # initialisation, and this writes that starting checkpoint (for `panoplace train`)
+        log.info("aggregator %s has no centroids to fit: writing its initial model", pipeline.model.aggregator)
+        if out is not None:
+            save_checkpoint(model, out, panorama=panorama)
+        return model
     feats = sample_features(model, runner, n_images=n_images, per_image=per_image, seed=seed)
     k = pipeline.model.num_clusters
     if feats.shape[0] < k:

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 from panoplace.errors import InputError
 
 PROJECTIONS = ("plain", "equirect", "annular", "dual-fisheye", "cubemap")
-AGGREGATORS = ("netvlad", "gem", "avg", "max")
+AGGREGATORS = ("netvlad", "gem", "avg", "max", "gem_fc", "mixvpr", "boq", "salad")
 FUSIONS = ("add", "concat", "per-crop")
 
 
@@ -90,13 +90,17 @@ class ModelConfig:
         because a cut only means something for one backbone).
     n_trainable: number of trainable tail blocks of the backbone (the rest is frozen).
     weights: ``imagenet`` (offline where the backbone ships them), ``none``, or a file path.
-    aggregator: ``netvlad``, ``gem``, ``avg`` or ``max``.
+    aggregator: ``netvlad``, ``gem``, ``avg``, ``max``, ``gem_fc`` (CosPlace/EigenPlaces),
+        ``mixvpr``, ``boq`` or ``salad`` (see :mod:`panoplace.models.aggregators`).
     num_clusters: NetVLAD clusters K. vladv2: NetVLAD v2 initialisation (bias from centroids).
     gem_p: initial GeM exponent.
     fusion: how crop descriptors are fused: ``add``, ``concat`` or ``per-crop``.
     whitening_dim: output dimension of the PCA-whitening layer, None = no whitening.
     attention: None, ``"learned"`` or ``"cam"`` (see the training/scene modules).
     attention_remain: fraction of local features kept by attention (1.0 = weight only).
+    aggregator_params: per-method sizes of gem_fc/mixvpr/boq/salad (e.g. ``{"fc_dim": 2048}``;
+        missing keys take the published defaults; left out of ``to_dict`` when empty, so configs
+        written before it existed compare equal).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -111,6 +115,7 @@ class ModelConfig:
     whitening_dim: Optional[int] = None
     attention: Optional[str] = None
     attention_remain: float = 0.5
+    aggregator_params: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
@@ -121,7 +126,10 @@ class ModelConfig:
             raise InputError(f"num_clusters must be >= 1, got {self.num_clusters}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["aggregator_params"]:
+            del d["aggregator_params"]
+        return d
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ModelConfig":

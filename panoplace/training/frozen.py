@@ -145,7 +145,8 @@ class FrozenFeatures:
             raise InputError(f"frozen features must be (U, K, C, h, w), got {tuple(feats.shape)}")
         u, k = feats.shape[:2]
         m = self.model
-        x = self.tail(feats.to(self.device, non_blocking=True).flatten(0, 1))  # (U*K, C', h', w')
-        raw = m.attention.raw(x, m.aggregator) if m.attention is not None else m.aggregator.raw(x)
+        out = self.tail(feats.to(self.device, non_blocking=True).flatten(0, 1))
+        x, token = m.backbone.finish(out, self.panorama.crop_size)  # (U*K, C', h', w'); ViT: + class token
+        raw = m.aggregate(x, token)
         desc = fuse(raw.reshape(u, k, *raw.shape[1:]), m.aggregator, m.config.fusion)
         return fuse_crops(desc)
