@@ -116,6 +116,8 @@ def extract(
                          num_workers=num_workers, prefetch=prefetch, engine=engine, progress=progress,
                          desc="extract")
     n_crops = runner.n_crops
+    if hasattr(model, "check_panorama"):  # an exported ONNX model takes one crop layout only
+        model.check_panorama(runner.panorama)
     desc_shape = ((n_crops, model.descriptor_dim(1)) if model.config.fusion == "per-crop"
                   else (model.descriptor_dim(n_crops),))
     config = PipelineConfig(panorama=runner.panorama, model=model.config).to_dict()

@@ -33,6 +33,7 @@ VERBS = [
     "scene",
     "map",
     "serve",
+    "export",
 ]
 
 log = logging.getLogger("panoplace")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
+from typing import Any
+
+from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args, panorama_from_args
 from panoplace.errors import InputError
-from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args
+from panoplace.export import OnnxPlaceModel
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the model in torch (default) or run an ONNX file of `panoplace export` given as "
+                        "--checkpoint with ONNX Runtime on the CPU (needs the [onnx] extra)")
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="on an unreadable image: stop (default) or skip it and list it at the end")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -49,7 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from panoplace.extract import extract, list_images
 
     root, paths = list_images(args.source)
-    model, panorama = model_and_panorama_from_args(args)
+    model: Any
+    if args.runtime == "onnxruntime":
+        if not args.checkpoint:
+            raise InputError("--runtime onnxruntime runs an exported model: pass its .onnx file as --checkpoint")
+        if args.engine == "ray":
+            raise InputError("--runtime onnxruntime runs in this process: leave out --engine ray")
+        model = OnnxPlaceModel(args.checkpoint)
+        panorama = panorama_from_args(args, model.panorama)
+    else:
+        model, panorama = model_and_panorama_from_args(args)
     if args.engine == "ray":
         from panoplace.ray_engine import extract_ray
 

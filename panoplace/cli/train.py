@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 _CONFIG_OPTIONS = {
     "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
     "momentum": "momentum", "weight_decay": "weight_decay", "lr_step": "lr_step", "lr_gamma": "lr_gamma",
-    "margin": "margin", "pos_radius": "pos_radius", "neg_radius": "neg_radius", "neg_sample": "n_neg_sample",
+    "margin": "margin", "loss": "loss", "pos_radius": "pos_radius", "neg_radius": "neg_radius", "neg_sample": "n_neg_sample",
     "negatives": "n_neg", "cache_refresh": "cache_refresh", "cache": "cache",
     "queries_per_epoch": "queries_per_epoch", "n_trainable": "n_trainable",
     "attention_lr_mult": "attention_lr_mult", "train_bn": "train_bn", "val_radius": "val_radius",
@@ -24,6 +24,7 @@ _CONFIG_OPTIONS = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from panoplace.training.trainer import OPTIMIZERS, TrainConfig
+    from panoplace.training.loss import LOSSES
     from panoplace.training.mining import CACHE_KINDS
 
     d = TrainConfig()
@@ -88,6 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="update BatchNorm statistics of the trainable units (default: keep them)")
     m = p.add_argument_group("mining and loss")
     m.add_argument("--margin", type=float, default=None, help=f"triplet margin, squared distances (default {d.margin})")
+    m.add_argument("--loss", choices=LOSSES, default=None,
+                   help="triplet (NetVLAD's ranking loss) or multi-similarity (MixVPR/BoQ/SALAD's; alpha 1, "
+                        f"beta 50, base 0, epsilon 0.1) (default {d.loss})")
     m.add_argument("--pos-radius", type=float, default=None, help=f"metres for positives (default {d.pos_radius:g})")
     m.add_argument("--neg-radius", type=float, default=None, help=f"metres beyond which negatives lie (default {d.neg_radius:g})")
     m.add_argument("--neg-sample", type=int, default=None,

@@ -1,7 +1,7 @@
 """Training: weakly supervised triplet ranking (mining from GPS, loss, trainer) and
 PCA-whitening.
 
-- :mod:`~panoplace.training.loss`: :func:`triplet_ranking_loss`.
+- :mod:`~panoplace.training.loss`: :func:`triplet_ranking_loss`, :func:`multi_similarity_loss`.
 - :mod:`~panoplace.training.mining`: :class:`TripletMiner`, :class:`DescriptorCache`.
 - :mod:`~panoplace.training.splits`: :class:`PlaceSplit`, :func:`load_split`, :func:`split_by_area`.
 - :mod:`~panoplace.training.trainer`: :class:`TrainConfig`, :class:`Trainer`, :func:`train`,
@@ -10,7 +10,7 @@ PCA-whitening.
   :func:`pca_recall_table`.
 """
 
-from panoplace.training.loss import triplet_ranking_loss
+from panoplace.training.loss import multi_similarity_loss, triplet_ranking_loss
 from panoplace.training.mining import DescriptorCache, TripletMiner, Triplets, make_cache
 from panoplace.training.pca import add_whitening, fit_pca_whitening, pca_recall_table, whiten, whiten_checkpoint
 from panoplace.training.splits import PlaceSplit, concat_image_sets, load_split, split_by_area
@@ -44,6 +44,7 @@ __all__ = [
     "split_by_area",
     "train",
     "triplet_ranking_loss",
+    "multi_similarity_loss",
     "whiten",
     "whiten_checkpoint",
 ]

@@ -62,7 +62,7 @@ from panoplace.models.checkpoint import place_model_from, read_checkpoint, save_
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.runner import CropDataset, resolve_device
 from panoplace.training.frozen import FrozenFeatures
-from panoplace.training.loss import triplet_ranking_loss
+from panoplace.training.loss import LOSSES, MultiSimilarityParams, multi_similarity_loss, triplet_ranking_loss
 from panoplace.training.mining import CACHE_KINDS, DescriptorCache, TripletMiner, Triplets, make_cache
 from panoplace.training.splits import PlaceSplit
 
@@ -85,6 +85,8 @@ class TrainConfig:
     lr_step, lr_gamma: the learning rate is multiplied by ``lr_gamma`` every ``lr_step`` epochs
         (0 = constant).
     margin: triplet margin (squared distances). pos_radius, neg_radius: metres.
+    loss: ``triplet`` (NetVLAD's ranking loss) or ``multi-similarity`` (with its pair mining;
+        ``ms_alpha``, ``ms_beta``, ``ms_base``, ``ms_epsilon``, see :mod:`panoplace.training.loss`).
     n_neg_sample: random negatives per query and mining round. n_neg: hard negatives per tuple.
     cache_refresh: queries between two refreshes of the mining cache.
     cache: ``auto``, ``memory`` or ``hdf5`` (the file lives in the output folder while training).
@@ -113,6 +115,11 @@ class TrainConfig:
     lr_step: int = 5
     lr_gamma: float = 0.5
     margin: float = 0.1
+    loss: str = "triplet"
+    ms_alpha: float = 1.0
+    ms_beta: float = 50.0
+    ms_base: float = 0.0
+    ms_epsilon: float = 0.1
     pos_radius: float = 10.0
     neg_radius: float = 25.0
     n_neg_sample: int = 1000
@@ -140,6 +147,9 @@ class TrainConfig:
             raise InputError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
         if self.frozen_cache not in FROZEN_CACHE:
             raise InputError(f"unknown frozen_cache {self.frozen_cache!r}; choose one of {list(FROZEN_CACHE)}")
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
+        self.ms_params()  # checks the multi-similarity parameters
         if self.cache not in CACHE_KINDS:
             raise InputError(f"unknown cache {self.cache!r}; choose one of {list(CACHE_KINDS)}")
         for name in ("epochs", "batch_size", "n_neg", "n_neg_sample", "cache_refresh", "batch_size_describe"):
@@ -154,6 +164,20 @@ class TrainConfig:
             raise InputError(f"recall_ns must be positive integers, got {self.recall_ns}")
         if self.queries_per_epoch is not None and self.queries_per_epoch < 1:
             raise InputError(f"queries_per_epoch must be >= 1, got {self.queries_per_epoch}")
+
+    def ms_params(self) -> MultiSimilarityParams:
+        """The multi-similarity loss parameters."""
+        return MultiSimilarityParams(self.ms_alpha, self.ms_beta, self.ms_base, self.ms_epsilon)
+
+    def tuple_loss(self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
+                   mask: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The configured loss of tuples (see :mod:`panoplace.training.loss`).
+
+        Shape: query, positive ``(B, D)``; negatives ``(B, M, D)``; mask ``(B, M)`` -> scalar.
+        """
+        if self.loss == "multi-similarity":
+            return multi_similarity_loss(query, positive, negatives, self.ms_params(), mask, reduction)
+        return triplet_ranking_loss(query, positive, negatives, self.margin, mask, reduction)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -648,7 +672,7 @@ class Trainer:
             desc = self._batch_descriptors(images)  # (U, D)
             rq, rp, rn = rq.to(self.device), rp.to(self.device), rn.to(self.device)
             mask = rn >= 0
-            loss = triplet_ranking_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], cfg.margin, mask)
+            loss = cfg.tuple_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], mask)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -680,7 +704,7 @@ class Trainer:
 
     @torch.no_grad()
     def tuple_loss(self, triplets: Triplets) -> float:
-        """Mean triplet ranking loss of fixed ``triplets`` under the current model (eval mode).
+        """Mean loss (the configured one) of fixed ``triplets`` under the current model (eval mode).
 
         The loss per tuple is summed over its negatives; the mean is over the tuples.
         """
@@ -691,8 +715,8 @@ class Trainer:
         for images, rq, rp, rn in self._batches(triplets):
             desc = self._batch_descriptors(images)
             rq, rp, rn = rq.to(self.device), rp.to(self.device), rn.to(self.device)
-            total += float(triplet_ranking_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], self.config.margin,
-                                                rn >= 0, reduction="sum"))
+            total += float(self.config.tuple_loss(desc[rq], desc[rp], desc[rn.clamp(min=0)], rn >= 0,
+                                                  reduction="sum"))
         return total / len(triplets)
 
     def train_epoch(self, epoch: int) -> EpochRecord:

@@ -3,9 +3,7 @@ interpolation, trainable blocks and the offline error line."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
-from typing import Dict
 
 import pytest
 import torch
@@ -14,24 +12,7 @@ import vpr_reference as ref
 from panoplace.errors import CheckpointError, InputError
 from panoplace.models.backbones import build_backbone
 from panoplace.models.vit import interpolate_pos_embed, vit_children
-
-
-def official_state_dict(name: str, seed: int = 0) -> Dict[str, torch.Tensor]:
-    """A random state dict with DINOv2's hub key names and shapes (LayerScale and norms far from
-    their initial values, so that every term of every block shows in the output)."""
-    g = torch.Generator().manual_seed(seed)
-    children, prefixes, dim = vit_children(name)
-    body_sd = torch.nn.Sequential(OrderedDict(children)).state_dict()
-    out: Dict[str, torch.Tensor] = {}
-    for src, dst in prefixes:
-        for k, v in body_sd.items():
-            if k.startswith(dst) and (dst.endswith(".") or k == dst):
-                scale = 0.5 if "gamma" in k else (0.02 if v.dim() > 1 else 0.1)
-                out[src + k[len(dst):]] = torch.randn(v.shape, generator=g) * scale
-    for k in list(out):
-        if "norm" in k and k.endswith("weight"):
-            out[k] += 1.0
-    return out
+from vpr_reference import official_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,13 @@ Used by the aggregator, backbone and importer tests."""
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
+
+from panoplace.models.vit import vit_children
 
 SD = Dict[str, torch.Tensor]
 
@@ -179,3 +182,21 @@ def dinov2(sd: SD, x: torch.Tensor, heads: int, n_blocks: int, final_norm: bool)
 def strip(sd: SD, prefix: str) -> SD:
     """The entries of ``sd`` under ``prefix``, with it removed."""
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def official_state_dict(name: str, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """A random state dict with DINOv2's hub key names and shapes (LayerScale and norms far from
+    their initial values, so that every term of every block shows in the output)."""
+    g = torch.Generator().manual_seed(seed)
+    children, prefixes, dim = vit_children(name)
+    body_sd = torch.nn.Sequential(OrderedDict(children)).state_dict()
+    out: Dict[str, torch.Tensor] = {}
+    for src, dst in prefixes:
+        for k, v in body_sd.items():
+            if k.startswith(dst) and (dst.endswith(".") or k == dst):
+                scale = 0.5 if "gamma" in k else (0.02 if v.dim() > 1 else 0.1)
+                out[src + k[len(dst):]] = torch.randn(v.shape, generator=g) * scale
+    for k in list(out):
+        if "norm" in k and k.endswith("weight"):
+            out[k] += 1.0
+    return out

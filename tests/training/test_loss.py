@@ -1,12 +1,14 @@
-"""Triplet ranking loss on hand-made descriptors."""
+"""Triplet ranking and multi-similarity losses on hand-made descriptors."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from panoplace.errors import InputError
-from panoplace.training.loss import triplet_ranking_loss
+from panoplace.training.loss import MultiSimilarityParams, multi_similarity_loss, triplet_ranking_loss
 
 
 def _unit(*xy: float) -> torch.Tensor:
@@ -65,3 +67,45 @@ def test_bad_shapes_and_options_raise() -> None:
         triplet_ranking_loss(q, q, torch.zeros(2, 3, 4), reduction="avg")
     with pytest.raises(InputError, match="mask"):
         triplet_ranking_loss(q, q, torch.zeros(2, 3, 4), mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+# ---- multi-similarity loss -------------------------------------------------------------------
+
+def _ms_loop(q, p, negs, mask, alpha, beta, base, eps):
+    """The multi-similarity loss and its mining written query by query, pair by pair."""
+    out = []
+    for i in range(q.shape[0]):
+        qi = q[i] / q[i].norm()
+        sp = float(qi @ (p[i] / p[i].norm()))
+        sn = [float(qi @ (negs[i, j] / negs[i, j].norm())) for j in range(negs.shape[1]) if mask[i, j]]
+        kept_n = [s for s in sn if s + eps > sp]
+        keep_p = bool(sn) and sp - eps < max(sn)
+        pos = math.log(1 + (math.exp(-alpha * (sp - base)) if keep_p else 0.0)) / alpha
+        neg = math.log(1 + sum(math.exp(beta * (s - base)) for s in kept_n)) / beta
+        out.append(pos + neg)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_multi_similarity_equals_the_pairwise_definition() -> None:
+    g = torch.Generator().manual_seed(3)
+    q, p = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    p[0] = q[0] + 0.01 * p[0]  # an easy query: its positive is kept out by the mining
+    negs = torch.randn(5, 6, 8, generator=g)
+    mask = torch.rand(5, 6, generator=g) > 0.3
+    for prm in (MultiSimilarityParams(), MultiSimilarityParams(alpha=2.0, beta=50.0, base=0.5, epsilon=0.1)):
+        got = multi_similarity_loss(q, p, negs, prm, mask, reduction="none")
+        want = _ms_loop(q.double(), p.double(), negs.double(), mask, prm.alpha, prm.beta, prm.base, prm.epsilon)
+        assert torch.allclose(got.double(), want, atol=1e-5)
+        assert torch.isclose(multi_similarity_loss(q, p, negs, prm, mask), got.mean())
+    assert float(multi_similarity_loss(q[:1], p[:1], negs[:1], mask=mask[:1], reduction="none")[0]) >= 0
+
+
+def test_multi_similarity_gradient_pulls_positive_and_pushes_hard_negative() -> None:
+    q = torch.tensor([[1.0, 0.0]])
+    p = torch.tensor([[0.6, 0.8]], requires_grad=True)
+    n = torch.tensor([[[0.8, 0.6]]], requires_grad=True)
+    multi_similarity_loss(q, p, n).backward()
+    assert p.grad is not None and n.grad is not None
+    assert p.grad[0, 0] < 0 and n.grad[0, 0, 0] > 0  # descent moves p towards q and n away from it
+    with pytest.raises(InputError, match="alpha > 0"):
+        MultiSimilarityParams(alpha=0)

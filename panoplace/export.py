@@ -1,0 +1,219 @@
+"""ONNX export of place models and an ONNX Runtime model for extraction (the ``[onnx]`` extra).
+
+:func:`export_onnx` writes one ``.onnx`` file: the whole descriptor computation for one panorama
+config -- uint8 crops ``(B, K, H, W, 3)`` in, descriptors ``(B, D)`` (``(B, K, D)`` per-crop)
+out: input normalisation, backbone, aggregator, crop fusion and whitening. The batch axis is
+dynamic; ``K``, ``H`` and ``W`` are those of the panorama config it was exported for. The file's
+metadata holds the pipeline config (JSON), the weights fingerprint and the quantisation, so
+:class:`OnnxPlaceModel` can stand in for the :class:`~panoplace.models.build.PlaceModel` in
+:func:`panoplace.extract.extract` and write stores that say what made them.
+
+``int8=True`` applies ONNX Runtime's dynamic quantisation (weights of the MatMul/Gemm and
+convolution layers to int8, activations quantised on the fly) to the exported graph. The int8
+model is another model: its descriptors carry the fingerprint ``<fingerprint>-int8`` and do not
+mix with the float model's. ``benchmarks/bench_onnx.py`` measures speed and agreement.
+
+The exporter is torch's TorchScript-based ``torch.onnx.export`` (``dynamo=False``; opset 17):
+one self-contained file and a few seconds per model. A model that cannot be exported (e.g. a
+whitening layer that was never fitted) is one :class:`~panoplace.errors.InputError` line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from panoplace.atomic import atomic_path
+from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
+from panoplace.errors import InputError
+from panoplace.models.build import PlaceModel, weights_fingerprint
+from panoplace.panorama.crops import crop_windows
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+OPSET = 17
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def require_onnx() -> Tuple[Any, Any]:
+    """``(onnx, onnxruntime)`` or one :class:`InputError` line naming the extra to install."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise InputError("ONNX export and the onnxruntime runtime need the [onnx] extra: "
+                         "pip install 'panoplace[onnx]'") from None
+    return onnx, onnxruntime
+
+
+def panorama_crops(panorama: PanoramaConfig) -> int:
+    """K, the crops per image of ``panorama`` (as :func:`panoplace.extract.count_crops`)."""
+    if panorama.window_deg is not None and panorama.stride_deg is not None:
+        return len(crop_windows(panorama.pano_width, window_deg=panorama.window_deg,
+                                stride_deg=panorama.stride_deg))
+    return panorama.n_crops
+
+
+class _UInt8Model(nn.Module):
+    """uint8 crops -> descriptors: :meth:`PlaceModel.preprocess` as graph operations, then the model.
+
+    Shape: ``(B, K, H, W, 3)`` uint8 -> ``(B, D)`` or ``(B, K, D)``.
+    """
+
+    def __init__(self, model: PlaceModel) -> None:
+        super().__init__()
+        self.model = model
+        std = torch.tensor(model.backbone.std, dtype=torch.float32).view(3, 1, 1)
+        mean = torch.tensor(model.backbone.mean, dtype=torch.float32).view(3, 1, 1)
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("shift", mean / std, persistent=False)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        x = crops.permute(0, 1, 4, 2, 3).to(torch.float32)
+        return self.model(x * self.scale - self.shift)
+
+
+def export_onnx(model: PlaceModel, out: PathLike, panorama: PanoramaConfig, int8: bool = False) -> Path:
+    """Write ``model`` for ``panorama``'s crops as an ONNX file (atomically).
+
+    Args:
+        model: the place model (put in eval mode here).
+        out: the ``.onnx`` file to write.
+        panorama: decides K and the crop size the graph takes.
+        int8: dynamic int8 quantisation of the weights (see the module docstring).
+
+    Returns:
+        the path written.
+
+    Raises:
+        InputError: the [onnx] extra is missing, or the model cannot be exported.
+    """
+    onnx, _ = require_onnx()
+    out = Path(out)
+    model = model.cpu().eval()
+    k = panorama_crops(panorama)
+    h, w = panorama.crop_size
+    dummy = torch.zeros(2, k, h, w, 3, dtype=torch.uint8)
+    wrapper = _UInt8Model(model).eval()
+    with torch.no_grad():
+        try:
+            expected = wrapper(dummy)
+        except Exception as err:  # noqa: BLE001 - a model that does not run cannot be exported
+            raise InputError(f"cannot export this model to ONNX: {_first_line(err)}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint = weights_fingerprint(model)
+    with atomic_path(out) as tmp:
+        fp32 = Path(str(tmp) + ".fp32.onnx") if int8 else Path(tmp)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapper, (dummy,), str(fp32), input_names=["crops"], output_names=["descriptors"],
+                                  dynamic_axes={"crops": {0: "batch"}, "descriptors": {0: "batch"}},
+                                  opset_version=OPSET, dynamo=False)
+        except Exception as err:  # noqa: BLE001 - the exporter's own errors, as one line
+            fp32.unlink(missing_ok=True)
+            raise InputError(f"cannot export this model to ONNX: {_first_line(err)}") from None
+        try:
+            if int8:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+                fingerprint += "-int8"
+            proto = onnx.load(str(tmp))
+            meta = {"panoplace_config": json.dumps(PipelineConfig(panorama, model.config).to_dict()),
+                    "panoplace_fingerprint": fingerprint,
+                    "panoplace_quantization": "int8-dynamic" if int8 else "none",
+                    "panoplace_output_shape": json.dumps(list(expected.shape[1:]))}
+            for key, value in meta.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.save(proto, str(tmp))
+        finally:
+            if int8:
+                fp32.unlink(missing_ok=True)
+    log.info("exported %s (%s) to %s", model.config.aggregator, "int8" if int8 else "fp32", out)
+    return out
+
+
+class OnnxPlaceModel:
+    """An exported place model run by ONNX Runtime on the CPU: a
+    :class:`~panoplace.runner.CropModel` (``config``, ``preprocess``, ``descriptor_dim``, call)
+    with its own ``fingerprint``, for :func:`panoplace.extract.extract` and the image runner.
+
+    Attributes:
+        config: the :class:`ModelConfig` of the exported model.
+        panorama: the :class:`PanoramaConfig` it was exported for.
+        fingerprint: the weights fingerprint (``-int8`` appended for a quantised file).
+
+    Shape:
+        - Input: ``(B, K, H, W, 3)`` uint8 crops (:meth:`preprocess` leaves them as they are:
+          the graph normalises).
+        - Output: ``(B, D)`` or ``(B, K, D)`` float32.
+    """
+
+    def __init__(self, path: PathLike, threads: Optional[int] = None) -> None:
+        _, ort = require_onnx()
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"ONNX model {path} does not exist")
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - a damaged or foreign file
+            raise InputError(f"cannot load ONNX model {path}: {_first_line(err)}") from None
+        meta: Dict[str, str] = self.session.get_modelmeta().custom_metadata_map
+        if "panoplace_config" not in meta:
+            raise InputError(f"{path} was not exported by `panoplace export` (no panoplace metadata)")
+        pipeline = PipelineConfig.from_dict(json.loads(meta["panoplace_config"]))
+        self.path = path
+        self.config: ModelConfig = pipeline.model
+        self.panorama: PanoramaConfig = pipeline.panorama
+        self.fingerprint: str = meta["panoplace_fingerprint"]
+        self.quantization: str = meta.get("panoplace_quantization", "none")
+        self.output_shape = tuple(json.loads(meta["panoplace_output_shape"]))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def preprocess(self, crops_uint8: torch.Tensor) -> torch.Tensor:
+        """The uint8 crops as they are (normalisation is in the graph).
+
+        Shape: ``(B, K, H, W, 3)`` uint8 -> the same.
+        """
+        if crops_uint8.dtype != torch.uint8 or crops_uint8.dim() != 5:
+            raise InputError(f"the ONNX model takes (B, K, H, W, 3) uint8 crops, got {tuple(crops_uint8.shape)} "
+                             f"{crops_uint8.dtype}")
+        return crops_uint8
+
+    def descriptor_dim(self, n_crops: int, whiten: bool = True) -> int:
+        """D of the exported graph (whatever ``n_crops``: the graph's K is fixed)."""
+        return int(self.output_shape[-1])
+
+    def check_panorama(self, panorama: PanoramaConfig) -> None:
+        """Raise :class:`InputError` when ``panorama`` gives crops the graph was not exported for."""
+        k, size = panorama_crops(panorama), tuple(panorama.crop_size)
+        want_k, want_size = panorama_crops(self.panorama), tuple(self.panorama.crop_size)
+        if (k, size) != (want_k, want_size):
+            raise InputError(f"{self.path} was exported for {want_k} crops of {want_size[0]}x{want_size[1]}, "
+                             f"not {k} of {size[0]}x{size[1]}: export it again for this panorama config")
+
+    def __call__(self, crops: torch.Tensor) -> torch.Tensor:
+        """Descriptors of uint8 crops. Shape: ``(B, K, H, W, 3)`` -> ``(B, D)`` / ``(B, K, D)``."""
+        x = np.ascontiguousarray(crops.cpu().numpy())
+        (out,) = self.session.run(None, {self.input_name: x})
+        return torch.from_numpy(out)
