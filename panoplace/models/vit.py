@@ -71,8 +71,8 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> 
     dtype = pos_embed.dtype
     cls_pos = pos_embed[:, :1].float()
     patch = pos_embed[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch, scale_factor=((grid_h + INTERPOLATE_OFFSET) / m, (grid_w + INTERPOLATE_OFFSET) / m),
-                          mode="bicubic", align_corners=False)
+    scale = (float(grid_h + INTERPOLATE_OFFSET) / m, float(grid_w + INTERPOLATE_OFFSET) / m)
+    patch = F.interpolate(patch, scale_factor=scale, mode="bicubic", align_corners=False)
     if patch.shape[-2:] != (grid_h, grid_w):
         raise InputError(f"position-embedding interpolation gave {tuple(patch.shape[-2:])}, "
                          f"expected {(grid_h, grid_w)}")
@@ -116,7 +116,8 @@ class TokenEmbed(nn.Module):
         self.mask_token.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
+        n = x.shape[0]
+        h, w = int(x.shape[2]), int(x.shape[3])  # plain ints: the grid is static in an ONNX export
         tokens = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(n, -1, -1), tokens], dim=1)
         return tokens + interpolate_pos_embed(self.pos_embed, h // PATCH_SIZE, w // PATCH_SIZE)
