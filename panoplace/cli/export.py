@@ -8,7 +8,7 @@ import logging
 from panoplace.cli.common import add_panorama_args, panorama_from_args
 from panoplace.errors import InputError
 from panoplace.export import export_onnx
-from panoplace.models.build import load_checkpoint
+from panoplace.models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,8 @@ Formats:
   ``conv1, bn1, relu, maxpool, layer1..layer4`` = ``encoder.0..7``). Whatever flags.json lacks
   is inferred from the keys and shapes: the architecture (resnet18/34/50, vgg16, alexnet), the
   cut (the last encoder index), K (``pool.centroids``) and vladv2 (a bias on ``pool.conv``).
+- ``published``: CosPlace, EigenPlaces, MixVPR, BoQ and SALAD checkpoints as their authors
+  publish them (:mod:`panoplace.models.importers`: every key mapped, nothing missing or left over).
 - Places365 (``*_places365.pth.tar``, ``module.`` prefixes): the scene classifier
   (:func:`load_places365_checkpoint`) and a unified model built on it (:func:`from_places365`).
 - A linear classifier (``weight``/``bias`` or ``fc.*``), e.g. the CAM attention's
@@ -69,6 +71,7 @@ from panoplace.config import ModelConfig, PanoramaConfig
 from panoplace.errors import CheckpointError, InputError, PanoplaceError
 from panoplace.models.backbones import PLACES365_BACKBONES, PLACES365_CLASSES, trunk_layout
 from panoplace.models.build import PlaceModel, build_model, weights_fingerprint
+from panoplace.models.importers import detect_published, load_published
 from panoplace.models.scene import SceneConfig, ScenePlaceModel, build_scene_model, from_places365_classifier
 from panoplace.models.torchfile import read_torch_file, state_dict_of
 
@@ -615,10 +618,23 @@ def load_linear_classifier(path: PathLike) -> nn.Linear:
 # The built-in formats (tried in this order)
 # --------------------------------------------------------------------------------------------
 
+def _is_published(ckpt: CheckpointFile) -> bool:
+    try:
+        return detect_published(ckpt.state_dict()) is not None
+    except PanoplaceError:
+        return False
+
+
+def _load_published(ckpt: CheckpointFile) -> Loaded:
+    return load_published(ckpt.state_dict(), ckpt.source)
+
+
 _BUILTIN_FORMATS: Tuple[CheckpointFormat, ...] = (
     CheckpointFormat(CHECKPOINT_FORMAT, _is_place, _load_place, "panoplace"),
     CheckpointFormat(SCENE_FORMAT, is_scene_checkpoint, _load_scene_place, "panoplace scene"),
     CheckpointFormat("pytorch-netvlad", _is_netvlad, _load_netvlad, "PAL seed or pytorch-NetVlad"),
+    CheckpointFormat("published", _is_published, _load_published,
+                     "CosPlace, EigenPlaces, MixVPR, BoQ or SALAD (models/importers.py)"),
 )
 _FORMATS: List[CheckpointFormat] = list(_BUILTIN_FORMATS)
 

@@ -31,8 +31,10 @@ without ``module.`` prefixes. Each importer also returns the crop size the metho
 (MixVPR / BoQ-ResNet 320x320, BoQ-DINOv2 / SALAD 322x322; CosPlace / EigenPlaces None: they
 run at any size) as the checkpoint's panorama config; options given on the command line win.
 
-Importers work on tensors already read (safely, ``weights_only=True``); :func:`detect_published`
-and :func:`load_published` are the entry points, :data:`PUBLISHED_FORMATS` the registry.
+Importers work on tensors already read (safely, ``weights_only=True``, by
+:mod:`panoplace.models.checkpoint`, which registers them as its ``published`` format, so every
+``--checkpoint`` option takes these files); :func:`detect_published` and :func:`load_published`
+are the entry points, :data:`PUBLISHED_FORMATS` the registry.
 """
 
 from __future__ import annotations
@@ -348,4 +350,5 @@ def load_published(sd: SD, source: str) -> Tuple[PlaceModel, Optional[PanoramaCo
              cfg.backbone, cfg.cut, cfg.aggregator, model.descriptor_dim(1))
     panorama = PanoramaConfig(crop_size=crop) if crop is not None else None
     return model.eval(), panorama
+
 

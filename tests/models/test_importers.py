@@ -295,3 +295,33 @@ def test_salad_output_equals_formula(tmp_path: Path, vits14: SD) -> None:
         want = ref.salad(dict(agg.state_dict()), fmap, token)
         got = model(XV.unsqueeze(1))
     assert torch.allclose(got.double(), want, atol=1e-4)
+
+
+def test_published_file_through_extract_and_export_cli(tmp_path: Path) -> None:
+    """`extract --checkpoint` and `export` take a published file as they take panoplace's."""
+    import cv2
+    import numpy as np
+
+    from panoplace.cli import main
+    from panoplace.store import load_descriptors
+
+    trunk = randomised(resnet_children_trunk("resnet18", "layer4"), 11)
+    agg = randomised(cosplace_aggregation(512, 16), 12)
+    path = tmp_path / "ResNet18_16_cosplace.pth"
+    _save({**prefixed("backbone.", trunk), **prefixed("aggregation.", agg)}, path)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(images / f"{i}.png"), (rng.random((64, 64, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "d.h5"
+    assert main(["extract", str(images), "--checkpoint", str(path), "--crop-size", "64", "64", "--out", str(out),
+                 "--workers", "0", "--no-progress"]) == 0
+    d = load_descriptors(out)
+    assert d.descriptors.shape == (3, 16) and d.config["model"]["aggregator"] == "gem_fc"
+    x = torch.from_numpy(np.stack([cv2.cvtColor(cv2.imread(str(images / f"{i}.png")), cv2.COLOR_BGR2RGB)
+                                   for i in range(3)])).permute(0, 3, 1, 2).float() / 255
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        want = ref.gem_fc(trunk((x - mean) / std), 3.0, agg[3].weight, agg[3].bias)
+    assert np.allclose(d.descriptors, want.numpy(), atol=1e-4)
