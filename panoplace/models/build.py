@@ -246,7 +246,9 @@ def build_model(cfg: ModelConfig) -> PlaceModel:
     backbone = build_backbone(cfg.backbone, cut=cfg.cut, n_trainable=cfg.n_trainable, weights=cfg.weights)
     aggregator = make_aggregator(cfg, backbone.out_channels)
     attention = build_attention(cfg.attention, backbone.out_channels, cfg.attention_remain)
-    resolved = dataclasses.replace(cfg, cut=backbone.cut)
+    params = parse_params(cfg.aggregator, cfg.aggregator_params)  # typed values ("4" from the CLI -> 4)
+    typed = {k: getattr(params, k) for k in cfg.aggregator_params} if params is not None else {}
+    resolved = dataclasses.replace(cfg, cut=backbone.cut, aggregator_params=typed)
     return PlaceModel(resolved, backbone, aggregator, attention).eval()
 
 
