@@ -181,7 +181,7 @@ def test_cluster_and_extract_with_a_new_aggregator_cli(image_dir, tmp_path, caps
     ckpt, out = tmp_path / "salad.pt", tmp_path / "db.h5"
     common = ["--projection", "equirect", "--crops", "4", "--crop-size", "64", "64"]
     code, err = _cli(capsys, "cluster", str(image_dir), "--out", str(ckpt), "--backbone", "resnet18",
-                     "--weights", "none", "--aggregator", "salad", "--agg-param", "num_clusters=4",
+                     "--weights", "none", "--aggregator", "salad", "--agg-param", "num_clusters=2",
                      "--agg-param", "cluster_dim=8", "--agg-param", "token_dim=4", "--workers", "0",
                      "--no-progress", *common)
     assert code == 0, err
@@ -189,8 +189,8 @@ def test_cluster_and_extract_with_a_new_aggregator_cli(image_dir, tmp_path, caps
                      "--workers", "0", "--no-progress")
     assert code == 0, err
     d = load_descriptors(out)
-    assert d.descriptors.shape == (10, 4 + 8 * 4) and d.config["model"]["aggregator"] == "salad"
-    assert d.config["model"]["aggregator_params"] == {"num_clusters": 4, "cluster_dim": 8, "token_dim": 4}
+    assert d.descriptors.shape == (10, 4 + 8 * 2) and d.config["model"]["aggregator"] == "salad"
+    assert d.config["model"]["aggregator_params"] == {"num_clusters": 2, "cluster_dim": 8, "token_dim": 4}
     code, err = _cli(capsys, "extract", str(image_dir), "--out", str(tmp_path / "x.h5"), "--aggregator", "gem",
                      "--agg-param", "fc_dim=8", *common)
     assert code == 2 and _one_error_line(err) and "takes no aggregator parameters" in err
