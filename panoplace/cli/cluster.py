@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from panoplace.cli.common import add_model_args, add_panorama_args, pipeline_from_args
+from panoplace.cli.common import add_model_args, add_panorama_args, add_preset_arg, model_overrides, panorama_overrides
+from panoplace.steps import cluster
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
     p.add_argument("--out", "-o", required=True, help="checkpoint to write (.pt)")
     add_model_args(p, checkpoint=False)
+    add_preset_arg(p)
     add_panorama_args(p)
-    p.add_argument("--vladv2", action="store_true", help="NetVLAD v2 initialisation (with bias)")
+    p.add_argument("--vladv2", action="store_true", default=None, help="NetVLAD v2 initialisation (with bias)")
     p.add_argument("--images", type=int, default=500, help="images to sample (default 500)")
     p.add_argument("--per-image", type=int, default=100, help="local features per image (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -34,13 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.cluster import cluster_images
-    from panoplace.extract import list_images
-
-    pipeline = pipeline_from_args(args)
-    pipeline.model.vladv2 = args.vladv2
-    root, paths = list_images(args.source)
-    cluster_images(root, paths, pipeline, out=args.out, n_images=args.images, per_image=args.per_image,
-                   seed=args.seed, batch_size=args.batch_size, num_workers=args.workers,
-                   device=args.device, progress=not args.no_progress)
+    model = model_overrides(args)
+    if args.vladv2:
+        model["vladv2"] = True
+    cluster(args.source, args.out, preset=args.preset, panorama_overrides=panorama_overrides(args),
+            model_overrides=model, n_images=args.images, per_image=args.per_image, seed=args.seed,
+            batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+            progress=not args.no_progress)
     return 0

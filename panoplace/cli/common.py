@@ -1,4 +1,10 @@
-"""Argument groups shared by several verbs (model and panorama options)."""
+"""Argument groups shared by several verbs (model, panorama and preset options) and their
+translation into the arguments of :mod:`panoplace.steps`.
+
+Model options default to None so that the ones given can be told apart: they override the
+fields of ``--preset`` (or of the library defaults), as the panorama options override the
+checkpoint's or the preset's panorama config.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ from typing import Any, Dict, Optional, Tuple
 
 from panoplace.config import AGGREGATORS, FUSIONS, PROJECTIONS, ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
+from panoplace.models.build import PlaceModel
 from panoplace.panorama.annular import load_geometry
 from panoplace.panorama.dualfisheye import load_calibration
+from panoplace.presets import PRESETS
+from panoplace.steps.resolve import pipeline_config, place_model, with_overrides
 
 
 def add_panorama_args(p: argparse.ArgumentParser) -> None:
@@ -17,7 +26,7 @@ def add_panorama_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--projection", choices=PROJECTIONS, default=None,
                    help="plain image, equirectangular band, panoramic annular image, dual-fisheye "
                         "frame (two fisheyes side by side) or horizontal-cross cubemap "
-                        "(default: from the checkpoint, else plain)")
+                        "(default: from the checkpoint or preset, else plain)")
     g.add_argument("--calibration", metavar="JSON", default=None,
                    help="annular: annulus geometry file (from `panoplace unwrap --save-calibration`; "
                         "without one the annulus is auto-calibrated); dual-fisheye: lens calibration "
@@ -32,6 +41,14 @@ def add_panorama_args(p: argparse.ArgumentParser) -> None:
                    help="elevation band kept from an equirectangular panorama, degrees")
 
 
+def add_preset_arg(p: "argparse._ActionsContainer", what: str = "the model built") -> None:
+    """``--preset NAME`` (exact names of :data:`panoplace.presets.PRESETS`)."""
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help=f"named panorama + model configuration for {what}; model and panorama options "
+                        "given override its fields (" + "; ".join(f"{n}: {v.description}" for n, v in PRESETS.items())
+                        + ")")
+
+
 def add_model_args(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
     """Options that decide the model (ignored parts are taken from --checkpoint)."""
     g = p.add_argument_group("model")
@@ -40,31 +57,46 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
                        help="model checkpoint (panoplace, seed or pytorch-NetVlad format); "
                             "its config is used as is")
     d = ModelConfig()
-    g.add_argument("--backbone", default=d.backbone, help=f"backbone name (default {d.backbone})")
-    g.add_argument("--weights", default=d.weights,
-                   help="imagenet (offline for efficientnet_lite0), none, or a weights file")
+    g.add_argument("--backbone", default=None, help=f"backbone name (default {d.backbone})")
+    g.add_argument("--weights", default=None,
+                   help="imagenet (offline for efficientnet_lite0), none, or a weights file (default imagenet)")
     g.add_argument("--cut", default=None, help="layer the local features come from (backbone-specific)")
-    g.add_argument("--aggregator", choices=AGGREGATORS, default=d.aggregator,
+    g.add_argument("--aggregator", choices=AGGREGATORS, default=None,
                    help=f"pooling of local features (default {d.aggregator})")
-    g.add_argument("--num-clusters", type=int, default=d.num_clusters,
+    g.add_argument("--num-clusters", type=int, default=None,
                    help=f"NetVLAD clusters (default {d.num_clusters})")
-    g.add_argument("--fusion", choices=FUSIONS, default=d.fusion,
+    g.add_argument("--fusion", choices=FUSIONS, default=None,
                    help="how crop descriptors become one panoramic descriptor (default add)")
     g.add_argument("--agg-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a size of gem_fc/mixvpr/boq/salad, e.g. fc_dim=2048 or num_clusters=32 "
                         "(repeat; missing ones take the published defaults)")
 
 
-def panorama_from_args(args: argparse.Namespace, base: Optional[PanoramaConfig] = None) -> PanoramaConfig:
-    """PanoramaConfig from ``base`` (e.g. the checkpoint's) with the options given on the line."""
-    d = (base or PanoramaConfig()).to_dict()
+def _calibration(path: str, projection: Optional[str]) -> Dict[str, Any]:
+    """The calibration field of ``--calibration``: a dual-fisheye lens calibration with
+    ``--projection dual-fisheye``, an annulus geometry with another projection; without
+    ``--projection`` (the checkpoint's or preset's applies) whichever of the two the file holds."""
+    if projection == "dual-fisheye":
+        return {"fisheye": load_calibration(path).to_dict()}
+    try:
+        return {"annulus": load_geometry(path).to_dict()}
+    except InputError:
+        if projection is not None:
+            raise
+        try:
+            return {"fisheye": load_calibration(path).to_dict()}
+        except InputError:
+            pass
+        raise
+
+
+def panorama_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The panorama config fields given by the panorama options."""
+    d: Dict[str, Any] = {}
     if args.projection is not None:
         d["projection"] = args.projection
     if args.calibration:
-        if d["projection"] == "dual-fisheye":
-            d["fisheye"] = load_calibration(args.calibration).to_dict()
-        else:
-            d["annulus"] = load_geometry(args.calibration).to_dict()
+        d.update(_calibration(args.calibration, args.projection))
     if args.crops is not None:
         d["n_crops"] = args.crops
     if args.window_deg is not None or args.stride_deg is not None:
@@ -73,35 +105,50 @@ def panorama_from_args(args: argparse.Namespace, base: Optional[PanoramaConfig] 
         d["crop_size"] = list(args.crop_size)
     if args.elevation is not None:
         d["elevation"] = list(args.elevation)
-    return PanoramaConfig.from_dict(d)
+    return d
 
 
-def model_from_args(args: argparse.Namespace) -> ModelConfig:
-    """ModelConfig from the model options."""
-    cut = args.cut
-    if cut is not None and str(cut).lstrip("-").isdigit():
-        cut = int(cut)
+def model_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The model config fields given by the model options (``--cut 3`` becomes the int 3)."""
+    d: Dict[str, Any] = {}
+    for dest, name in (("backbone", "backbone"), ("weights", "weights"), ("aggregator", "aggregator"),
+                       ("num_clusters", "num_clusters"), ("fusion", "fusion")):
+        if getattr(args, dest, None) is not None:
+            d[name] = getattr(args, dest)
+    cut = getattr(args, "cut", None)
+    if cut is not None:
+        d["cut"] = int(cut) if str(cut).lstrip("-").isdigit() else cut
     params: Dict[str, str] = {}
     for item in getattr(args, "agg_param", None) or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"--agg-param takes KEY=VALUE, got {item!r}")
         params[key.strip()] = value.strip()
-    return ModelConfig(backbone=args.backbone, weights=args.weights, cut=cut if cut is not None else ModelConfig().cut,
-                       aggregator=args.aggregator, num_clusters=args.num_clusters, fusion=args.fusion,
-                       aggregator_params=params)
+    if params:
+        d["aggregator_params"] = params
+    return d
+
+
+def panorama_from_args(args: argparse.Namespace, base: Optional[PanoramaConfig] = None) -> PanoramaConfig:
+    """PanoramaConfig from ``base`` (e.g. the checkpoint's) with the options given on the line."""
+    return with_overrides(PipelineConfig(panorama=base or PanoramaConfig()), panorama_overrides(args)).panorama
+
+
+def model_from_args(args: argparse.Namespace) -> ModelConfig:
+    """ModelConfig from ``--preset`` (when the verb has it) and the model options."""
+    return pipeline_from_args(args).model
 
 
 def pipeline_from_args(args: argparse.Namespace) -> PipelineConfig:
-    return PipelineConfig(panorama=panorama_from_args(args), model=model_from_args(args))
+    """The config of a model to build: ``--preset`` (or the defaults) with the options given."""
+    return pipeline_config(getattr(args, "preset", None), panorama_overrides=panorama_overrides(args),
+                           model_overrides=model_overrides(args))
 
 
-def model_and_panorama_from_args(args: argparse.Namespace) -> Tuple[Any, PanoramaConfig]:
+def model_and_panorama_from_args(args: argparse.Namespace) -> Tuple[PlaceModel, PanoramaConfig]:
     """The place model and panorama config of the options: ``--checkpoint`` (its panorama config,
-    overridden by the panorama options given) or else the model options (``extract.load_model``)."""
-    from panoplace.extract import load_model
-
-    if args.checkpoint:
-        model, ckpt_panorama = load_model(args.checkpoint)
-        return model, panorama_from_args(args, ckpt_panorama)
-    return load_model(None, pipeline_from_args(args))
+    overridden by the panorama options given), else ``--preset`` and the model options
+    (:func:`panoplace.steps.resolve.place_model`)."""
+    return place_model(getattr(args, "checkpoint", None), preset=getattr(args, "preset", None),
+                       panorama_overrides=panorama_overrides(args),
+                       model_overrides=model_overrides(args))

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-from typing import Tuple
 
-import numpy as np
-
-log = logging.getLogger(__name__)
+from panoplace.evaluation.metrics import DEFAULT_NS, DEFAULT_RADII
+from panoplace.matching.sequence import MATCHERS, MODES
+from panoplace.steps import evaluate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from panoplace.evaluation.metrics import DEFAULT_NS, DEFAULT_RADII
-    from panoplace.matching.sequence import MATCHERS, MODES
-
     p = sub.add_parser(
         "evaluate",
         help="measure place recognition (Recall@N, PR-AUC, ...) of descriptor stores against ground truth",
@@ -59,63 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _align(store, imageset, what: str) -> Tuple[np.ndarray, list]:
-    """Descriptors of ``store`` in the order of ``imageset`` (every image must be in the store)."""
-    from panoplace.errors import DatasetError
-
-    rows = imageset.rows_for(store.ids)
-    n = len(imageset)
-    if len(rows) != n or len(np.unique(rows)) != n:
-        have = np.zeros(n, dtype=bool)
-        have[rows] = True
-        if have.all():
-            raise DatasetError(f"the {what} store lists some of the dataset's {n} images more than once")
-        first = imageset.paths[int(np.flatnonzero(~have)[0])]
-        raise DatasetError(f"the {what} store has {len(store)} descriptors but the dataset has {n} {what} "
-                           f"images ({int((~have).sum())} missing, first: {first})")
-    order = np.argsort(rows, kind="stable")
-    return store.descriptors[order], [store.ids[i] for i in order]
-
-
 def run(args: argparse.Namespace) -> int:
-    from panoplace.data import GroundTruth, load_dataset
-    from panoplace.errors import DatasetError, InputError
-    from panoplace.evaluation.pipeline import evaluate_descriptors
-    from panoplace.store import check_compatible, load_descriptors
-
-    if args.ds < 1:
-        raise InputError(f"--ds must be >= 1, got {args.ds}")
-    query = load_descriptors(args.query)
-    database = load_descriptors(args.database)
-    check_compatible(query, database)
-    dataset = load_dataset(args.dataset)
-    if dataset.queries is None or dataset.ground_truth is None:
-        raise DatasetError(f"dataset {args.dataset} has no queries and ground truth; give a spec with both "
-                           f"(e.g. DB.csv,QUERIES.csv or aligned:DB_DIR,QUERY_DIR)")
-    gt = dataset.ground_truth
-    if args.radius is not None:
-        if args.radius <= 0:
-            raise InputError(f"--radius must be > 0 metres, got {args.radius}")
-        if not (dataset.database.has_positions and dataset.queries.has_positions):
-            raise DatasetError("--radius needs positions for both database and query images")
-        gt = GroundTruth.from_positions(dataset.database.xy, dataset.queries.xy, args.radius, valid=gt.valid)
-    q_desc, q_ids = _align(query, dataset.queries, "query")
-    d_desc, d_ids = _align(database, dataset.database, "database")
-    result = evaluate_descriptors(
-        q_desc, d_desc, gt, args.matcher, ds=args.ds, mode=args.mode, vmin=args.vmin, vmax=args.vmax,
-        query_ids=q_ids, db_ids=d_ids, query_xy=dataset.queries.xy, db_xy=dataset.database.xy,
-        ns=args.recall_n, radii=args.within, fp_threshold=args.fp_threshold)
+    result = evaluate(args.query, args.database, args.dataset, matcher=args.matcher, ds=args.ds, mode=args.mode,
+                      vmin=args.vmin, vmax=args.vmax, radius=args.radius, within=args.within,
+                      fp_threshold=args.fp_threshold, recall_n=args.recall_n, report=args.report, csv=args.csv,
+                      json=args.json)
     print(result.summary())
-    if args.json:
-        log.info("metrics → %s", result.write_json(args.json))
-    if args.csv:
-        log.info("per-query rows → %s", result.write_csv(args.csv))
-    if args.report:
-        from panoplace.evaluation.report import write_report
-
-        page = write_report(args.report, result, query_xy=dataset.queries.xy, db_xy=dataset.database.xy,
-                            query_paths=[str(p) for p in dataset.queries.abs_paths()],
-                            db_paths=[str(p) for p in dataset.database.abs_paths()],
-                            title=f"panoplace evaluate: {args.matcher} on {args.dataset}")
-        log.info("report → %s", page)
     return 0

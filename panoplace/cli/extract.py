@@ -7,9 +7,19 @@ import logging
 
 from typing import Any
 
-from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args, panorama_from_args
+from panoplace.cli.common import (
+    add_model_args,
+    add_panorama_args,
+    add_preset_arg,
+    model_and_panorama_from_args,
+    model_overrides,
+    panorama_from_args,
+    panorama_overrides,
+)
 from panoplace.errors import InputError
 from panoplace.export import OnnxPlaceModel
+from panoplace.runner import list_images
+from panoplace.steps import extract
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True,
                    help="descriptor store to write (.h5; a folder of shards with --engine ray)")
     add_model_args(p)
+    add_preset_arg(p, "a model built without --checkpoint (GeM/avg/max; NetVLAD needs `panoplace cluster`)")
     add_panorama_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     p.add_argument("--workers", type=int, default=None,
@@ -52,22 +63,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.extract import extract, list_images
-
-    root, paths = list_images(args.source)
-    model: Any
     if args.runtime == "onnxruntime":
         if not args.checkpoint:
             raise InputError("--runtime onnxruntime runs an exported model: pass its .onnx file as --checkpoint")
         if args.engine == "ray":
             raise InputError("--runtime onnxruntime runs in this process: leave out --engine ray")
-        model = OnnxPlaceModel(args.checkpoint)
-        panorama = panorama_from_args(args, model.panorama)
-    else:
-        model, panorama = model_and_panorama_from_args(args)
+        onnx: Any = OnnxPlaceModel(args.checkpoint)
+        onnx_result = extract(args.source, args.out, model=onnx, panorama=panorama_from_args(args, onnx.panorama),
+                              batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+                              on_error=args.on_error, progress=not args.no_progress)
+        log.info("%d images → %s (onnxruntime)", len(onnx_result.descriptors), args.out)
+        return 0
     if args.engine == "ray":
-        from panoplace.ray_engine import extract_ray
+        from panoplace.ray_engine import extract_ray  # optional extra (ray)
 
+        root, paths = list_images(args.source)
+        model, panorama = model_and_panorama_from_args(args)
         res = extract_ray(root, paths, model, panorama, args.out, shard_size=args.shard_size,
                           batch_size=args.batch_size, actors=args.actors, device=args.device,
                           on_error=args.on_error, address=args.address, progress=not args.no_progress)
@@ -78,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.address or args.actors is not None:
         raise InputError("--address and --actors are for --engine ray")
-    result = extract(root, paths, model, panorama, out=args.out, batch_size=args.batch_size,
-                     num_workers=args.workers, device=args.device, on_error=args.on_error,
-                     progress=not args.no_progress)
+    result = extract(args.source, args.out, checkpoint=args.checkpoint, preset=args.preset,
+                     panorama_overrides=panorama_overrides(args), model_overrides=model_overrides(args),
+                     batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+                     on_error=args.on_error, progress=not args.no_progress)
     n = len(result.descriptors)
     log.info("%d images → %s (%.1f images/s)", n, args.out, n / max(result.seconds, 1e-9))
     if result.skipped:

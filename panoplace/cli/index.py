@@ -6,7 +6,9 @@ import argparse
 import logging
 
 from panoplace.errors import InputError
-from panoplace.index import INDEX_KINDS, IndexParams
+from panoplace.index import INDEX_KINDS, IndexParams, save_index
+from panoplace.steps import index
+from panoplace.store import is_sharded_store
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.index import build_index, save_index
-    from panoplace.store import load_descriptors
-
     if args.engine == "ray":
-        from panoplace.ray_engine import build_index_ray
-        from panoplace.store import is_sharded_store
+        from panoplace.ray_engine import build_index_ray  # optional extra (ray)
 
         if not is_sharded_store(args.database):
             raise InputError(f"--engine ray indexes a sharded store folder (from `extract --engine ray`); "
                              f"{args.database} is not one")
-        index = build_index_ray(args.database, IndexParams(kind=args.kind, nlist=args.nlist, m=args.m,
+        built = build_index_ray(args.database, IndexParams(kind=args.kind, nlist=args.nlist, m=args.m,
                                                            nbits=args.nbits, nprobe=args.nprobe, pca=args.pca),
                                 address=args.address)
-        save_index(index, args.out)
-        log.info("indexed %d descriptors (%s, Ray) → %s", len(index), args.kind, args.out)
+        save_index(built, args.out)
+        log.info("indexed %d descriptors (%s, Ray) → %s", len(built), args.kind, args.out)
         return 0
-    ds = load_descriptors(args.database)
-    index = build_index(ds, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe,
-                        pca=args.pca)
-    save_index(index, args.out)
-    shape = "x".join(str(s) for s in ds.descriptors.shape[1:])
-    log.info("indexed %d descriptors (%s, %s) → %s", len(index), shape, args.kind, args.out)
+    index(args.database, args.out, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits,
+          nprobe=args.nprobe, pca=args.pca)
     return 0

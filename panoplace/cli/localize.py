@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
 
-import numpy as np
-
-if TYPE_CHECKING:
-    from panoplace.matching.scene_rerank import SceneEvidence
-
-log = logging.getLogger(__name__)
-
-STORE_SUFFIXES = (".h5", ".hdf5")
+from panoplace.steps import localize
+from panoplace.steps.localization import SCENE_MODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="scene CSV of the database images (the images the index was built from)")
     sc.add_argument("--scene-weight", type=float, default=0.1,
                     help="similarity added per unit of scene agreement (default 0.1)")
-    sc.add_argument("--scene-mode", choices=("rerank", "filter"), default="rerank",
+    sc.add_argument("--scene-mode", choices=SCENE_MODES, default="rerank",
                     help="rerank: add weight x Bhattacharyya agreement to the score (the CSV's score is "
                          "then the sum); filter: drop candidates whose top-1 scene differs (a query none "
                          "of whose candidates agrees keeps its list)")
@@ -77,70 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.errors import InputError
-    from panoplace.index import load_index
-    from panoplace.matching.retrieval import (
-        prediction_rows,
-        query_descriptors_from_images,
-        retrieve,
-        retrieve_sequence,
-        write_predictions,
-    )
-    from panoplace.store import load_descriptors
-
-    index = load_index(args.index)
-    if args.nprobe is not None:
-        index.set_nprobe(args.nprobe)
-    source = Path(args.image or args.query)
-    if source.suffix.lower() in STORE_SUFFIXES:
-        queries = load_descriptors(source)
-    else:
-        if not source.exists():
-            raise InputError(f"no such query file or folder: {source}")
-        queries = query_descriptors_from_images(source, index, args.checkpoint, args.batch_size,
-                                                args.device, progress=not args.quiet)
-    index.check_query(queries)
-    scene = _scene_evidence(args, queries.ids, index.ids)
-    database = rows = xy = None
-    if args.database_set:
-        from panoplace.data import load_dataset
-
-        database = load_dataset(args.database_set).database
-        rows = database.rows_for(index.ids)
-        xy = database.xy[rows] if database.xy is not None else None
-    if args.sequence:
-        result = retrieve_sequence(index, queries, args.k, method=args.sequence, ds=args.ds, mode=args.mode)
-    else:
-        result = retrieve(index, queries, args.k, database_xy=xy, place_radius=args.place_radius,
-                          rotation=not args.no_rotation, scene=scene)
-    table = prediction_rows(queries.ids, result, index.ids, database, rows)
-    write_predictions(table, args.out if args.out else sys.stdout)
-    how = f"sequence matching ({args.sequence})" if args.sequence else "retrieval"
-    if scene is not None:
-        how += f" with scene {args.scene_mode} (weight {args.scene_weight:g})"
-    log.info("localised %d queries against %d database images by %s; median confidence %.3f%s",
-             len(queries), len(index), how, float(np.median(result.confidence)),
-             f"; wrote {args.out}" if args.out else "")
+    localize(args.index, args.image or args.query, args.out if args.out else sys.stdout, k=args.k,
+             database_set=args.database_set, place_radius=args.place_radius, nprobe=args.nprobe,
+             rotation=not args.no_rotation, scenes=args.scenes, database_scenes=args.database_scenes,
+             scene_weight=args.scene_weight, scene_mode=args.scene_mode, sequence=args.sequence, ds=args.ds,
+             mode=args.mode, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
+             progress=not args.quiet)
     return 0
-
-
-def _scene_evidence(args: argparse.Namespace, query_ids: Sequence[str],
-                    database_ids: Sequence[str]) -> Optional["SceneEvidence"]:
-    """The :class:`SceneEvidence` of ``--scenes``/``--database-scenes``, or None without them."""
-    from panoplace.errors import InputError
-
-    if args.scenes is None and args.database_scenes is None:
-        return None
-    if args.scenes is None or args.database_scenes is None:
-        raise InputError("scene re-ranking needs both --scenes (queries) and --database-scenes (database)")
-    if args.sequence:
-        raise InputError("scene re-ranking works on frame-by-frame retrieval; leave out --sequence")
-    if not np.isfinite(args.scene_weight) or args.scene_weight < 0:
-        raise InputError(f"--scene-weight must be a number >= 0, got {args.scene_weight}")
-    from panoplace.matching.scene_rerank import SceneEvidence
-    from panoplace.scene.predict import scene_probs_from_csv
-
-    db_probs, categories = scene_probs_from_csv(args.database_scenes, list(database_ids))
-    q_probs, _ = scene_probs_from_csv(args.scenes, list(query_ids), categories)
-    kind = "top1" if args.scene_mode == "filter" else "bhattacharyya"
-    return SceneEvidence(q_probs, db_probs, weight=args.scene_weight, kind=kind, mode=args.scene_mode)

@@ -13,7 +13,10 @@ import argparse
 import logging
 from collections import Counter
 
-from panoplace.cli.common import add_panorama_args, panorama_from_args
+from panoplace.cli.common import add_panorama_args, add_preset_arg, panorama_overrides
+from panoplace.config import ModelConfig
+from panoplace.scene import describe_categories
+from panoplace.steps import scene_predict, scene_train
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +108,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--places365", metavar="FILE", default=None, help="official Places365 checkpoint as the base")
     g.add_argument("--arch", default=None, choices=("resnet18_places365", "wideresnet18_places365", "resnet50_places365"),
                    help="Places365 architecture when the file name does not say it")
-    g.add_argument("--backbone", default="efficientnet_lite0",
-                   help="backbone without --checkpoint/--places365 (default efficientnet_lite0)")
-    g.add_argument("--weights", default="imagenet", help="its weights: imagenet (offline for efficientnet_lite0), "
-                                                         "none, or a file")
+    g.add_argument("--backbone", default=None,
+                   help=f"backbone without --checkpoint/--places365 (default: the preset's, else {ModelConfig().backbone})")
+    g.add_argument("--weights", default=None, help="its weights: imagenet (offline for efficientnet_lite0), "
+                                                   "none, or a file (default: the preset's, else imagenet)")
     g.add_argument("--split", default=None, help="trunk layer where the shared base ends (default: the place cut)")
     g.add_argument("--scene-cut", default=None, help="trunk layer the scene head pools (default: the whole trunk)")
+    add_preset_arg(g, "a new base without --checkpoint/--places365 (its backbone, weights and panorama)")
     g = tr.add_argument_group("training")
     g.add_argument("--hidden", type=int, default=0, help="hidden units of an MLP head (default 0 = linear)")
     g.add_argument("--dropout", type=float, default=0.0, help="dropout on the head's input (default 0)")
@@ -124,17 +128,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from panoplace.extract import list_images
-    from panoplace.scene import describe_categories, predict_images
-    from panoplace.scene.loading import load_scene_model
-
-    root, paths = list_images(args.source)
-    model, saved_panorama = load_scene_model(args.checkpoint, args.places365, args.categories, args.arch,
-                                             args.place_checkpoint, args.aggregator, args.split)
-    panorama = panorama_from_args(args, saved_panorama)
-    res = predict_images(root, paths, model, panorama, csv_out=args.csv, store_out=args.out, top=args.top,
-                         batch_size=args.batch_size, num_workers=args.workers, device=args.device,
-                         on_error=args.on_error, progress=not args.no_progress)
+    res = scene_predict(args.source, args.csv, args.out, checkpoint=args.checkpoint, places365=args.places365,
+                        categories=args.categories, arch=args.arch, place_checkpoint=args.place_checkpoint,
+                        aggregator=args.aggregator, split=args.split, panorama_overrides=panorama_overrides(args),
+                        top=args.top, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+                        on_error=args.on_error, progress=not args.no_progress)
     counts = Counter(res.predicted()).most_common(5)
     print(f"categories: {describe_categories(res.category_set, len(res.categories))}")
     print(f"{len(res.ids)} images ({len(res.ids) / max(res.seconds, 1e-9):.1f} images/s) -> {args.csv}"
@@ -148,16 +146,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from panoplace.scene import describe_categories, train_scene
-    from panoplace.scene.loading import base_model_for_training
-
-    model, saved_panorama = base_model_for_training(args.checkpoint, args.places365, args.arch, args.backbone,
-                                                    args.weights, args.split, args.scene_cut)
-    panorama = panorama_from_args(args, saved_panorama)
-    res = train_scene(args.data, model, panorama, args.out, val_source=args.val, val_fraction=args.val_fraction,
-                      category_set=args.category_set, hidden=args.hidden, dropout=args.dropout, epochs=args.epochs,
-                      lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, confusion_png=args.confusion,
-                      log_csv=args.log, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+    res = scene_train(args.data, args.out, val=args.val, val_fraction=args.val_fraction,
+                      category_set=args.category_set, checkpoint=args.checkpoint, places365=args.places365,
+                      arch=args.arch, preset=args.preset, backbone=args.backbone, weights=args.weights,
+                      split=args.split, scene_cut=args.scene_cut, panorama_overrides=panorama_overrides(args),
+                      hidden=args.hidden, dropout=args.dropout, epochs=args.epochs, lr=args.lr,
+                      weight_decay=args.weight_decay, seed=args.seed, confusion=args.confusion, log=args.log,
+                      batch_size=args.batch_size, num_workers=args.workers, device=args.device,
                       progress=not args.no_progress)
     print(f"categories: {describe_categories(res.category_set, len(res.categories))}")
     print(f"{res.n_train} training / {res.n_val} validation images; best epoch {res.fit.best_epoch}"

@@ -6,7 +6,11 @@ import argparse
 import logging
 from typing import Any, Dict
 
-from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args
+from panoplace.cli.common import add_model_args, add_panorama_args, add_preset_arg, model_overrides, panorama_overrides
+from panoplace.steps import train
+from panoplace.training.loss import LOSSES
+from panoplace.training.mining import CACHE_KINDS
+from panoplace.training.trainer import OPTIMIZERS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +27,6 @@ _CONFIG_OPTIONS = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from panoplace.training.trainer import OPTIMIZERS, TrainConfig
-    from panoplace.training.loss import LOSSES
-    from panoplace.training.mining import CACHE_KINDS
-
     d = TrainConfig()
     p = sub.add_parser(
         "train",
@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue from OUT/latest.pt (model, panorama, optimizer, schedule, hard negatives); "
                         "training options given now override the saved ones")
     add_model_args(p)
+    add_preset_arg(p, "a model built without --checkpoint (GeM/avg/max; NetVLAD starts from `panoplace cluster`)")
     add_panorama_args(p)
 
     t = p.add_argument_group("training")
@@ -124,34 +125,12 @@ def _given_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoplace.errors import InputError
-    from panoplace.models.checkpoint import load_linear_classifier
-    from panoplace.training import TrainConfig, Trainer, load_split, split_by_area
-    from panoplace.training.trainer import prepare_model
-
-    train_split = load_split(args.train_db, args.train_queries)
-    if args.val_area is not None:
-        if args.val_db or args.val_queries:
-            raise InputError("give either --val-area or --val-db/--val-queries, not both")
-        train_split, val_split = split_by_area(train_split, args.val_area, gap=args.val_gap)
-    elif args.val_db:
-        val_split = load_split(args.val_db, args.val_queries)
-    else:
-        raise InputError("no validation data: give --val-db and --val-queries (other traverses) or --val-area")
-    given = _given_options(args)
-    if args.resume:
-        if args.checkpoint or args.attention or args.remain is not None or args.cam_classifier:
-            raise InputError("--resume continues the model in OUT/latest.pt: leave out --checkpoint, "
-                             "--attention, --remain and --cam-classifier")
-        trainer = Trainer.resume(args.out, train_split, val_split, overrides=given, progress=not args.no_progress)
-    else:
-        model, panorama = model_and_panorama_from_args(args)
-        config = TrainConfig(**given)
-        classifier = load_linear_classifier(args.cam_classifier) if args.cam_classifier else None
-        prepare_model(model, n_trainable=config.n_trainable, attention=args.attention, remain=args.remain,
-                      cam_classifier=classifier, seed=config.seed)
-        trainer = Trainer(model, panorama, train_split, val_split, args.out, config, progress=not args.no_progress)
-    result = trainer.fit()
+    result = train(args.train_db, args.out, train_queries=args.train_queries, val_db=args.val_db,
+                   val_queries=args.val_queries, val_area=args.val_area, val_gap=args.val_gap,
+                   checkpoint=args.checkpoint, preset=args.preset, panorama_overrides=panorama_overrides(args),
+                   model_overrides=model_overrides(args), attention=args.attention, remain=args.remain,
+                   cam_classifier=args.cam_classifier, resume=args.resume, options=_given_options(args),
+                   progress=not args.no_progress)
     best = ", ".join(f"R@{n} {r:.3f}" for n, r in result.best_recall.items())
     log.info("best epoch %d (%s) -> %s; latest -> %s%s", result.best_epoch, best, result.best, result.latest,
              " (stopped early)" if result.stopped_early else "")

@@ -212,34 +212,6 @@ def retrieve_sequence(
     return Retrieval(scores, ids, np.asarray(match.confidence, np.float32), headings)
 
 
-def query_descriptors_from_images(
-    source: Union[str, Path],
-    index: "PlaceIndex",
-    checkpoint: Optional[Union[str, Path]] = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    progress: bool = True,
-) -> "DescriptorSet":
-    """Describe query images with the model and panorama config the index was built from.
-
-    Args:
-        source: an image file, a folder of images, a ``.txt`` list or a dataset CSV.
-        checkpoint: the model checkpoint (needed for NetVLAD; without one the model is rebuilt
-            from the index's config, which works for pretrained GeM/avg/max pipelines).
-
-    Returns:
-        the query :class:`DescriptorSet` (not yet checked against the index).
-    """
-    from panoplace.config import PipelineConfig
-    from panoplace.extract import extract, list_images, load_model
-
-    pipeline = PipelineConfig.from_dict(index.config) if index.config else None
-    root, paths = list_images(source)
-    model, panorama = load_model(checkpoint, pipeline)
-    return extract(root, paths, model, panorama, batch_size=batch_size, device=device,
-                   progress=progress).descriptors
-
-
 PREDICTION_COLUMNS = ("query_id", "rank", "database_id", "database_index", "score", "confidence",
                       "heading_deg", "x", "y", "lat", "lon")
 

@@ -1,0 +1,57 @@
+"""The ``extract`` step: images → place descriptors (an HDF5 store when ``out`` is given)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from panoplace.config import PanoramaConfig, PipelineConfig
+from panoplace.extract import ExtractResult
+from panoplace.extract import extract as run_extraction
+from panoplace.models.build import PlaceModel
+from panoplace.steps.resolve import ImageSource, PathLike, image_list, place_model
+
+__all__ = ["extract"]
+
+
+def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: Optional[PathLike] = None,
+            model: Optional[PlaceModel] = None, preset: Optional[str] = None,
+            pipeline: Optional[PipelineConfig] = None, panorama: Optional[PanoramaConfig] = None,
+            panorama_overrides: Optional[Mapping[str, Any]] = None,
+            model_overrides: Optional[Mapping[str, Any]] = None, batch_size: int = 8,
+            num_workers: Optional[int] = None, device: str = "auto", on_error: str = "stop",
+            progress: bool = True) -> ExtractResult:
+    """Describe every image of ``source``; write the store ``out`` (resumable) when given.
+
+    Args:
+        source: a folder, ``.txt`` list, dataset CSV, one image, or an
+            :class:`~panoplace.data.frames.ImageSet`.
+        out: the HDF5 descriptor store to write (a killed run resumes from ``<out>.part``).
+        checkpoint, model, preset, pipeline, panorama, panorama_overrides, model_overrides: the
+            model (one way; see :mod:`panoplace.steps.resolve`). NetVLAD needs a checkpoint.
+        on_error: ``stop`` at the first unreadable image or ``skip`` it (listed in the result).
+
+    Returns:
+        :class:`panoplace.extract.ExtractResult`: ``descriptors`` (a
+        :class:`~panoplace.store.DescriptorSet`), ``skipped`` images, ``seconds``.
+
+    Shape:
+        ``result.descriptors.descriptors``: float32 ``(N, D)``, or ``(N, K, D)`` with per-crop fusion.
+
+    Example (two random images, GeM pooling of an untrained backbone):
+        >>> import tempfile, cv2, numpy as np
+        >>> from pathlib import Path
+        >>> from panoplace.steps import extract
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for i in range(2):
+        ...     pixels = np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8)
+        ...     _ = cv2.imwrite(str(folder / f"{i}.png"), pixels)
+        >>> res = extract(folder, folder / "d.h5", model_overrides={"aggregator": "gem", "weights": "none"},
+        ...               panorama_overrides={"crop_size": (64, 64)}, progress=False)
+        >>> res.descriptors.descriptors.shape, res.descriptors.ids
+        ((2, 80), ['0.png', '1.png'])
+    """
+    root, paths = image_list(source)
+    net, pano = place_model(checkpoint, model=model, preset=preset, pipeline=pipeline, panorama=panorama,
+                            panorama_overrides=panorama_overrides, model_overrides=model_overrides)
+    return run_extraction(root, paths, net, pano, out=out, batch_size=batch_size, num_workers=num_workers,
+                          device=device, on_error=on_error, progress=progress)
