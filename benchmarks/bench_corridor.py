@@ -34,10 +34,11 @@ import cv2
 import numpy as np
 
 from panoplace.cluster import cluster_images
-from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.data import load_dataset
 from panoplace.evaluation.pipeline import evaluate_descriptors
-from panoplace.extract import extract, load_model
+from panoplace.presets import get_preset
+from panoplace.steps import extract
+from panoplace.steps.resolve import place_model
 from panoplace.matching.seqslam_classic import patch_normalise
 from panoplace.panorama.project import read_image
 
@@ -64,32 +65,33 @@ def main() -> None:
         sys.exit(f"no corridor data at {args.data}")
     ds = load_dataset(args.data)
     db, q, gt = ds.database, ds.queries, ds.ground_truth
-    panorama = PanoramaConfig()  # plain image, 224x224
+    plain = get_preset("plain")  # the defaults: plain image, 224x224, EfficientNet-Lite0 + NetVLAD K=32
+    panorama = plain.panorama
     rows = []
     t = time.perf_counter()
     r = evaluate_descriptors(raw_pixels(Path(q.root), q.paths), raw_pixels(Path(db.root), db.paths), gt)
     rows.append(("raw pixels 64x48 patch-norm", 1, r.recall, r.pr_auc, time.perf_counter() - t))
     t = time.perf_counter()
-    gem, _ = load_model(None, PipelineConfig(panorama=panorama, model=ModelConfig(aggregator="gem")))
+    gem, _ = place_model(preset="plain", model_overrides={"aggregator": "gem"})
     kw = dict(num_workers=0, progress=False)
-    r = evaluate_descriptors(extract(q.root, q.paths, gem, panorama, **kw).descriptors.descriptors,
-                             extract(db.root, db.paths, gem, panorama, **kw).descriptors.descriptors, gt)
+    r = evaluate_descriptors(extract(q, model=gem, panorama=panorama, **kw).descriptors.descriptors,
+                             extract(db, model=gem, panorama=panorama, **kw).descriptors.descriptors, gt)
     rows.append(("GeM (p=3)", 1, r.recall, r.pr_auc, time.perf_counter() - t))
     recalls, aucs = [], []
     t = time.perf_counter()
     for seed in range(args.seeds):
-        model = cluster_images(db.root, db.paths, PipelineConfig(panorama=panorama), n_images=len(db),
+        model = cluster_images(db.root, db.paths, get_preset("plain"), n_images=len(db),
                                per_image=200, seed=seed, num_workers=0, progress=False)
-        r = evaluate_descriptors(extract(q.root, q.paths, model, panorama, **kw).descriptors.descriptors,
-                                 extract(db.root, db.paths, model, panorama, **kw).descriptors.descriptors, gt)
+        r = evaluate_descriptors(extract(q, model=model, panorama=panorama, **kw).descriptors.descriptors,
+                                 extract(db, model=model, panorama=panorama, **kw).descriptors.descriptors, gt)
         recalls.append(r.recall)
         aucs.append(r.pr_auc)
     mean = {n: float(np.mean([rc[n] for rc in recalls])) for n in recalls[0]}
-    k = ModelConfig().num_clusters
+    k = plain.model.num_clusters
     rows.append((f"NetVLAD K={k}, k-means init", args.seeds, mean, float(np.mean(aucs)),
                  (time.perf_counter() - t) / args.seeds))
     print(f"\ncorridor: {len(q)} queries vs {len(db)} database images, VPR-Bench ground truth, "
-          f"backbone {ModelConfig().backbone} (default cut), plain 224x224")
+          f"backbone {plain.model.backbone} (default cut), preset plain (224x224)")
     print(f"{'method':<32}{'runs':>5}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'PR-AUC':>8}{'sec/run':>9}")
     for name, runs, rec, auc, sec in rows:
         print(f"{name:<32}{runs:>5}{rec[1]:>8.3f}{rec[5]:>8.3f}{rec[10]:>8.3f}{auc:>8.3f}{sec:>9.1f}")

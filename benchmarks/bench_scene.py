@@ -121,7 +121,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig  # noqa: E402
+from panoplace.config import PanoramaConfig, PipelineConfig  # noqa: E402
 from panoplace.data import load_csv  # noqa: E402
 from panoplace.data.groundtruth import GroundTruth  # noqa: E402
 from panoplace.evaluation.metrics import recall_at_n  # noqa: E402
@@ -134,6 +134,7 @@ from panoplace.models.scene import SceneHead, from_place_model  # noqa: E402
 from panoplace.panorama.project import PanoramaProjector  # noqa: E402
 from panoplace.runner import CropDataset  # noqa: E402
 from panoplace.scene import WORLD_CATEGORIES, fit_scene_head, head_probabilities, scene_labels, top_k_matches  # noqa: E402
+from panoplace.steps.resolve import pipeline_config  # noqa: E402
 from panoplace.scene.world import WORLD_HEAD_DROPOUT, WORLD_HEAD_EPOCHS, WORLD_HEAD_HIDDEN  # noqa: E402
 
 MAP = "day"
@@ -328,13 +329,15 @@ def main() -> None:
         csvs = render(work / "world", args.frames, args.spacing_m, args.size, args.seed)
         sets = {n: load_csv(p) for n, p in csvs.items()}
         t_render = time.perf_counter() - t0
-        panorama = PanoramaConfig(projection="equirect", elevation=(40.0, -25.0), pano_width=1024,
-                                  pano_height=256, n_crops=args.crops, crop_size=(args.crop, args.crop))
+        # the equirect preset (the demo's panorama) with the crops asked for
+        config = pipeline_config("equirect", model_overrides={"num_clusters": args.clusters},
+                                 panorama_overrides={"n_crops": args.crops, "crop_size": (args.crop, args.crop)})
+        panorama = config.panorama
         db = sets[MAP]
         panorama = calibrate_panorama(panorama, db.root, db.paths)
         from panoplace.cluster import cluster_images
 
-        place = cluster_images(db.root, db.paths, PipelineConfig(panorama, ModelConfig(num_clusters=args.clusters)),
+        place = cluster_images(db.root, db.paths, PipelineConfig(panorama, config.model),
                                n_images=len(db), per_image=100, seed=args.seed, batch_size=args.batch,
                                num_workers=0, progress=False).eval()
         unified = from_place_model(place, list(WORLD_CATEGORIES), "procedural-world", scene_cut="head").eval()

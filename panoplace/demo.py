@@ -4,6 +4,9 @@
    other conditions (day again in another lane with other traffic, dusk, night, fog).
 2. Initialise NetVLAD by k-means on local features of the map, extract descriptors of every
    drive (NetVLAD, and GeM with the same backbone), and raw-pixel descriptors as a baseline.
+   The models come from the presets ``equirect``/``annular`` and their ``-gem`` variants
+   (:mod:`panoplace.presets`), and every step is a :mod:`panoplace.steps` function (cluster,
+   extract, scene_predict, evaluate), the ones the CLI verbs run.
 3. Single-frame retrieval and sequence matching for every query drive against the map,
    evaluated against the GPS ground truth (positives within ``radius`` metres).
 4. Scene recognition: a scene head (procedural-world categories) trained on the map drive's
@@ -19,6 +22,7 @@ should beat single frames.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import time
@@ -30,8 +34,20 @@ import cv2
 import numpy as np
 
 from panoplace.atomic import write_text_atomic
-from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
+from panoplace.config import PanoramaConfig
+from panoplace.data import Dataset, ImageSet, load_csv
+from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import InputError
+from panoplace.evaluation.metrics import EvaluationResult
+from panoplace.evaluation.report import Drive, write_drives_report, write_report
+from panoplace.extract import calibrate_panorama
+from panoplace.matching.seqslam_classic import patch_normalise
+from panoplace.panorama.project import PanoramaProjector, read_image
+from panoplace.scene import demo_scene_block, world_scene_model
+from panoplace.steps import cluster, evaluate, extract, scene_predict
+from panoplace.steps.resolve import pipeline_config, place_model
+from panoplace.store import DescriptorSet
+from panoplace.synth import WorldConfig, build_world, default_traversals, render_world
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -87,8 +103,6 @@ class DemoResult:
 
 
 def _render(cfg: DemoConfig, world_dir: Path, progress: bool) -> Dict[str, Path]:
-    from panoplace.synth import WorldConfig, build_world, default_traversals, render_world
-
     world = build_world(WorldConfig(seed=cfg.seed))
     names = [MAP, *[c for c in cfg.conditions if c != MAP]]
     traversals = default_traversals(n_frames=cfg.frames, conditions=names, spacing_m=cfg.spacing_m, seed=cfg.seed)
@@ -97,10 +111,6 @@ def _render(cfg: DemoConfig, world_dir: Path, progress: bool) -> Dict[str, Path]
                         height=cfg.height, progress=progress)
 
 
-def _panorama(cfg: DemoConfig) -> PanoramaConfig:
-    # annular images are auto-calibrated by the extraction pipeline (no geometry given)
-    return PanoramaConfig(projection=cfg.projection, elevation=(40.0, -25.0), pano_width=1024,
-                          pano_height=256, n_crops=cfg.crops, crop_size=(224, 224))
 
 
 def raw_pixel_descriptors(root: Path, paths: Sequence[str], panorama: PanoramaConfig,
@@ -110,9 +120,6 @@ def raw_pixel_descriptors(root: Path, paths: Sequence[str], panorama: PanoramaCo
     Returns:
         float32 ``(N, w*h)`` L2-normalised.
     """
-    from panoplace.matching.seqslam_classic import patch_normalise
-    from panoplace.panorama.project import PanoramaProjector, read_image
-
     projector = PanoramaProjector(panorama)  # geometry parsed once
     out = []
     for p in paths:
@@ -123,15 +130,13 @@ def raw_pixel_descriptors(root: Path, paths: Sequence[str], panorama: PanoramaCo
     return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
 
+def _as_set(descriptors: np.ndarray, images: ImageSet) -> DescriptorSet:
+    """In-memory descriptors of a drive as a set the ``evaluate`` step aligns to the drive's frames."""
+    return DescriptorSet(descriptors, list(images.paths))
+
+
 def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool = True) -> DemoResult:
     """Run the whole pipeline and write the report folder ``out_dir`` (see the module doc)."""
-    from panoplace.cluster import cluster_images
-    from panoplace.data import load_csv
-    from panoplace.data.groundtruth import GroundTruth
-    from panoplace.evaluation.pipeline import evaluate_descriptors
-    from panoplace.evaluation.report import Drive, write_drives_report, write_report
-    from panoplace.extract import calibrate_panorama, extract, load_model
-
     cfg = cfg or DemoConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,13 +152,17 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     log.info("2/4 NetVLAD initialised by k-means on the map drive")
     t = time.perf_counter()
     db = sets[MAP]
-    panorama = calibrate_panorama(_panorama(cfg), Path(db.root), db.paths)
-    netvlad_cfg = PipelineConfig(panorama=panorama, model=ModelConfig(num_clusters=cfg.num_clusters))
-    ckpt = out / "model_netvlad.pt"
-    netvlad = cluster_images(db.root, db.paths, netvlad_cfg, out=ckpt, n_images=len(db),
-                             per_image=200, seed=cfg.seed, batch_size=cfg.batch_size,
-                             num_workers=cfg.workers, progress=progress)
-    gem, _ = load_model(None, PipelineConfig(panorama=panorama, model=ModelConfig(aggregator="gem")))
+    # the preset of the projection (equirect/annular) with the demo's crops and clusters; an annular
+    # lens is calibrated once, on the map drive (night drives are too dark to calibrate on)
+    netvlad_cfg = pipeline_config(cfg.projection, panorama_overrides={"n_crops": cfg.crops},
+                                  model_overrides={"num_clusters": cfg.num_clusters})
+    panorama = calibrate_panorama(netvlad_cfg.panorama, Path(db.root), db.paths)
+    netvlad_cfg.panorama = panorama
+    kw: Dict[str, Any] = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, progress=progress)
+    ckpt = cluster(db, out / "model_netvlad.pt", pipeline=netvlad_cfg, n_images=len(db), per_image=200,
+                   seed=cfg.seed, **kw)
+    netvlad, _ = place_model(ckpt, panorama=panorama)
+    gem, _ = place_model(preset=f"{cfg.projection}-gem", panorama=panorama)
     timings["cluster"] = time.perf_counter() - t
 
     log.info("3/4 descriptors of %d drives (NetVLAD, GeM, raw pixels)", len(sets))
@@ -161,15 +170,15 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     descs: Dict[str, Dict[str, np.ndarray]] = {}
     # (scene) the GeM model with a scene branch on its base: one pass gives the GeM descriptors and
     # the pooled per-crop features the scene head is trained on (panoplace.scene)
-    from panoplace.scene import demo_scene_block, predict_images, world_scene_model
-
-    gem_scene, scene_features = world_scene_model(gem), {}
+    gem_scene = world_scene_model(gem)
+    scene_features: Dict[str, np.ndarray] = {}
     for name, s in sets.items():
-        kw = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, progress=progress)
-        gem_pass = predict_images(s.root, s.paths, gem_scene, panorama, return_features=True, **kw)
+        gem_pass = scene_predict(s, model=gem_scene, panorama=panorama, return_features=True, **kw)
+        if gem_pass.features is None:  # asked for with return_features
+            raise RuntimeError("the scene pass returned no features")
         scene_features[name] = gem_pass.features
         descs[name] = {
-            "NetVLAD": extract(s.root, s.paths, netvlad, panorama, out=out / "descriptors" / f"{name}.h5",
+            "NetVLAD": extract(s, out / "descriptors" / f"{name}.h5", model=netvlad, panorama=panorama,
                                **kw).descriptors.descriptors,
             "GeM": gem_pass.descriptors.descriptors,
             "raw pixels": raw_pixel_descriptors(Path(s.root), s.paths, panorama),
@@ -195,19 +204,20 @@ def run_demo(out_dir: PathLike, cfg: Optional[DemoConfig] = None, progress: bool
     drives = []
     for name in [c for c in cfg.conditions if c != MAP] or [MAP]:
         q = sets[name]
-        gt = GroundTruth.from_positions(db.xy, q.xy, radius=cfg.radius)
-        common = dict(query_ids=q.paths, db_ids=db.paths, query_xy=q.xy, db_xy=db.xy)
-        results = {}
+        gt = GroundTruth.from_positions(db.require_positions("the demo"), q.require_positions("the demo"),
+                                        radius=cfg.radius)
+        data = Dataset(db, q, gt, radius=cfg.radius)
+        results: Dict[str, EvaluationResult] = {}
         for method in ("raw pixels", "GeM", "NetVLAD"):
-            results[method] = evaluate_descriptors(descs[name][method], descs[MAP][method], gt, "single", **common)
-        results[f"NetVLAD + {SEQUENCE_MATCHER} (ds={cfg.ds})"] = evaluate_descriptors(
-            descs[name]["NetVLAD"], descs[MAP]["NetVLAD"], gt, SEQUENCE_MATCHER, ds=cfg.ds,
-            enhance_window=cfg.enhance_window, **common)
+            results[method] = evaluate(_as_set(descs[name][method], q), _as_set(descs[MAP][method], db), data)
+        main_name = f"NetVLAD + {SEQUENCE_MATCHER} (ds={cfg.ds})"
+        results[main_name] = evaluate(_as_set(descs[name]["NetVLAD"], q), _as_set(descs[MAP]["NetVLAD"], db), data,
+                                      matcher=SEQUENCE_MATCHER, ds=cfg.ds,
+                                      matcher_options={"enhance_window": cfg.enhance_window})
         pair = f"{MAP}->{name}"
         summary["results"][pair] = {m: r.to_json() for m, r in results.items()}
         for m, r in results.items():
             rows.append((pair, m, r.to_json()))
-        main_name = f"NetVLAD + {SEQUENCE_MATCHER} (ds={cfg.ds})"
         others = {m: r for m, r in results.items() if m != main_name}
         page = write_report(out / "reports" / name, results[main_name], others=others, query_xy=q.xy,
                             db_xy=db.xy, query_paths=q.abs_paths(), db_paths=db.abs_paths(),
@@ -252,8 +262,6 @@ def _json_default(o: Any) -> Any:
 
 
 def _index_html(reports: Sequence[Tuple[str, Path]], table: str, seconds: Dict[str, float]) -> str:
-    import html
-
     links = "\n".join(f'<li><a href="{p.as_posix()}">{html.escape(pair)}</a></li>' for pair, p in reports)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>panoplace demo</title>"

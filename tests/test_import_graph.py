@@ -38,11 +38,9 @@ LAZY_IMPORT_PACKAGES = ("panoplace.cli",)
 FUNCTION_LEVEL_DEBT: Dict[str, int] = {
     "panoplace.cluster": 1,
     "panoplace.decode": 1,
-    "panoplace.demo": 12,
-    "panoplace.evaluation.pipeline": 1,
     "panoplace.extract": 1,
     "panoplace.mapfolder": 8,
-    "panoplace.matching.retrieval": 8,
+    "panoplace.matching.retrieval": 6,
     "panoplace.matching.seqslam_classic": 1,
     "panoplace.matching.sequence": 1,
     "panoplace.models.backbones": 8,

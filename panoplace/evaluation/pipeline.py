@@ -14,6 +14,7 @@ import numpy as np
 from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import DatasetError, DescriptorMismatchError, InputError
 from panoplace.evaluation.metrics import DEFAULT_NS, DEFAULT_RADII, EvaluationResult, evaluate
+from panoplace.index import fuse_crops
 from panoplace.matching.sequence import MATCHERS, SequenceMatch, match_sequence
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ def _as_descriptors(x: np.ndarray, what: str) -> np.ndarray:
         raise DescriptorMismatchError(f"{what}: {int(bad.sum())} descriptor(s) contain NaN/inf values "
                                       f"(first: row {int(np.flatnonzero(bad)[0])})")
     if a.ndim == 3:
-        from panoplace.index import fuse_crops
-
         a = fuse_crops(a)
     return a
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -48,7 +48,8 @@ def evaluate(query: Union[PathLike, DescriptorSet], database: Union[PathLike, De
              vmin: float = 0.8, vmax: float = 1.2, radius: Optional[float] = None,
              within: Sequence[float] = DEFAULT_RADII, fp_threshold: Optional[float] = None,
              recall_n: Sequence[int] = DEFAULT_NS, report: Optional[PathLike] = None,
-             csv: Optional[PathLike] = None, json: Optional[PathLike] = None) -> EvaluationResult:
+             csv: Optional[PathLike] = None, json: Optional[PathLike] = None,
+             matcher_options: Optional[Mapping[str, Any]] = None) -> EvaluationResult:
     """Match the queries to the database and measure the result against the dataset's ground truth.
 
     Args:
@@ -62,6 +63,8 @@ def evaluate(query: Union[PathLike, DescriptorSet], database: Union[PathLike, De
         within, fp_threshold, recall_n: the fraction localised within X m (and its false-positive
             rate above ``fp_threshold`` confidence) and the N of Recall@N.
         report, csv, json: an HTML report folder, a per-query CSV, the metrics as JSON.
+        matcher_options: further parameters of the sequence matcher (e.g. ``enhance_window``), see
+            :func:`panoplace.matching.sequence.match_sequence`.
 
     Returns:
         :class:`~panoplace.evaluation.metrics.EvaluationResult` (``.summary()`` is the table).
@@ -101,7 +104,7 @@ def evaluate(query: Union[PathLike, DescriptorSet], database: Union[PathLike, De
     result = evaluate_descriptors(
         q_desc, d_desc, gt, matcher, ds=ds, mode=mode, vmin=vmin, vmax=vmax,
         query_ids=q_ids, db_ids=d_ids, query_xy=data.queries.xy, db_xy=data.database.xy,
-        ns=recall_n, radii=within, fp_threshold=fp_threshold)
+        ns=recall_n, radii=within, fp_threshold=fp_threshold, **dict(matcher_options or {}))
     if json:
         log.info("metrics → %s", result.write_json(json))
     if csv:

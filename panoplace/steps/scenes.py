@@ -11,6 +11,7 @@ from panoplace.errors import InputError
 from panoplace.scene import predict_images, train_scene
 from panoplace.scene.loading import base_model_for_training, load_scene_model
 from panoplace.scene.predict import DEFAULT_TOP, ScenePredictions
+from panoplace.models.scene import ScenePlaceModel
 from panoplace.scene.train import SceneTrainResult
 from panoplace.steps.resolve import ImageSource, PathLike, image_list, with_overrides
 from panoplace.presets import get_preset
@@ -25,13 +26,13 @@ def _panorama(saved: Optional[PanoramaConfig], panorama: Optional[PanoramaConfig
 
 
 def scene_predict(source: ImageSource, csv: Optional[PathLike] = None, out: Optional[PathLike] = None, *,
-                  checkpoint: Optional[PathLike] = None, places365: Optional[PathLike] = None,
+                  model: Optional[ScenePlaceModel] = None, checkpoint: Optional[PathLike] = None, places365: Optional[PathLike] = None,
                   categories: Optional[PathLike] = None, arch: Optional[str] = None,
                   place_checkpoint: Optional[PathLike] = None, aggregator: Optional[str] = None,
                   split: Any = None, panorama: Optional[PanoramaConfig] = None,
                   panorama_overrides: Optional[Mapping[str, Any]] = None, top: int = DEFAULT_TOP,
                   batch_size: int = 8, num_workers: Optional[int] = None, device: str = "auto",
-                  on_error: str = "stop", progress: bool = True) -> ScenePredictions:
+                  on_error: str = "stop", progress: bool = True, return_features: bool = False) -> ScenePredictions:
     """Scene probabilities and place descriptors of every image of ``source`` in one pass.
 
     Args:
@@ -41,16 +42,22 @@ def scene_predict(source: ImageSource, csv: Optional[PathLike] = None, out: Opti
             (``places365``, ``categories``, ``arch``) with a place branch from ``place_checkpoint``
             or ``aggregator`` over the shared base ending at ``split``
             (:func:`panoplace.scene.loading.load_scene_model`).
+        model: instead, a unified model already in memory (with ``panorama``).
         panorama, panorama_overrides: replace / change the saved panorama config.
+        return_features: also return the pooled scene features of every crop (to train a head on).
 
     Returns:
         :class:`~panoplace.scene.predict.ScenePredictions`.
     """
     root, paths = image_list(source)
-    model, saved = load_scene_model(checkpoint, places365, categories, arch, place_checkpoint, aggregator, split)
+    saved: Optional[PanoramaConfig] = None
+    if model is None:
+        model, saved = load_scene_model(checkpoint, places365, categories, arch, place_checkpoint, aggregator, split)
+    elif any(v is not None for v in (checkpoint, places365, categories, arch, place_checkpoint, aggregator, split)):
+        raise InputError("give the scene model one way: a model in memory or the files to load it from, not both")
     return predict_images(root, paths, model, _panorama(saved, panorama, panorama_overrides), csv_out=csv,
                           store_out=out, top=top, batch_size=batch_size, num_workers=num_workers, device=device,
-                          on_error=on_error, progress=progress)
+                          on_error=on_error, progress=progress, return_features=return_features)
 
 
 def scene_train(data: PathLike, out: PathLike, *, val: Optional[PathLike] = None, val_fraction: float = 0.2,
