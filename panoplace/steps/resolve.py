@@ -21,7 +21,8 @@ from typing import Any, List, Mapping, Optional, Tuple, Union
 from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.data.frames import ImageSet
 from panoplace.errors import InputError
-from panoplace.extract import list_images, load_model
+from panoplace.extract import load_model
+from panoplace.runner import list_images
 from panoplace.models.build import PlaceModel
 from panoplace.presets import get_preset
 

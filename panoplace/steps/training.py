@@ -47,6 +47,11 @@ def train(train_db: Specs, out: PathLike, *, train_queries: Specs = (), val_db: 
     Returns:
         :class:`~panoplace.training.TrainResult` (``best``/``latest`` checkpoint paths, history).
     """
+    given = dict(options or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise InputError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
     train_split = load_split(_specs(train_db), _specs(train_queries))
     if val_area is not None:
         if _specs(val_db) or _specs(val_queries):
@@ -56,11 +61,6 @@ def train(train_db: Specs, out: PathLike, *, train_queries: Specs = (), val_db: 
         val_split = load_split(_specs(val_db), _specs(val_queries))
     else:
         raise InputError("no validation data: give --val-db and --val-queries (other traverses) or --val-area")
-    given = dict(options or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise InputError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
     if resume:
         if checkpoint or preset or pipeline or attention or remain is not None or cam_classifier:
             raise InputError("--resume continues the model in OUT/latest.pt: leave out --checkpoint, "
