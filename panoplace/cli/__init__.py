@@ -12,7 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TextIO
 
 from panoplace import __version__
 from panoplace.errors import PanoplaceError
@@ -67,11 +67,11 @@ class _StderrHandler(logging.StreamHandler):
         super().__init__()
 
     @property
-    def stream(self):  # noqa: D401
+    def stream(self) -> TextIO:  # noqa: D401
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; ignore
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; ignore
         pass
 
 

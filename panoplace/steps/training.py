@@ -9,7 +9,8 @@ from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
 from panoplace.steps.resolve import PathLike, place_model
 from panoplace.training import TrainConfig, Trainer, TrainResult, load_split, split_by_area
-from panoplace.training.trainer import load_linear_classifier, prepare_model
+from panoplace.models.checkpoint import load_linear_classifier
+from panoplace.training.trainer import prepare_model
 
 __all__ = ["train"]
 
