@@ -1,4 +1,4 @@
-"""Classic SeqSLAM (Milford & Wyeth 2012, as in OpenSeqSLAM) and its image preprocessing.
+"""Classic SeqSLAM's image preprocessing (Milford & Wyeth 2012, as in OpenSeqSLAM).
 
 This module is the *baseline* the stronger matchers of :mod:`panoplace.matching.sequence`
 are measured against, so it stays close to OpenSeqSLAM:
@@ -8,7 +8,8 @@ are measured against, so it stays close to OpenSeqSLAM:
    OpenSeqSLAM also rounds the result to integers around 127, which is not done here);
 2. the difference matrix is the mean absolute difference of those images
    (:func:`sad_matrix`);
-3. :func:`seqslam_classic` ports OpenSeqSLAM's ``doContrastEnhancement`` and
+3. :func:`seqslam_classic` (in :mod:`panoplace.matching.sequence.classic`, re-exported here)
+   ports OpenSeqSLAM's ``doContrastEnhancement`` and
    ``doFindMatches``: local contrast enhancement over a window of database frames, then for
    every query the straight trajectories of ``ds + 1`` frames centred on it over the velocities
    ``vmin * ds .. vmax * ds`` (whole database frames per ``ds`` query frames), a trajectory that
@@ -28,10 +29,11 @@ import cv2
 import numpy as np
 
 from panoplace.errors import InputError
+from panoplace.matching.sequence.classic import enhance_contrast_classic, seqslam_classic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["patch_normalise", "sad_matrix", "seqslam_preprocess", "seqslam_classic"]
+__all__ = ["enhance_contrast_classic", "patch_normalise", "sad_matrix", "seqslam_classic", "seqslam_preprocess"]
 
 
 def patch_normalise(img: np.ndarray, patch: int = 8) -> np.ndarray:
@@ -98,92 +100,3 @@ def sad_matrix(query: np.ndarray, database: np.ndarray, chunk_elems: int = 1 << 
     for i in range(0, len(q), step):
         out[i:i + step] = np.abs(q[i:i + step, None, :] - d[None, :, :]).mean(axis=2)
     return out
-
-
-def enhance_contrast_classic(D: np.ndarray, window: int = 10) -> np.ndarray:
-    """OpenSeqSLAM's contrast enhancement of a ``(Q, N)`` difference matrix.
-
-    Every entry ``D[i, j]`` becomes ``(D[i, j] - mean) / std`` over database frames
-    ``j - window/2 .. j + window/2`` of the same query (sample std, ``ddof=1``); the whole matrix
-    is then shifted so that its minimum is 0.
-
-    Shape:
-        D: ``(Q, N)``; returns float64 ``(Q, N)``.
-    """
-    D = np.asarray(D, dtype=np.float64)
-    q, n = D.shape
-    half = window // 2
-    j = np.arange(n)
-    a = np.maximum(0, j - half)
-    b = np.minimum(n, j + half + 1)
-    c1 = np.concatenate([np.zeros((q, 1)), np.cumsum(D, axis=1)], axis=1)
-    c2 = np.concatenate([np.zeros((q, 1)), np.cumsum(D * D, axis=1)], axis=1)
-    cnt = (b - a).astype(np.float64)
-    mean = (c1[:, b] - c1[:, a]) / cnt
-    var = ((c2[:, b] - c2[:, a]) - cnt * mean * mean) / np.maximum(cnt - 1, 1)
-    out = (D - mean) / np.sqrt(np.maximum(var, 1e-12))
-    return out - out.min()
-
-
-def seqslam_classic(D: np.ndarray, ds: int = 20, vmin: float = 0.8, vmax: float = 1.2,
-                    enhance_window: int = 10, uniqueness_window: int = 10,
-                    return_scores: bool = True):
-    """Classic offline SeqSLAM on a query-vs-database difference matrix (OpenSeqSLAM port).
-
-    Args:
-        D: difference matrix, lower = more similar.
-        ds: sequence length (made even as in OpenSeqSLAM); trajectories have ``ds + 1`` frames.
-        vmin, vmax: database frames per query frame; every whole number of database frames
-            from ``vmin * ds`` to ``vmax * ds`` per ``ds`` query frames is tried.
-        enhance_window: database frames of the contrast enhancement window.
-        uniqueness_window: frames around the best match excluded for the second-best score.
-        return_scores: also return the ``(Q, N)`` score matrix (lower = better).
-
-    Shape:
-        D: ``(Q, N)``.
-
-    Returns:
-        A :class:`~panoplace.matching.sequence.SequenceMatch`: ``best`` ``(Q,)`` (``-1`` for
-        the first and last ``ds / 2`` queries, which have no full window), ``score`` the
-        best trajectory sum, ``confidence`` = second-best / best score (>= 1; higher = more
-        unique), ``scores`` ``(Q, N)`` with ``inf`` where no trajectory fits.
-    """
-    from panoplace.matching.sequence import SequenceMatch, _check_matrix
-
-    D = _check_matrix(D)
-    if ds < 1:
-        raise InputError(f"ds must be >= 1, got {ds}")
-    ds = int(ds + ds % 2)
-    q, n = D.shape
-    dd = enhance_contrast_classic(D, enhance_window)
-    dd = np.concatenate([dd, np.full((q, 1), np.inf)], axis=1)  # off the database end: inf
-    moves = np.arange(int(np.ceil(vmin * ds - 1e-9)), int(np.floor(vmax * ds + 1e-9)) + 1)
-    if len(moves) == 0:
-        raise InputError(f"no whole move between vmin*ds={vmin * ds} and vmax*ds={vmax * ds}")
-    idx_add = (np.arange(ds + 1)[None, :] * moves[:, None]) // ds  # (V, ds+1) = floor(t * v)
-    starts = np.arange(n)
-    scores = np.full((q, n), np.inf)
-    best = np.full(q, -1, dtype=np.int64)
-    score = np.full(q, np.inf)
-    conf = np.zeros(q)
-    half_u = uniqueness_window // 2
-    for i in range(ds // 2, q - ds // 2):
-        rows = np.arange(i - ds // 2, i + ds // 2 + 1)  # (ds+1,)
-        cols = np.minimum(starts[:, None, None] + idx_add[None], n)  # (N, V, ds+1)
-        s = dd[rows[None, None, :], cols].sum(axis=2).min(axis=1)  # (N,)  start frame s
-        m = int(np.argmin(s))
-        lo, hi = max(0, m - half_u), min(n, m + half_u + 1)
-        outside = np.concatenate([s[:lo], s[hi:]])
-        second = outside.min() if len(outside) else np.inf
-        # OpenSeqSLAM reports start + ds/2 as the match; keep scores indexed the same way.
-        shifted = np.full(n, np.inf)
-        shifted[ds // 2:] = s[:n - ds // 2]
-        scores[i] = shifted
-        best[i] = min(m + ds // 2, n - 1)
-        score[i] = s[m]
-        conf[i] = second / max(s[m], 1e-12) if np.isfinite(second) else 1.0
-    return SequenceMatch(best=best, score=score.astype(np.float32), confidence=conf.astype(np.float32),
-                         scores=scores.astype(np.float32) if return_scores else None,
-                         method="seqslam_classic",
-                         params={"ds": ds, "vmin": vmin, "vmax": vmax, "enhance_window": enhance_window,
-                                 "uniqueness_window": uniqueness_window, "mode": "offline"})

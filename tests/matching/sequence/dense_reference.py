@@ -1,4 +1,8 @@
-"""Sequence matching on a query-vs-database difference matrix.
+"""Test reference: the dense sequence matchers as they were before the compiled kernels
+(panoplace 0.1's ``panoplace/matching/sequence.py``, numpy only, kept verbatim apart from this
+paragraph and the classic dispatch). The compiled matchers must give the same results.
+
+Sequence matching on a query-vs-database difference matrix.
 
 A single frame is ambiguous under strong appearance change (summer vs winter), a sequence of
 frames much less so: these matchers score each (query i, database frame j) pair by how well the
@@ -560,13 +564,6 @@ def match_sequence(D: np.ndarray, method: str = "hmm", ds: int = 10, mode: str =
     D = _check_matrix(D)
     if method == "single":
         return single_frame_match(D, uniqueness_radius=uniqueness_radius, return_scores=return_scores)
-    if method == "seqslam_classic":
-        from panoplace.matching.seqslam_classic import seqslam_classic
-
-        if mode != "offline":
-            raise InputError("seqslam_classic works offline only (use method 'seqslam' for online mode)")
-        return seqslam_classic(D, ds=ds, vmin=vmin, vmax=vmax, enhance_window=enhance_window,
-                               return_scores=return_scores)
     if method == "seqslam":
         return _seqslam(D, ds, mode, vmin, vmax, n_velocities, enhance_window, uniqueness_radius,
                         return_scores, chunk_bytes)
