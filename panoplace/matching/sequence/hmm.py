@@ -20,10 +20,10 @@ from panoplace.matching.sequence.params import HMMParams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["calibrate", "emissions", "hmm"]
+__all__ = ["calibrate_mass", "emissions", "hmm"]
 
 
-def calibrate(mass: np.ndarray, lengths: np.ndarray, ds: int, mode: str, n_frames: int) -> np.ndarray:
+def calibrate_mass(mass: np.ndarray, lengths: np.ndarray, ds: int, mode: str, n_frames: int) -> np.ndarray:
     """The HMM's calibrated confidence: the posterior mass near the best match with short
     windows pushed below full ones (:func:`cap_short_windows`; online: below ``1 / n_frames``,
     the least mass a full window's best match can hold, so the rule is causal)."""
@@ -51,8 +51,8 @@ def hmm(D: np.ndarray, params: HMMParams = HMMParams(), return_scores: bool = Tr
     """Windowed HMM: forward filtering (online) or forward-backward (offline) over ``ds`` frames.
 
     Score ``-log`` posterior; confidence the posterior mass within ``±uniqueness_radius`` frames of
-    the best match, calibrated so that short windows never outrank full ones
-    (:func:`cap_short_windows`).
+    the best match; with ``params.calibrate`` short windows never outrank full ones
+    (:func:`calibrate_mass`).
 
     Shape:
         D: ``(Q, N)``; result arrays ``(Q,)``, ``scores`` float32 ``(Q, N)`` when requested.
@@ -71,5 +71,6 @@ def hmm(D: np.ndarray, params: HMMParams = HMMParams(), return_scores: bool = Tr
     scores = np.empty((q, n), np.float32) if return_scores else np.empty((1, 1), np.float32)
     hmm_rows(E, past, future, jumps, weights, float(params.teleport), int(params.uniqueness_radius),
              best, score, conf, scores, return_scores)
-    conf = calibrate(conf, window_lengths(q, offsets), params.ds, params.mode, n)
+    if params.calibrate:
+        conf = calibrate_mass(conf, window_lengths(q, offsets), params.ds, params.mode, n)
     return SequenceMatch(best, score, conf, scores if return_scores else None, "hmm", params.as_dict())

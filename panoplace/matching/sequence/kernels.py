@@ -64,19 +64,89 @@ def _add_scaled(dst: np.ndarray, src: np.ndarray, w: np.float32) -> None:  # pra
 
 
 @numba.njit(**_JIT)
-def _sum(x: np.ndarray) -> float:  # pragma: no cover - compiled
-    """Sum in float64 with eight partial sums (no serial dependency chain)."""
-    acc = np.zeros(8, np.float64)
-    n8 = x.shape[0] - x.shape[0] % 8
-    for k in range(0, n8, 8):
-        for u in range(8):
-            acc[u] += x[k + u]
-    total = 0.0
-    for k in range(n8, x.shape[0]):
-        total += x[k]
-    for u in range(8):
-        total += acc[u]
-    return total
+def _block_sum(x: np.ndarray, a: int, n: int) -> np.float32:  # pragma: no cover - compiled
+    """numpy's float32 pairwise sum of ``x[a:a + n]`` for ``n <= 128`` (same rounding)."""
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(n):
+            res += x[a + i]
+        return res
+    r = np.empty(8, np.float32)
+    for j in range(8):
+        r[j] = x[a + j]
+    i = 8
+    while i < n - (n % 8):
+        for j in range(8):
+            r[j] += x[a + i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += x[a + i]
+        i += 1
+    return res
+
+
+@numba.njit(**_JIT)
+def _sum(x: np.ndarray) -> np.float32:  # pragma: no cover - compiled
+    """Sum of a float32 vector with numpy's pairwise summation (bit-identical to ``x.sum()``),
+    so that ties and rounding match the numpy implementation."""
+    n = x.shape[0]
+    if n <= 128:
+        return _block_sum(x, 0, n)
+    # iterative form of numpy's recursion: split at n2 = n // 2 rounded down to a multiple of 8
+    stack_a = np.empty(64, np.int64)
+    stack_n = np.empty(64, np.int64)
+    vals = np.empty(64, np.float32)
+    state = np.zeros(64, np.int64)
+    top = 0
+    stack_a[0] = 0
+    stack_n[0] = n
+    state[0] = 0
+    result = np.float32(0.0)
+    while top >= 0:
+        a = stack_a[top]
+        m = stack_n[top]
+        if m <= 128:
+            v = _block_sum(x, a, m)
+            top -= 1
+            if top < 0:
+                result = v
+                break
+            if state[top] == 1:
+                vals[top] = v
+                state[top] = 2
+                n2 = stack_n[top] // 2
+                n2 -= n2 % 8
+                top += 1
+                stack_a[top] = stack_a[top - 1] + n2
+                stack_n[top] = stack_n[top - 1] - n2
+                state[top] = 0
+            else:
+                v = vals[top] + v
+                top -= 1
+                while top >= 0 and state[top] == 2:
+                    v = vals[top] + v
+                    top -= 1
+                if top < 0:
+                    result = v
+                    break
+                vals[top] = v
+                state[top] = 2
+                n2 = stack_n[top] // 2
+                n2 -= n2 % 8
+                top += 1
+                stack_a[top] = stack_a[top - 1] + n2
+                stack_n[top] = stack_n[top - 1] - n2
+                state[top] = 0
+            continue
+        n2 = m // 2
+        n2 -= n2 % 8
+        state[top] = 1
+        top += 1
+        stack_a[top] = a
+        stack_n[top] = n2
+        state[top] = 0
+    return result
 
 
 @numba.njit(**_JIT)
@@ -147,7 +217,7 @@ def _propagate(x: np.ndarray, jumps: np.ndarray, weights: np.ndarray, tele: np.f
                out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[j] = sum_d w_d x[j - sign * d] + tele * mean(x)`` (forward ``sign = 1``)."""
     n = x.shape[0]
-    add = tele * np.float32(_sum(x) / n)
+    add = tele * (_sum(x) / np.float32(n))
     out[:] = 0.0
     for k in range(jumps.shape[0]):
         s = jumps[k] * sign
@@ -212,10 +282,10 @@ def hmm_rows(E: np.ndarray, past: np.ndarray, future: np.ndarray, jumps: np.ndar
                 bj = j
         best[i] = bj
         score[i] = -np.log(max(alpha[bj], np.float32(1e-30)))
-        mass = 0.0
+        tmp[:] = 0.0
         for j in range(max(0, bj - radius), min(n, bj + radius + 1)):
-            mass += alpha[j]
-        conf[i] = mass
+            tmp[j] = alpha[j]
+        conf[i] = _sum(tmp)
         if keep:
             for j in range(n):
                 scores[i, j] = -np.log(max(alpha[j], np.float32(1e-30)))

@@ -12,7 +12,7 @@ results carry in :attr:`SequenceMatch.params`.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Dict, Union
+from typing import Any, ClassVar, Dict, Optional, Union
 
 from panoplace.errors import InputError
 
@@ -26,6 +26,11 @@ def _check_window(ds: int, mode: str) -> None:
         raise InputError(f"unknown sequence mode {mode!r}; choose one of {', '.join(MODES)}")
     if int(ds) != ds or ds < 1:
         raise InputError(f"the sequence length ds must be a positive integer, got {ds}")
+
+
+def _resolve_calibrate(p: Any) -> None:
+    if p.calibrate is None:
+        object.__setattr__(p, "calibrate", p.mode == "online")
 
 
 def _check_speeds(vmin: float, vmax: float) -> None:
@@ -56,6 +61,10 @@ class SeqSLAMParams:
     vmin, vmax, n_velocities: database frames per query frame tried.
     enhance_window: database frames of the local contrast enhancement.
     uniqueness_radius: frames around the best match excluded from the second best.
+    calibrate: short windows never outrank full ones
+        (:func:`~panoplace.matching.sequence.cap_short_windows`). Default (None): on in online
+        mode; off in offline mode, where it would change the outputs of panoplace 0.1 that the
+        README pipeline's regression test pins (turn it on for new work).
     """
 
     ds: int = 10
@@ -65,10 +74,12 @@ class SeqSLAMParams:
     n_velocities: int = 5
     enhance_window: int = 10
     uniqueness_radius: int = 10
+    calibrate: Optional[bool] = None
     method: ClassVar[str] = "seqslam"
 
     def __post_init__(self) -> None:
         _check_window(self.ds, self.mode)
+        _resolve_calibrate(self)
         _check_speeds(self.vmin, self.vmax)
         if self.n_velocities < 1:
             raise InputError(f"n_velocities must be >= 1, got {self.n_velocities}")
@@ -89,6 +100,7 @@ class HMMParams:
     jump_std: spread of the jump prior around the mean speed (0.3 constant speed, 0.5
         stop-and-go). teleport: probability of a uniform jump per step, in [0, 1).
     sigma: emission temperature, ``exp(-z / sigma)`` of the enhanced differences.
+    calibrate: as :class:`SeqSLAMParams`.
     """
 
     ds: int = 10
@@ -100,10 +112,12 @@ class HMMParams:
     sigma: float = 1.0
     enhance_window: int = 10
     uniqueness_radius: int = 10
+    calibrate: Optional[bool] = None
     method: ClassVar[str] = "hmm"
 
     def __post_init__(self) -> None:
         _check_window(self.ds, self.mode)
+        _resolve_calibrate(self)
         _check_speeds(self.vmin, self.vmax)
         if self.sigma <= 0:
             raise InputError(f"sigma must be > 0, got {self.sigma}")

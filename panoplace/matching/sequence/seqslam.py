@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import numpy as np
 
@@ -23,10 +24,10 @@ from panoplace.matching.sequence.params import SeqSLAMParams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["calibrate", "seqslam", "seqslam_reference"]
+__all__ = ["calibrate_ratio", "seqslam", "seqslam_reference"]
 
 
-def calibrate(ratio: np.ndarray, lengths: np.ndarray, ds: int, mode: str) -> np.ndarray:
+def calibrate_ratio(ratio: np.ndarray, lengths: np.ndarray, ds: int, mode: str) -> np.ndarray:
     """SeqSLAM's calibrated confidence: the uniqueness ratio with short windows pushed below
     full ones (:func:`cap_short_windows`; online: below 1, the lowest ratio a full window can
     have, so the rule is causal)."""
@@ -39,7 +40,8 @@ def seqslam(D: np.ndarray, params: SeqSLAMParams = SeqSLAMParams(), return_score
     """SeqSLAM: the mean contrast-enhanced difference along the best straight trajectory.
 
     Confidence: the uniqueness ratio (best cost outside ``±uniqueness_radius`` over the best),
-    calibrated so that short windows never outrank full ones (:func:`cap_short_windows`).
+    with ``params.calibrate`` calibrated so that short windows never outrank full ones
+    (:func:`calibrate_ratio`).
 
     Shape:
         D: ``(Q, N)``; result arrays ``(Q,)``, ``scores`` float32 ``(Q, N)`` when requested.
@@ -55,13 +57,14 @@ def seqslam(D: np.ndarray, params: SeqSLAMParams = SeqSLAMParams(), return_score
     scores = np.empty((q, n), np.float32) if return_scores else np.empty((1, 1), np.float32)
     seqslam_rows(z, offsets, shifts, enhance_bound(params.enhance_window), int(params.uniqueness_radius),
                  best, score, conf, scores, return_scores)
-    conf = calibrate(conf, window_lengths(q, offsets), params.ds, params.mode)
+    if params.calibrate:
+        conf = calibrate_ratio(conf, window_lengths(q, offsets), params.ds, params.mode)
     return SequenceMatch(best, score, conf, scores if return_scores else None, "seqslam", params.as_dict())
 
 
 def seqslam_reference(D: np.ndarray, ds: int = 10, mode: str = "offline", vmin: float = 0.8,
                       vmax: float = 1.2, n_velocities: int = 5, enhance_window: int = 10,
-                      uniqueness_radius: int = 10) -> SequenceMatch:
+                      uniqueness_radius: int = 10, calibrate: Optional[bool] = None) -> SequenceMatch:
     """Straightforward loop implementation of :func:`seqslam`.
 
     Loops over queries, database frames, velocities and window steps in Python; only for
@@ -90,6 +93,8 @@ def seqslam_reference(D: np.ndarray, ds: int = 10, mode: str = "offline", vmin: 
             scores[i, j] = best / len(steps) + bound
     scores = scores.astype(np.float32)
     b = np.argmin(scores, axis=1)
-    conf = calibrate(uniqueness_ratio(scores, b, uniqueness_radius), window_lengths(q, offsets), ds, mode)
+    conf = uniqueness_ratio(scores, b, uniqueness_radius)
+    if SeqSLAMParams(ds=ds, mode=mode, calibrate=calibrate).calibrate:
+        conf = calibrate_ratio(conf, window_lengths(q, offsets), ds, mode)
     return SequenceMatch(b.astype(np.int64), scores[np.arange(q), b], conf, scores, "seqslam",
                          {"ds": int(ds), "mode": mode, "reference": True})

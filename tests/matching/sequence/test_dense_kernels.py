@@ -17,8 +17,12 @@ def _route(rng: np.random.Generator, q: int, n: int) -> np.ndarray:
     return D
 
 
-def _check_confidence(got: np.ndarray, raw: np.ndarray, ds: int, mode: str) -> None:
-    """Full windows keep the old confidence; short windows rank below every full one."""
+def _check_confidence(got: np.ndarray, raw: np.ndarray, ds: int, mode: str, calibrated: bool) -> None:
+    """Full windows keep the old confidence; calibrated: short windows rank below every full one,
+    else they keep it too."""
+    if not calibrated:
+        np.testing.assert_allclose(got, raw, rtol=1e-5, atol=1e-6)
+        return
     lengths = window_lengths(len(got), window_offsets(ds, mode))
     full = lengths == (ds if mode == "online" else lengths.max())
     np.testing.assert_allclose(got[full], raw[full], rtol=1e-5, atol=1e-6)
@@ -26,33 +30,35 @@ def _check_confidence(got: np.ndarray, raw: np.ndarray, ds: int, mode: str) -> N
         assert got[~full].max() < got[full].min()
 
 
+@pytest.mark.parametrize("calibrate", [None, True])
 @pytest.mark.parametrize("mode", ["offline", "online"])
 @pytest.mark.parametrize("ds", [1, 4, 7, 10])
 @pytest.mark.parametrize("shape", [(23, 31), (40, 17), (60, 90)])
-def test_seqslam_matches_numpy_implementation(rng, mode, ds, shape):
+def test_seqslam_matches_numpy_implementation(rng, mode, ds, shape, calibrate):
     D = _route(rng, *shape)
     kw = dict(ds=ds, mode=mode, vmin=0.7, vmax=1.3, n_velocities=4, enhance_window=6, uniqueness_radius=3)
     old = ref.match_sequence(D, "seqslam", chunk_bytes=2000, **kw)
-    new = match(D, SeqSLAMParams(**kw))
+    new = match(D, SeqSLAMParams(**kw, calibrate=calibrate))
     np.testing.assert_array_equal(new.best, old.best)
     np.testing.assert_allclose(new.scores, old.scores, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(new.score, old.score, rtol=1e-6, atol=1e-6)
-    _check_confidence(new.confidence, old.confidence, ds, mode)
+    _check_confidence(new.confidence, old.confidence, ds, mode, calibrate or mode == "online")
 
 
+@pytest.mark.parametrize("calibrate", [None, True])
 @pytest.mark.parametrize("mode", ["offline", "online"])
 @pytest.mark.parametrize("ds", [1, 4, 7, 10])
 @pytest.mark.parametrize("shape", [(23, 31), (40, 17), (60, 90)])
-def test_hmm_matches_numpy_implementation(rng, mode, ds, shape):
+def test_hmm_matches_numpy_implementation(rng, mode, ds, shape, calibrate):
     D = _route(rng, *shape)
     kw = dict(ds=ds, mode=mode, vmin=0.6, vmax=1.6, jump_std=0.5, teleport=0.01, sigma=0.7,
               enhance_window=6, uniqueness_radius=3)
     old = ref.match_sequence(D, "hmm", chunk_bytes=2000, **kw)
-    new = match(D, HMMParams(**kw))
+    new = match(D, HMMParams(**kw, calibrate=calibrate))
     np.testing.assert_array_equal(new.best, old.best)
     np.testing.assert_allclose(np.exp(-new.scores), np.exp(-old.scores), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(new.score, old.score, rtol=1e-4, atol=1e-5)
-    _check_confidence(new.confidence, old.confidence, ds, mode)
+    _check_confidence(new.confidence, old.confidence, ds, mode, calibrate or mode == "online")
 
 
 def test_enhance_contrast_matches_numpy_implementation(rng):
