@@ -22,7 +22,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "panoplace"
 # The test fails when one of these disappears too, so remove its entry when you break it;
 # the list must end empty.
 KNOWN_CYCLES: Set[FrozenSet[str]] = {
-    frozenset({"panoplace.matching.sequence", "panoplace.matching.seqslam_classic"}),  # seq engineer
 }
 
 # Imports made inside functions are for optional heavy extras only (one clear error line when the

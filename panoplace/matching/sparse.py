@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import faiss
 import numpy as np
@@ -73,19 +73,19 @@ class IndexVectors:
 
     def __init__(self, index: PlaceIndex, cache_rows: int = 1 << 16) -> None:
         self.index = index
-        raw = index.index
+        raw: Any = index.index
         self.n = len(index)
-        self.transform = None
+        self.transform: Any = None
         self.l2 = False
         self.flat: Optional[np.ndarray] = None
         if index.kind == "flat":
-            flat = faiss.downcast_index(raw)
+            flat: Any = faiss.downcast_index(raw)
             self.flat = faiss.rev_swig_ptr(flat.get_xb(), self.n * flat.d).reshape(self.n, flat.d)
             self.dim = int(flat.d)
         else:
-            inner = raw
+            inner: Any = raw
             if isinstance(faiss.downcast_index(raw), faiss.IndexPreTransform):
-                pre = faiss.downcast_index(raw)
+                pre: Any = faiss.downcast_index(raw)
                 self.transform = pre
                 inner = faiss.downcast_index(pre.index)
                 self.l2 = True
@@ -110,7 +110,8 @@ class IndexVectors:
             raise InputError("query descriptor contains NaN/inf values")
         q = np.ascontiguousarray(q)
         if self.transform is not None:
-            q = self.transform.apply_chain(1, q) if hasattr(self.transform, "apply_chain") else self.transform.apply(q)
+            for i in range(self.transform.chain.size()):
+                q = faiss.downcast_VectorTransform(self.transform.chain.at(i)).apply(q)
         return np.ascontiguousarray(q[0], np.float32)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:

@@ -368,7 +368,7 @@ class SessionsUnavailable(PanoplaceError):
 def default_localiser_factory(service: LocalisationService) -> Callable[[], Any]:
     """A fresh :class:`panoplace.matching.online.OnlineLocaliser` on the map's index per session."""
     try:
-        from panoplace.matching.online import OnlineLocaliser  # type: ignore[import-not-found]
+        from panoplace.matching.online import OnlineLocaliser
     except ModuleNotFoundError:  # the online localiser lands separately (issue 11)
         def unavailable() -> Any:
             raise SessionsUnavailable("sessions need panoplace.matching.online, which this installation lacks")

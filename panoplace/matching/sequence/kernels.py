@@ -18,10 +18,9 @@ import numpy as np
 
 __all__ = ["enhance_rows", "hmm_rows", "seqslam_rows"]
 
-_JIT = dict(nogil=True, cache=True, fastmath=False)
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def enhance_rows(D: np.ndarray, half: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """Local contrast enhancement of every row of ``D`` (see :func:`..core.enhance_contrast`).
 
@@ -51,19 +50,19 @@ def enhance_rows(D: np.ndarray, half: int, out: np.ndarray) -> None:  # pragma: 
             out[i, j] = np.float32((np.float64(D[i, j]) - mean) / np.sqrt(max(var, 1e-12)))
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _add(dst: np.ndarray, src: np.ndarray) -> None:  # pragma: no cover - compiled
     for k in range(dst.shape[0]):
         dst[k] += src[k]
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _add_scaled(dst: np.ndarray, src: np.ndarray, w: np.float32) -> None:  # pragma: no cover - compiled
     for k in range(dst.shape[0]):
         dst[k] += src[k] * w
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _block_sum(x: np.ndarray, a: int, n: int) -> np.float32:  # pragma: no cover - compiled
     """numpy's float32 pairwise sum of ``x[a:a + n]`` for ``n <= 128`` (same rounding)."""
     if n < 8:
@@ -86,7 +85,7 @@ def _block_sum(x: np.ndarray, a: int, n: int) -> np.float32:  # pragma: no cover
     return res
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _sum(x: np.ndarray) -> np.float32:  # pragma: no cover - compiled
     """Sum of a float32 vector with numpy's pairwise summation (bit-identical to ``x.sum()``),
     so that ties and rounding match the numpy implementation."""
@@ -149,13 +148,13 @@ def _sum(x: np.ndarray) -> np.float32:  # pragma: no cover - compiled
     return result
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _mul(dst: np.ndarray, src: np.ndarray) -> None:  # pragma: no cover - compiled
     for k in range(dst.shape[0]):
         dst[k] *= src[k]
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def seqslam_rows(z: np.ndarray, offsets: np.ndarray, shifts: np.ndarray, bound: float, radius: int,
                  best: np.ndarray, score: np.ndarray, conf: np.ndarray, scores: np.ndarray,
                  keep: bool) -> None:  # pragma: no cover - compiled
@@ -212,7 +211,7 @@ def seqslam_rows(z: np.ndarray, offsets: np.ndarray, shifts: np.ndarray, bound: 
             scores[i, :] = cost
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _propagate(x: np.ndarray, jumps: np.ndarray, weights: np.ndarray, tele: np.float32, sign: int,
                out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[j] = sum_d w_d x[j - sign * d] + tele * mean(x)`` (forward ``sign = 1``)."""
@@ -230,14 +229,14 @@ def _propagate(x: np.ndarray, jumps: np.ndarray, weights: np.ndarray, tele: np.f
         out[j] += add
 
 
-@numba.njit(**_JIT)
+@numba.njit(nogil=True, cache=True)
 def _normalise(x: np.ndarray) -> None:  # pragma: no cover - compiled
     t32 = np.float32(_sum(x))
     for j in range(x.shape[0]):
         x[j] = x[j] / t32
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def hmm_rows(E: np.ndarray, past: np.ndarray, future: np.ndarray, jumps: np.ndarray, weights: np.ndarray,
              teleport: float, radius: int, best: np.ndarray, score: np.ndarray, conf: np.ndarray,
              scores: np.ndarray, keep: bool) -> None:  # pragma: no cover - compiled

@@ -178,4 +178,4 @@ def params_for(method: str, **options: Any) -> MatcherParams:
     if cls is ClassicParams and options.get("mode", "offline") != "offline":
         raise InputError("seqslam_classic works offline only (use method 'seqslam' for online mode)")
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in options.items() if k in names})  # type: ignore[operator]
+    return cls(**{k: v for k, v in options.items() if k in names})
