@@ -1,36 +1,28 @@
-"""Speed and memory of sequence matching; vectorised SeqSLAM against a Python-loop reference.
+"""Speed and memory of the dense sequence matchers, before and after the compiled kernels.
 
 Part 1 — large case: a ``--size`` x ``--size`` (default 10,000 x 10,000) float32 difference
-matrix (Gaussian noise with a planted route of speed 1.1, wrapping at the end), matched by each method in a *fresh
-subprocess* so that memory figures do not mix. Memory is the process's peak resident set size
-from ``resource.getrusage(RUSAGE_SELF).ru_maxrss``: "peak" is the whole process at the end,
-"extra" is the peak minus the peak already reached after the input matrix was built (so it is
-what matching needed on top of its ``size^2 * 4`` bytes input). ``scores`` are not kept
-(``return_scores=False``). Seconds are the median of ``--repeats`` runs inside the subprocess.
-The route check (fraction of queries within ±2 frames of the planted route) shows the answer
-is sane at this size.
+matrix (Gaussian noise with a planted route of speed 1.1, wrapping at the end), matched by each
+method in a *fresh subprocess* so that memory figures do not mix. "before" is the numpy
+implementation of panoplace 0.1 (kept as the test reference in
+``tests/matching/sequence/dense_reference.py``), "after" the compiled kernels of
+:mod:`panoplace.matching.sequence.kernels` (numba, parallel over query rows; compiled code is
+cached on disk, and a tiny warm-up call in the child loads it before timing). Memory is the
+process's peak resident set size (``ru_maxrss``): "peak" the whole process at the end,
+"extra" the peak minus the peak reached after building the input (what matching needed on top
+of its ``size^2 * 4`` bytes input). ``scores`` are not kept (``return_scores=False``). Seconds
+are the median of ``--repeats`` runs in the child. "route ok": fraction of queries within ±2
+frames of the planted route; "same best": the after run's matches equal the before run's
+(only where both were run).
 
-Part 2 — small case (``--small``, default 300 x 300, ds 10, 5 velocities): the vectorised
-SeqSLAM (:func:`match_sequence`) against :func:`seqslam_reference`, which loops in Python over
-queries, database frames, velocities and window steps. Median of ``--ref-repeats`` reference
-runs and of 20 vectorised runs in this process; the speed-up is the ratio of the two medians
-on that same case, and both must give the same best matches and scores (checked).
+Part 2 — small case (``--small``, default 300 x 300, ds 10, 5 velocities): SeqSLAM against
+:func:`seqslam_reference`, which loops in Python over queries, frames, velocities and steps.
 
-Run: ``.venv/bin/python benchmarks/bench_sequence_speed.py`` (a few minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/bench_sequence_speed.py`` (several minutes on 2 cores: the
+"before" runs take half a minute each on an idle machine).
 
-Measured (2 CPU cores shared with other work, so absolute seconds vary by ~2x between runs):
+Measured (2 CPU cores shared with other work; load average in the header line):
 
-    Large case: 10000 x 10000 float32 difference matrix (381 MiB), ds=10, one fresh process per method
-    method    mode          sec  peak RSS MiB  extra MiB  route ok
-    seqslam   offline      19.0          1024        606     0.877
-    seqslam   online       22.6          1024        606     0.919
-    hmm       offline      33.8          1000        582     0.953
-    hmm       online       35.5          1003        585     0.950
-
-    Small case: 300 x 300, ds=10, 5 velocities 0.8-1.2: vectorised vs Python-loop reference
-    mode      loop sec  vector sec  speed-up  same best  max |score diff|
-    offline       4.98      0.0180      277x       True          3.58e-07
-    online        5.12      0.0159      322x       True          4.77e-07
+MEASURED_TABLE
 """
 
 from __future__ import annotations
@@ -43,11 +35,16 @@ import subprocess
 import sys
 import time
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from panoplace.matching.sequence import match_sequence, seqslam_reference
 
-METHODS = [("seqslam", "offline"), ("seqslam", "online"), ("hmm", "offline"), ("hmm", "online")]
+REPO = Path(__file__).resolve().parents[1]
+RUNS = [("before", "seqslam", "offline"), ("after", "seqslam", "offline"), ("after", "seqslam", "online"),
+        ("before", "hmm", "offline"), ("after", "hmm", "offline"), ("after", "hmm", "online")]
 
 
 def route_matrix(size: int, seed: int = 0, speed: float = 1.1):
@@ -68,16 +65,23 @@ def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def child(method: str, mode: str, size: int, ds: int, repeats: int) -> None:
+def child(impl: str, method: str, mode: str, size: int, ds: int, repeats: int, out: str) -> None:
+    if impl == "before":
+        sys.path.insert(0, str(REPO))
+        from tests.matching.sequence.dense_reference import match_sequence as run
+    else:
+        run = match_sequence
+        run(np.ones((30, 40), np.float32), method, ds=ds, mode=mode)  # load the compiled kernels
     D, route = route_matrix(size)
     base = maxrss_mb()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        m = match_sequence(D, method, ds=ds, mode=mode, return_scores=False)
+        m = run(D, method, ds=ds, mode=mode, return_scores=False)
         times.append(time.perf_counter() - t0)
     peak = maxrss_mb()
     ok = float((np.abs(m.best - route) <= 2).mean())
+    np.save(out, m.best)
     print(json.dumps({"sec": statistics.median(times), "peak_mb": peak, "extra_mb": peak - base,
                       "input_mb": D.nbytes / 2 ** 20, "route_ok": ok}))
 
@@ -92,19 +96,30 @@ def main() -> int:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        method, mode = args.child.split(":")
-        child(method, mode, args.size, args.ds, args.repeats)
+        impl, method, mode, out = args.child.split(":")
+        child(impl, method, mode, args.size, args.ds, args.repeats, out)
         return 0
 
+    load = os.getloadavg()
     print(f"Large case: {args.size} x {args.size} float32 difference matrix "
-          f"({args.size ** 2 * 4 / 2 ** 20:.0f} MiB), ds={args.ds}, one fresh process per method")
-    print(f"{'method':<9s} {'mode':<8s} {'sec':>8s} {'peak RSS MiB':>13s} {'extra MiB':>10s} {'route ok':>9s}")
-    for method, mode in METHODS:
-        out = subprocess.run([sys.executable, __file__, "--child", f"{method}:{mode}", "--size", str(args.size),
-                              "--ds", str(args.ds), "--repeats", str(args.repeats)],
+          f"({args.size ** 2 * 4 / 2 ** 20:.0f} MiB), ds={args.ds}, one fresh process per run; "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"{'impl':<7s} {'method':<9s} {'mode':<8s} {'sec':>8s} {'peak RSS MiB':>13s} {'extra MiB':>10s} "
+          f"{'route ok':>9s} {'same best':>10s}")
+    best = {}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    for impl, method, mode in RUNS:
+        path = tmp / f"bench_seq_{os.getpid()}_{impl}_{method}_{mode}.npy"
+        out = subprocess.run([sys.executable, __file__, "--child", f"{impl}:{method}:{mode}:{path}",
+                              "--size", str(args.size), "--ds", str(args.ds), "--repeats", str(args.repeats)],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{method:<9s} {mode:<8s} {r['sec']:8.1f} {r['peak_mb']:13.0f} {r['extra_mb']:10.0f} {r['route_ok']:9.3f}")
+        best[(impl, method, mode)] = np.load(path)
+        path.unlink()
+        other = best.get(("before", method, mode))
+        same = "-" if impl == "before" or other is None else str(bool(np.array_equal(other, best[(impl, method, mode)])))
+        print(f"{impl:<7s} {method:<9s} {mode:<8s} {r['sec']:8.2f} {r['peak_mb']:13.0f} {r['extra_mb']:10.0f} "
+              f"{r['route_ok']:9.3f} {same:>10s}")
 
     n = args.small
     D, route = route_matrix(n, seed=1)

@@ -41,7 +41,7 @@ from panoplace.index import PlaceIndex
 from panoplace.matching.graph import MapGraph
 from panoplace.matching.rotation import heading_step, match_rotation
 from panoplace.matching.sequence import HMMParams, SeqSLAMParams, window_offsets
-from panoplace.matching.sparse import IndexVectors, QueryRow, calibrate, score_window
+from panoplace.matching.sparse import IndexVectors, QueryRow, calibrate, follow, score_window
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class OnlineLocaliser:
         """Forget every frame seen (a new drive)."""
         self.rows.clear()
         self._last: Optional[int] = None
+        self._track: Optional[np.ndarray] = None
         self._since = 0  # frames since the reset or the last relocalisation
 
     def _reachable(self, prev: int, now: int) -> bool:
@@ -152,8 +153,10 @@ class OnlineLocaliser:
         ok = ids[0] >= 0
         self.rows.append(QueryRow(vec, self.graph.rank[ids[0][ok]], sims[0][ok]))
         window = [None] * (len(self.offsets) - len(self.rows)) + list(self.rows)
-        s = score_window(window, self.offsets, self.params.matcher, self.vectors, self.graph, self.params.switch)
+        s = score_window(window, self.offsets, self.params.matcher, self.vectors, self.graph, self.params.switch,
+                         self._track)
         self._since += 1
+        self._track = None if s is None else follow(s, self.params.matcher, self.graph)
         if s is None:  # the index returned nothing (IVF-PQ probed only empty cells)
             return Estimate(-1, 0.0, None, np.zeros(0, np.int64), np.zeros(0, np.float32), False)
         rank = int(s.ranks[s.best])

@@ -30,6 +30,7 @@ from panoplace.errors import InputError
 if TYPE_CHECKING:  # imported lazily at run time: faiss is heavy
     from panoplace.data.frames import ImageSet
     from panoplace.index import PlaceIndex
+    from panoplace.matching.graph import MapGraph
     from panoplace.matching.scene_rerank import SceneEvidence
     from panoplace.store import DescriptorSet
 
@@ -179,29 +180,70 @@ def retrieve_sequence(
     ds: int = 10,
     mode: str = "offline",
     step_deg: Optional[float] = None,
+    graph: Optional["MapGraph"] = None,
+    sparse: bool = False,
     **sequence_options: object,
 ) -> Retrieval:
-    """Localise an ordered sequence of queries with :func:`panoplace.matching.sequence.match_sequence`.
+    """Localise an ordered sequence of queries by sequence matching.
 
-    The difference matrix is ``1 - cosine similarity`` of the (fused) descriptors against the
-    whole database (``(Q, N)``; entries IVF-PQ did not reach count as 2, the largest cosine
-    distance). ``scores`` of the result are the similarities of the returned pairs,
-    ``confidence`` is the sequence matcher's (see :mod:`panoplace.matching.sequence`), and
-    for per-crop descriptors ``headings`` come from rotation matching of the returned pairs.
+    - ``mode="offline"`` (default): the dense matcher
+      (:func:`panoplace.matching.sequence.match_sequence`) on ``1 - cosine similarity`` of the
+      (fused) descriptors against the whole database (``(Q, N)``; entries IVF-PQ did not reach
+      count as 2, the largest cosine distance); with ``sparse=True`` the sparse matcher over
+      the index's candidates instead (:func:`panoplace.matching.sparse.sparse_match`, no Q x N
+      matrix; ``graph`` says which database frames follow which).
+    - ``mode="online"``: the queries go one by one through the online localiser
+      (:class:`panoplace.matching.online.OnlineLocaliser` on the index and ``graph``), as a
+      moving camera would; no Q x N matrix.
+
+    ``scores`` of the result are the similarities of the returned pairs, ``confidence`` is the
+    sequence matcher's (see :mod:`panoplace.matching.sequence`), and for per-crop descriptors
+    ``headings`` come from rotation matching of the returned pairs.
 
     Args:
         queries: ``(Q, D)`` / ``(Q, K, D)`` descriptors (in traversal order) or a
             :class:`DescriptorSet` (checked against the index first).
-        method, ds, mode, sequence_options: passed to ``match_sequence``.
+        method, ds, mode, sequence_options: the matcher (``hmm`` or ``seqslam``) and its
+            parameters (fields of :class:`~panoplace.matching.sequence.HMMParams` /
+            :class:`~panoplace.matching.sequence.SeqSLAMParams`).
+        graph: the database's :class:`~panoplace.matching.graph.MapGraph` (sparse and online;
+            default: one traversal in index order).
     """
-    from panoplace.matching.sequence import match_sequence
+    from panoplace.matching.online import OnlineLocaliser, OnlineParams
+    from panoplace.matching.sequence import HMMParams, SeqSLAMParams, match_sequence, params_for
+    from panoplace.matching.sparse import IndexVectors, sparse_match
+
     q = _query_array(index, queries, k)
-    sims = index.similarities(q)
-    diff = np.where(np.isfinite(sims), 1.0 - sims, 2.0).astype(np.float32)
-    match = match_sequence(diff, method=method, ds=ds, mode=mode, return_scores=True, **sequence_options)
-    ids = match.ranked(int(k))
-    rows = np.arange(len(ids))[:, None]
-    scores = np.where(ids >= 0, sims[rows, np.maximum(ids, 0)], -np.inf).astype(np.float32)
+    k = min(int(k), len(index))
+    if mode == "online" or sparse:
+        params = params_for(method, ds=ds, mode=mode, **sequence_options)
+        if not isinstance(params, (HMMParams, SeqSLAMParams)):
+            raise InputError(f"sparse and online sequence matching take hmm or seqslam, not {method!r}")
+        depth = max(10, k)
+        if mode == "online":
+            loc = OnlineLocaliser(index, graph, OnlineParams(matcher=params, k=depth, n_out=k))
+            ids = np.full((len(q), k), -1, np.int64)
+            confidence = np.zeros(len(q), np.float32)
+            for i in range(len(q)):
+                est = loc.update(q[i])
+                ids[i, :len(est.candidates)] = est.candidates
+                confidence[i] = est.confidence
+        else:
+            m = sparse_match(index, q, params, graph, k=depth, n_out=k)
+            ids, confidence = m.ranked(k), np.asarray(m.confidence, np.float32)
+        vectors = IndexVectors(index)
+        scores = np.full(ids.shape, -np.inf, np.float32)
+        for i in range(len(q)):
+            ok = ids[i] >= 0
+            scores[i, ok] = vectors.similarities(vectors.prepare(q[i]), ids[i, ok])
+    else:
+        sims = index.similarities(q)
+        diff = np.where(np.isfinite(sims), 1.0 - sims, 2.0).astype(np.float32)
+        match = match_sequence(diff, method=method, ds=ds, mode=mode, return_scores=True, **sequence_options)
+        ids = match.ranked(int(k))
+        rows = np.arange(len(ids))[:, None]
+        scores = np.where(ids >= 0, sims[rows, np.maximum(ids, 0)], -np.inf).astype(np.float32)
+        confidence = np.asarray(match.confidence, np.float32)
     headings = None
     if q.ndim == 3 and index.crop_descriptors is not None:
         from panoplace.matching.rotation import heading_step, match_rotation
@@ -209,7 +251,7 @@ def retrieve_sequence(
         step = step_deg if step_deg is not None else heading_step(q.shape[1], index.config.get("panorama"))
         rot = match_rotation(q, index.crop_descriptors[np.maximum(ids, 0)], step)
         headings = np.where(ids >= 0, rot.headings, np.nan)
-    return Retrieval(scores, ids, np.asarray(match.confidence, np.float32), headings)
+    return Retrieval(scores, ids, confidence, headings)
 
 
 PREDICTION_COLUMNS = ("query_id", "rank", "database_id", "database_index", "score", "confidence",

@@ -56,7 +56,7 @@ from panoplace.matching.sequence.seqslam import calibrate_ratio
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexVectors", "QueryRow", "SparseScores", "candidate_ranks", "score_window", "sparse_match"]
+__all__ = ["IndexVectors", "QueryRow", "SparseScores", "candidate_ranks", "follow", "score_window", "sparse_match"]
 
 SparseParams = Union[HMMParams, SeqSLAMParams]
 
@@ -244,12 +244,15 @@ def _spread(params: SparseParams, offsets: np.ndarray) -> int:
 
 
 def candidate_ranks(tops: Sequence[Optional[np.ndarray]], offsets: np.ndarray, params: SparseParams,
-                    graph: MapGraph) -> np.ndarray:
+                    graph: MapGraph, track: Optional[np.ndarray] = None) -> np.ndarray:
     """Candidate ranks of one query from the top-k ranks of the frames of its window.
 
     Args:
         tops: per window offset ``t`` (same order as ``offsets``), the top-k ranks of frame
             ``i + t`` or None where the frame does not exist.
+        track: ranks where the previous query's best matches lead to (one step on at the mean
+            speed), so that a sequence already found is kept through stretches where no frame
+            of the window retrieves its place.
 
     Returns:
         sorted unique int64 ranks: each ``c - round(v t)`` along c's chain (``v`` the mean
@@ -267,6 +270,8 @@ def candidate_ranks(tops: Sequence[Optional[np.ndarray]], offsets: np.ndarray, p
         c = top - s
         ok = (c >= graph.lo(top)) & (c < graph.hi(top))
         centres.append(c[ok])
+    if track is not None and len(track):
+        centres.append(np.asarray(track, np.int64))
     if not centres:
         return np.zeros(0, np.int64)
     return _expand(np.unique(np.concatenate(centres)), -w, w, graph)
@@ -403,22 +408,33 @@ def _hmm_window(rows: Sequence[Optional[QueryRow]], offsets: np.ndarray, cand: n
 
 
 def score_window(rows: Sequence[Optional[QueryRow]], offsets: np.ndarray, params: SparseParams,
-                 vectors: IndexVectors, graph: MapGraph, switch: float = 0.1) -> Optional[SparseScores]:
+                 vectors: IndexVectors, graph: MapGraph, switch: float = 0.1,
+                 track: Optional[np.ndarray] = None) -> Optional[SparseScores]:
     """Score the candidates of the query at offset 0 of its window.
 
     Args:
         rows: per window offset, the :class:`QueryRow` of frame ``i + t`` (None if missing).
         offsets: :func:`~panoplace.matching.sequence.window_offsets` of ``params``.
+        track: extra candidate ranks (see :func:`candidate_ranks`).
 
     Returns:
         :class:`SparseScores`, or None when the window has no candidate.
     """
-    cand = candidate_ranks([None if r is None else r.top for r in rows], offsets, params, graph)
+    cand = candidate_ranks([None if r is None else r.top for r in rows], offsets, params, graph, track)
     if len(cand) == 0:
         return None
     if isinstance(params, SeqSLAMParams):
         return _seqslam_window(rows, offsets, cand, params, vectors, graph)
     return _hmm_window(rows, offsets, cand, params, vectors, graph, switch)
+
+
+def follow(s: SparseScores, params: SparseParams, graph: MapGraph, n_best: int = 3) -> np.ndarray:
+    """Where the ``n_best`` best candidates of a query lead one frame later (at the mean speed,
+    along their chains): the ``track`` candidates of the next query. int64 ``(<= n_best,)``."""
+    best = s.ranks[np.argsort(s.costs, kind="stable")[:n_best]]
+    step = int(np.floor(0.5 * (params.vmin + params.vmax) + 0.5))
+    nxt = best + step
+    return np.sort(nxt[nxt < graph.hi(best)])
 
 
 def calibrate(raw: np.ndarray, lengths: np.ndarray, params: SparseParams, n_frames: int) -> np.ndarray:
@@ -483,14 +499,17 @@ def sparse_match(index: PlaceIndex, queries: np.ndarray, params: SparseParams = 
     cands = np.full((nq, int(n_out)), -1, np.int64)
     costs = np.full((nq, int(n_out)), np.inf, np.float32)
     lengths = np.zeros(nq, np.int64)
+    track: Optional[np.ndarray] = None
     for i in tqdm(range(nq), desc="sparse sequence matching", disable=not progress, unit="query"):
         window: List[Optional[QueryRow]] = [row(i + t) for t in offsets.tolist()]
         for stale in [j for j in rows if j < i + int(offsets.min())]:
             del rows[stale]
         lengths[i] = sum(r is not None for r in window)
-        s = score_window(window, offsets, params, vectors, graph, switch)
+        s = score_window(window, offsets, params, vectors, graph, switch, track)
         if s is None:
+            track = None
             continue
+        track = follow(s, params, graph)
         best[i] = graph.order[s.ranks[s.best]]
         score[i] = s.costs[s.best]
         raw[i] = s.confidence

@@ -115,6 +115,22 @@ def test_retrieve_sequence_localises_a_traverse() -> None:
     np.testing.assert_allclose(seq.scores[:, 0], sims[np.arange(len(q)), seq.db_indices[:, 0]], atol=1e-5)
 
 
+@pytest.mark.parametrize("how", [dict(mode="online"), dict(mode="offline", sparse=True)])
+def test_retrieve_sequence_online_and_sparse_without_a_full_matrix(how) -> None:
+    rng = np.random.default_rng(3)
+    db = route_descriptors(rng, 200, smooth=0.95)
+    truth = np.arange(40, 100)
+    q = unit(db[truth] + 0.2 * rng.normal(size=(len(truth), 32)))
+    index = build_index(dset(db, "db"))
+    index.similarities = None  # type: ignore[assignment]  # must not be called: no Q x N matrix
+    seq = retrieve_sequence(index, q, k=3, method="hmm", ds=10, **how)
+    assert seq.db_indices.shape == (len(truth), 3)
+    assert (np.abs(seq.db_indices[10:, 0] - truth[10:]) <= 2).mean() >= 0.95
+    sims = q @ db.T
+    np.testing.assert_allclose(seq.scores[:, 0], sims[np.arange(len(q)), seq.db_indices[:, 0]], atol=1e-5)
+    assert ((seq.confidence >= 0) & (seq.confidence <= 1)).all()
+
+
 # ------------------------------------------------------------------ localize verb
 @pytest.fixture
 def world(tmp_path: Path):
@@ -156,6 +172,9 @@ def test_localize_to_stdout_and_sequence(world: Path, capsys: pytest.CaptureFixt
     assert main(["localize", "--index", str(world / "db.index"), str(world / "q.h5"), "--sequence",
                  "seqslam", "--ds", "3", "--out", str(world / "seq.csv")]) == 0
     assert len([r for r in read_rows(world / "seq.csv") if r["rank"] == "1"]) == 3
+    assert main(["localize", "--index", str(world / "db.index"), str(world / "q.h5"), "--sequence",
+                 "hmm", "--ds", "3", "--mode", "online", "--out", str(world / "online.csv")]) == 0
+    assert len([r for r in read_rows(world / "online.csv") if r["rank"] == "1"]) == 3
 
 
 def _err(capsys: pytest.CaptureFixture) -> str:

@@ -1,0 +1,329 @@
+"""Online localisation on a synthetic city map of 1,000,000 frames: cost per frame, memory, recall.
+
+The city: a ``--grid`` x ``--grid`` street grid with 100 m blocks. A frame is taken every 2 m
+of a drive; each *directed* street segment has its own appearance (random 256-D anchors every
+10 m, linearly interpolated between them, so consecutive frames look alike: a
+"sequence-structured" descriptor as PCA-reduced CNN descriptors of a drive are). The map holds
+``--traversals`` drives, random walks over the grid (no U-turns) of ``--frames / traversals``
+frames each, each under its own condition (a fixed random offset plus per-frame noise). Query
+drives are new random walks under another condition with stronger noise, each *kidnapped*
+half-way (teleported to a random street); ground truth is the true position (a match is right
+within 10 m).
+
+The map: IVF-PQ index (``--nlist`` cells, PQ ``--m`` x 8 bits, ``--nprobe``) trained on 100k
+frames and filled in chunks (the descriptors are never all in memory), and a
+:class:`~panoplace.matching.graph.MapGraph` from the drives' ids, frame order and positions
+(chains cut where a drive was not recorded, links between drives at the same place). Figures:
+
+- cost per frame of :meth:`OnlineLocaliser.update` (index search + sequence update, the
+  descriptor given), p50 and p99 over all query frames, one thread (faiss OpenMP at 1);
+- map memory when loaded: the resident-set growth of a fresh process that loads the saved
+  index and graph and localises 50 frames;
+- Recall@1 and recall at 100 % precision (queries sorted by confidence) against ground truth,
+  for the online localiser and for single-frame retrieval (top-1 of the index);
+- against the dense matcher: on a ``--submap``-frame sub-map (the streets of a square part of
+  the city, every drive's frames there) with query drives inside it, the dense online HMM on
+  the full ``Q x N`` matrix vs the online localiser on that sub-map (flat index) and the 1M
+  localiser on the same queries.
+
+Parameters (ds 10, k 10, the HMM's jump prior and teleport, switch 0.1) are the
+library defaults, chosen on the Nordland thumbnails (benchmarks/bench_sequence_nordland.py);
+this benchmark is data they were not chosen on.
+
+Run: ``.venv/bin/python benchmarks/bench_city_localisation.py`` (about 10 minutes and 3 GB
+on 2 idle cores; ``--frames 100000`` for a quick look).
+
+Measured (2 shared cores; load average in the header line):
+
+MEASURED_TABLE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import faiss
+import numpy as np
+
+from panoplace.index import IndexParams, PlaceIndex, build_index, load_index, save_index
+from panoplace.matching.graph import MapGraph
+from panoplace.matching.online import OnlineLocaliser, OnlineParams
+from panoplace.matching.sequence import HMMParams, match
+from panoplace.matching.sparse import IndexVectors
+from panoplace.store import DescriptorSet
+
+STEP_M = 2.0
+BLOCK_M = 100.0
+PER_EDGE = int(BLOCK_M / STEP_M)  # frames per street segment
+ANCHOR_EVERY = 5  # frames between appearance anchors (10 m)
+
+
+class City:
+    """Street grid, drives over it and the appearance of every directed segment."""
+
+    def __init__(self, grid: int, dim: int, seed: int) -> None:
+        self.grid, self.dim, self.seed = grid, dim, seed
+
+    def neighbours(self, node: int) -> List[int]:
+        x, y = divmod(node, self.grid)
+        out = []
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            if 0 <= x + dx < self.grid and 0 <= y + dy < self.grid:
+                out.append((x + dx) * self.grid + y + dy)
+        return out
+
+    def xy(self, node: int) -> np.ndarray:
+        return np.array(divmod(node, self.grid), np.float64) * BLOCK_M
+
+    def drive(self, rng: np.random.Generator, n_frames: int, nodes: Optional[Tuple[int, int]] = None
+              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A random walk of ``n_frames`` frames: (segment ids ``(n,)``, offsets ``(n,)``, xy ``(n, 2)``).
+        ``nodes`` restricts the walk to grid coordinates ``[lo, hi)`` on both axes."""
+        lo, hi = nodes if nodes is not None else (0, self.grid)
+
+        def inside(v: int) -> bool:
+            x, y = divmod(v, self.grid)
+            return lo <= x < hi and lo <= y < hi
+
+        cur = int(rng.integers(lo, hi)) * self.grid + int(rng.integers(lo, hi))
+        prev = -1
+        segs, offs, pts = [], [], []
+        total = 0
+        while total < n_frames:
+            options = [v for v in self.neighbours(cur) if v != prev and inside(v)]
+            nxt = int(rng.choice(options))
+            seg = cur * self.grid * self.grid + nxt
+            u = np.arange(PER_EDGE)
+            a, b = self.xy(cur), self.xy(nxt)
+            segs.append(np.full(PER_EDGE, seg, np.int64))
+            offs.append(u)
+            pts.append(a[None] + (b - a)[None] * (u[:, None] / PER_EDGE))
+            total += PER_EDGE
+            prev, cur = cur, nxt
+        return (np.concatenate(segs)[:n_frames], np.concatenate(offs)[:n_frames],
+                np.concatenate(pts)[:n_frames])
+
+    def places(self, segs: np.ndarray, offs: np.ndarray) -> np.ndarray:
+        """Appearance of the places (segment, offset): float32 ``(n, dim)`` (not normalised)."""
+        out = np.empty((len(segs), self.dim), np.float32)
+        n_anchor = PER_EDGE // ANCHOR_EVERY + 1
+        for seg in np.unique(segs):
+            rows = np.flatnonzero(segs == seg)
+            anchors = np.random.default_rng([self.seed, int(seg)]).standard_normal((n_anchor, self.dim))
+            u = offs[rows] / ANCHOR_EVERY
+            i = np.minimum(np.floor(u).astype(int), n_anchor - 2)
+            f = (u - i)[:, None]
+            out[rows] = (1 - f) * anchors[i] + f * anchors[i + 1]
+        return out
+
+    def observe(self, segs: np.ndarray, offs: np.ndarray, condition: np.ndarray, noise: float,
+                rng: np.random.Generator) -> np.ndarray:
+        x = self.places(segs, offs) + condition[None]
+        x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(noise)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall_at_full_precision(correct: np.ndarray, confidence: np.ndarray) -> float:
+    order = np.argsort(-confidence, kind="stable")
+    wrong = np.flatnonzero(~correct[order])
+    return float((wrong[0] if len(wrong) else len(order)) / len(order))
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_memory(folder: str) -> None:
+    """Load the saved map (index + graph) and localise 50 frames; print the RSS growth."""
+    faiss.omp_set_num_threads(1)
+    before = maxrss_mb()
+    index = load_index(Path(folder) / "map.index")
+    with np.load(Path(folder) / "graph.npz", allow_pickle=False) as z:
+        graph = MapGraph(**{k: z[k] for k in z.files})
+    queries = np.load(Path(folder) / "queries.npy", allow_pickle=False)
+    loc = OnlineLocaliser(index, graph)
+    for q in queries[:50]:
+        loc.update(q)
+    print(json.dumps({"rss_mb": maxrss_mb() - before}))
+
+
+def build_map(city: City, args: argparse.Namespace, rng: np.random.Generator
+              ) -> Tuple[PlaceIndex, MapGraph, np.ndarray, np.ndarray, Dict[str, float]]:
+    per = args.frames // args.traversals
+    segs, offs, pts, seq, pos = [], [], [], [], []
+    for t in range(args.traversals):
+        s, o, p = city.drive(rng, per)
+        segs.append(s)
+        offs.append(o)
+        pts.append(p)
+        seq.append(np.full(per, t, np.int32))
+        pos.append(np.arange(per, dtype=np.float64))
+    segs_a, offs_a, xy = np.concatenate(segs), np.concatenate(offs), np.concatenate(pts)
+    conditions = rng.standard_normal((args.traversals, args.dim)).astype(np.float32) * 0.3
+    times: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    sample = rng.choice(len(segs_a), size=min(100_000, len(segs_a)), replace=False)
+    sample.sort()
+    trav = np.concatenate(seq)
+    train = np.concatenate([city.observe(segs_a[sample][trav[sample] == t], offs_a[sample][trav[sample] == t],
+                                         conditions[t], args.db_noise, rng) for t in range(args.traversals)])
+    index = faiss.index_factory(args.dim, f"IVF{args.nlist},PQ{args.m}x8", faiss.METRIC_INNER_PRODUCT)
+    faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
+    index.train(train)
+    times["train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    chunk = 50_000
+    for a in range(0, len(segs_a), chunk):
+        b = min(len(segs_a), a + chunk)
+        parts = []
+        for tt in np.unique(trav[a:b]):
+            m = trav[a:b] == tt
+            parts.append(city.observe(segs_a[a:b][m], offs_a[a:b][m], conditions[tt], args.db_noise, rng))
+        index.add(np.concatenate(parts))
+    times["add"] = time.perf_counter() - t0
+    params = IndexParams(kind="ivfpq", nlist=args.nlist, m=args.m, nbits=8, nprobe=args.nprobe)
+    place_index = PlaceIndex(index, [str(i) for i in range(len(segs_a))], {}, "city", (args.dim,), params)
+    t0 = time.perf_counter()
+    graph = MapGraph.from_sequences(trav, position=np.concatenate(pos), xy=xy)
+    times["graph"] = time.perf_counter() - t0
+    return place_index, graph, xy, segs_a, times
+
+
+def query_drives(city: City, args: argparse.Namespace, rng: np.random.Generator, n_drives: int,
+                 nodes: Optional[Tuple[int, int]] = None, kidnap: bool = True) -> List[Tuple[np.ndarray, np.ndarray]]:
+    cond = rng.standard_normal(args.dim).astype(np.float32) * 0.3
+    out = []
+    for _ in range(n_drives):
+        half = args.query_frames // 2
+        parts = [city.drive(rng, half, nodes), city.drive(rng, args.query_frames - half, nodes)] if kidnap \
+            else [city.drive(rng, args.query_frames, nodes)]
+        s = np.concatenate([p[0] for p in parts])
+        o = np.concatenate([p[1] for p in parts])
+        xy = np.concatenate([p[2] for p in parts])
+        out.append((city.observe(s, o, cond, args.query_noise, rng), xy))
+    return out
+
+
+def localise(loc: OnlineLocaliser, queries: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    loc.reset()
+    frames, conf, sec = [], [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        e = loc.update(q)
+        sec.append(time.perf_counter() - t0)
+        frames.append(e.frame)
+        conf.append(e.confidence)
+    return np.array(frames), np.array(conf), np.array(sec)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=1_000_000)
+    ap.add_argument("--traversals", type=int, default=5)
+    ap.add_argument("--grid", type=int, default=40, help="streets per side (default 40: 312 km of street)")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--m", type=int, default=32)
+    ap.add_argument("--nprobe", type=int, default=16)
+    ap.add_argument("--db-noise", type=float, default=0.5)
+    ap.add_argument("--query-noise", type=float, default=1.4)
+    ap.add_argument("--drives", type=int, default=3, help="query drives (each kidnapped half-way)")
+    ap.add_argument("--query-frames", type=int, default=400)
+    ap.add_argument("--submap", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_memory(args.child)
+        return 0
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    city = City(args.grid, args.dim, args.seed)
+    load = os.getloadavg()
+    print(f"City: {args.grid}x{args.grid} grid, {args.frames} map frames in {args.traversals} drives, "
+          f"{args.dim}-D, IVF{args.nlist},PQ{args.m}x8 nprobe {args.nprobe}; load average "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    t0 = time.perf_counter()
+    index, graph, xy, _, times = build_map(city, args, rng)
+    print(f"map built in {time.perf_counter() - t0:.0f} s (train {times['train']:.0f} s, add {times['add']:.0f} s, "
+          f"graph {times['graph']:.1f} s): {graph.n_chains} chains, {graph.n_links} links")
+    drives = query_drives(city, args, rng, args.drives)
+    loc = OnlineLocaliser(index, graph, OnlineParams())
+    rows = []
+    all_sec = []
+    for name, make in (("online localiser (HMM)", lambda: loc),):
+        correct, confs = [], []
+        for q, qxy in drives:
+            frames, conf, sec = localise(make(), q)
+            correct.append(np.linalg.norm(xy[frames] - qxy, axis=1) <= 10.0)
+            confs.append(conf)
+            all_sec.append(sec)
+        c, f = np.concatenate(correct), np.concatenate(confs)
+        rows.append((name, c.mean(), recall_at_full_precision(c, f)))
+    sec = np.concatenate(all_sec) * 1000
+    sims, ids = index.search(np.concatenate([q for q, _ in drives]), 1)
+    qxy = np.concatenate([x for _, x in drives])
+    single = np.linalg.norm(xy[ids[:, 0]] - qxy, axis=1) <= 10.0
+    rows.append(("single frame (index top-1)", single.mean(), recall_at_full_precision(single, sims[:, 0])))
+    with tempfile.TemporaryDirectory() as tmp:
+        save_index(index, Path(tmp) / "map.index")
+        np.savez(Path(tmp) / "graph.npz", **{k: getattr(graph, k) for k in
+                                             ("order", "rank", "chain_start", "chain_of", "link_ptr", "link_idx")})
+        np.save(Path(tmp) / "queries.npy", drives[0][0])
+        size_mb = (Path(tmp) / "map.index").stat().st_size / 2 ** 20
+        out = subprocess.run([sys.executable, __file__, "--child", tmp], capture_output=True, text=True, check=True)
+        rss = json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"]
+    print(f"\nper frame (index search + sequence update, one thread), {len(sec)} frames: "
+          f"p50 {np.percentile(sec, 50):.2f} ms, p99 {np.percentile(sec, 99):.2f} ms, max {sec.max():.1f} ms")
+    print(f"map when loaded: {rss:.0f} MiB resident (index file {size_mb:.0f} MiB, graph "
+          f"{graph.nbytes() / 2 ** 20:.0f} MiB)")
+    print(f"\n{'matcher':<34s} {'R@1':>6s} {'R@100P':>7s}   ({args.drives} drives x {args.query_frames} frames, "
+          f"kidnapped half-way)")
+    for name, r1, r100 in rows:
+        print(f"{name:<34s} {r1:6.3f} {r100:7.3f}")
+
+    # sub-map: the streets of a square part of the city, every drive's frames there
+    side = args.grid
+    while side > 3 and ((xy[:, 0] <= (side - 1) * BLOCK_M) & (xy[:, 1] <= (side - 1) * BLOCK_M)).sum() > args.submap:
+        side -= 1
+    sub = np.flatnonzero((xy[:, 0] <= (side - 1) * BLOCK_M) & (xy[:, 1] <= (side - 1) * BLOCK_M))
+    sub_graph = MapGraph.from_sequences(
+        np.concatenate([np.full(args.frames // args.traversals, t) for t in range(args.traversals)])[sub],
+        position=sub.astype(np.float64), xy=xy[sub])
+    sub_rows = sub[sub_graph.order]  # sub-map in chain order, so that index order is driving order
+    vectors_flat = []
+    vec = IndexVectors(index, cache_rows=1 << 15)
+    for a in range(0, len(sub_rows), 20_000):
+        vectors_flat.append(vec.vectors(sub_rows[a:a + 20_000]).copy())
+    sub_db = np.concatenate(vectors_flat)
+    sub_index = build_index(DescriptorSet(sub_db, [str(i) for i in range(len(sub_db))], {}, "city"))
+    sub_chain = MapGraph.from_sequences(np.zeros(len(sub_db)), xy=xy[sub_rows])
+    sub_drives = query_drives(city, args, rng, 2, nodes=(0, side), kidnap=True)
+    res: Dict[str, List[np.ndarray]] = {"dense online HMM, sub-map": [], "online localiser, sub-map": [],
+                                        "online localiser, 1M map": []}
+    for q, qxy in sub_drives:
+        D = np.clip(1.0 - q @ sub_db.T, 0.0, 2.0).astype(np.float32)
+        dm = match(D, HMMParams(ds=10, mode="online"), return_scores=False)
+        res["dense online HMM, sub-map"].append(np.linalg.norm(xy[sub_rows[dm.best]] - qxy, axis=1) <= 10.0)
+        f, _, _ = localise(OnlineLocaliser(sub_index, sub_chain), q)
+        res["online localiser, sub-map"].append(np.linalg.norm(xy[sub_rows[f]] - qxy, axis=1) <= 10.0)
+        f, _, _ = localise(loc, q)
+        res["online localiser, 1M map"].append(np.linalg.norm(xy[f] - qxy, axis=1) <= 10.0)
+    print(f"\nsub-map of {len(sub)} frames ({side - 1}x{side - 1} blocks), 2 drives x {args.query_frames} frames:")
+    print(f"{'matcher':<34s} {'R@1':>6s}")
+    for name, c in res.items():
+        print(f"{name:<34s} {np.concatenate(c).mean():6.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
