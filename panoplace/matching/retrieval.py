@@ -26,11 +26,15 @@ from typing import IO, TYPE_CHECKING, Dict, List, Optional, Union
 import numpy as np
 
 from panoplace.errors import InputError
+from panoplace.matching.graph import MapGraph
+from panoplace.matching.online import OnlineLocaliser, OnlineParams
+from panoplace.matching.rotation import heading_step, match_rotation, rerank
+from panoplace.matching.sequence import HMMParams, SeqSLAMParams, match_sequence, params_for
+from panoplace.matching.sparse import IndexVectors, sparse_match
 
-if TYPE_CHECKING:  # imported lazily at run time: faiss is heavy
+if TYPE_CHECKING:
     from panoplace.data.frames import ImageSet
     from panoplace.index import PlaceIndex
-    from panoplace.matching.graph import MapGraph
     from panoplace.matching.scene_rerank import SceneEvidence
     from panoplace.store import DescriptorSet
 
@@ -159,8 +163,6 @@ def retrieve(
     scores, ids = index.search(q, depth)
     headings = None
     if per_crop:
-        from panoplace.matching.rotation import heading_step, rerank
-
         step = step_deg if step_deg is not None else heading_step(q.shape[1], index.config.get("panorama"))
         match = rerank(q, index.crop_descriptors, ids, step_deg=step)
         scores, ids, headings = match.scores, match.db_indices, match.headings
@@ -180,7 +182,7 @@ def retrieve_sequence(
     ds: int = 10,
     mode: str = "offline",
     step_deg: Optional[float] = None,
-    graph: Optional["MapGraph"] = None,
+    graph: Optional[MapGraph] = None,
     sparse: bool = False,
     **sequence_options: object,
 ) -> Retrieval:
@@ -209,10 +211,6 @@ def retrieve_sequence(
         graph: the database's :class:`~panoplace.matching.graph.MapGraph` (sparse and online;
             default: one traversal in index order).
     """
-    from panoplace.matching.online import OnlineLocaliser, OnlineParams
-    from panoplace.matching.sequence import HMMParams, SeqSLAMParams, match_sequence, params_for
-    from panoplace.matching.sparse import IndexVectors, sparse_match
-
     q = _query_array(index, queries, k)
     k = min(int(k), len(index))
     if mode == "online" or sparse:
@@ -246,8 +244,6 @@ def retrieve_sequence(
         confidence = np.asarray(match.confidence, np.float32)
     headings = None
     if q.ndim == 3 and index.crop_descriptors is not None:
-        from panoplace.matching.rotation import heading_step, match_rotation
-
         step = step_deg if step_deg is not None else heading_step(q.shape[1], index.config.get("panorama"))
         rot = match_rotation(q, index.crop_descriptors[np.maximum(ids, 0)], step)
         headings = np.where(ids >= 0, rot.headings, np.nan)
