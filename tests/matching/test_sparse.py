@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
+from panoplace.data import load_dataset
+from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import InputError
-from panoplace.evaluation.pipeline import cosine_distances
+from panoplace.evaluation.pipeline import cosine_distances, evaluate_match
 from panoplace.index import build_index
 from panoplace.matching.graph import MapGraph
+from panoplace.matching.seqslam_classic import seqslam_preprocess
 from panoplace.matching.sequence import HMMParams, SeqSLAMParams, match
 from panoplace.matching.sparse import IndexVectors, sparse_match
 from panoplace.store import DescriptorSet
@@ -77,3 +83,40 @@ def test_sparse_bad_inputs(route_map):
         sparse_match(index, queries, graph=MapGraph.chain(3))
     with pytest.raises(InputError, match="k and n_out"):
         sparse_match(index, queries, k=0)
+
+
+def _pixels(paths, size):
+    """Patch-normalised grey thumbnails, flattened and L2-normalised (SeqSLAM-style descriptors)."""
+    x = seqslam_preprocess([cv2.imread(str(p)) for p in paths], size).reshape(len(paths), -1)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _agreement(db, queries, gt, params, k=10):
+    dense = evaluate_match(match(cosine_distances(queries, db), params), gt, ns=(1,)).recall[1]
+    sparse = evaluate_match(sparse_match(build_index(_set(db)), queries, params, k=k), gt, ns=(1,)).recall[1]
+    return dense, sparse
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [HMMParams(ds=20), SeqSLAMParams(ds=20, mode="online")])
+def test_sparse_agrees_with_dense_on_nordland(shared_data, params):
+    root = shared_data / "nordland_thumbs"
+    names = sorted(p.name for p in (root / "summer").glob("images-*.png"))[:600]
+    if len(names) < 600:
+        pytest.skip("nordland_thumbs is incomplete")
+    db = _pixels([root / "summer" / n for n in names], (32, 16))
+    queries = _pixels([root / "winter" / n for n in names], (32, 16))
+    dense, sparse = _agreement(db, queries, GroundTruth.from_tolerance(600, 600, tolerance=2), params)
+    assert dense >= 0.7
+    assert sparse >= dense - 0.005  # measured: sparse 0.5-1.5 points above dense (see bench_sparse_sequence)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("params", [HMMParams(ds=5), SeqSLAMParams(ds=5)])
+def test_sparse_agrees_with_dense_on_the_corridor(shared_data, params):
+    data = load_dataset(shared_data / "corridor")
+    db = _pixels([Path(data.database.root) / p for p in data.database.paths], (64, 48))
+    queries = _pixels([Path(data.queries.root) / p for p in data.queries.paths], (64, 48))
+    dense, sparse = _agreement(db, queries, data.ground_truth, params)
+    assert sparse >= dense - 0.005
