@@ -76,6 +76,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from panoplace.data.formats import read_npy  # noqa: E402
 from panoplace.models.backbones import build_backbone  # noqa: E402
 from panoplace.models.clusters import fit_centroids, sample_from_feature_maps  # noqa: E402
 from panoplace.models.netvlad import NetVLAD  # noqa: E402
@@ -149,7 +150,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ref = load_images(args.data / "ref", tuple(args.size))
     qry = load_images(args.data / "query", tuple(args.size))
-    gt = np.load(args.data / "ground_truth_new.npy", allow_pickle=True)
+    gt = read_npy(args.data / "ground_truth_new.npy")  # object array, read without unpickling code
     positives = [np.asarray(gt[i][1], dtype=int) for i in range(len(gt))]
     if [int(gt[i][0]) for i in range(len(gt))] != list(range(len(qry))):
         raise SystemExit("ground truth rows are not queries 0..Q-1 in order")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -90,3 +92,62 @@ def chromium_page(browser):
         yield page
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------- hostile files
+class _RunsCode:
+    """Unpickling this runs Python (it creates ``marker``): the payload of a hostile file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+class Hostile:
+    """Writers of files whose loading with full unpickling would run code (create ``marker``).
+
+    ``live(load)`` checks that a payload really runs when loaded unsafely (so a test that sees
+    no marker proves the loader refused it, not that the payload was inert).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.marker = folder / "PWNED"
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def torch_file(self, path: Path, legacy: bool = False) -> Path:
+        """A ``torch.save`` file: a plausible state dict plus the payload (zip or legacy format)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        obj = {"state_dict": {"fc.weight": torch.zeros(2, 3), "fc.bias": torch.zeros(2)},
+               "extra": {"note": _RunsCode(self.marker)}}
+        torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+        return path
+
+    def raw_pickle(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps({"state_dict": _RunsCode(self.marker)}, protocol=2))
+        return path
+
+    def npy(self, path: Path, rows: int = 2) -> Path:
+        """A VPR-Bench-like object array ``(rows, 2)`` whose last cell is the payload."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gt = np.empty((rows, 2), dtype=object)
+        for i in range(rows):
+            gt[i, 0], gt[i, 1] = i, [i]
+        gt[rows - 1, 1] = _RunsCode(self.marker)
+        np.save(path, gt, allow_pickle=True)
+        return path
+
+    def live(self, load: Callable[[], object]) -> None:
+        """Assert that ``load`` (an unsafe load of a planted file) runs the payload; clean up."""
+        assert not self.marker.exists()
+        load()
+        assert self.marker.exists(), "the payload did not run even when loaded unsafely"
+        self.marker.unlink()
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Hostile:
+    return Hostile(tmp_path / "hostile")

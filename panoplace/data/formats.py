@@ -16,7 +16,9 @@ Formats:
 - Patch-NetVLAD: two text files (one image path per line, database "index" and query) and a
   ground-truth ``.npz`` with ``utmQ`` (Q, 2), ``utmDb`` (N, 2) and ``posDistThr``.
 - VPR-Bench: a folder with ``ref/`` (database), ``query/`` and ``ground_truth_new.npy``, an object
-  array ``(Q, 2)`` whose rows are ``[query_index, [correct ref indices]]``.
+  array ``(Q, 2)`` whose rows are ``[query_index, [correct ref indices]]``. An object array is a
+  pickle inside the ``.npy``; :func:`read_npy` unpickles it with an unpickler that only knows
+  numpy's array/dtype/scalar reconstruction (no other callable, so the file cannot run code).
 - Index-aligned traverses (Nordland, Gardens Point; MOLP forward/backward when reversed):
   two folders whose i-th images (natural name order) show the same place.
 - PAL / Yuquan: a folder of images with ``GPS.txt`` and, for a query traverse, ``Overlap.txt``
@@ -26,6 +28,7 @@ Formats:
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -257,6 +260,77 @@ def load_patchnetvlad(
 
 
 # ---------------------------------------------------------------------------- VPR-Bench
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What protocol-2 pickles written by Python 3 call (as ``_codecs.encode``) to rebuild bytes."""
+    if encoding not in ("latin1", "latin-1", "iso-8859-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"it encodes bytes with {encoding!r}, not latin1")
+    return text.encode("latin1")
+
+
+def _numpy_globals() -> Dict[Tuple[str, str], Any]:
+    core = getattr(np, "_core", None) or np.core
+    found: Dict[Tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                         ("_codecs", "encode"): _latin1_bytes}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x / 2.x pickles
+        found[(module, "_reconstruct")] = core.multiarray._reconstruct
+        found[(module, "scalar")] = core.multiarray.scalar
+    return found
+
+
+class _NumpyDataUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays, dtypes and scalars (and latin1 bytes) and nothing
+    else: any other global (``os.system``, ``builtins.eval`` ...) is refused, so no code from the
+    file runs."""
+
+    ALLOWED = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not numpy data") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it uses persistent ids, which are not numpy data")
+
+
+def read_npy(path: PathLike) -> np.ndarray:
+    """Load a ``.npy`` file without running code from it, object arrays included.
+
+    A plain array loads with ``np.load(allow_pickle=False)``. An object array (stored as a
+    pickle) is unpickled by :class:`_NumpyDataUnpickler` (numpy array/dtype/scalar reconstruction
+    plus Python lists, tuples, dicts, numbers and strings), with the settings of ``np.load``
+    (``encoding="ASCII"``), so legitimate files load exactly as ``np.load(allow_pickle=True)``
+    would load them.
+
+    Raises:
+        DatasetError: a missing or unreadable file, or a pickle that names anything but numpy data.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:  # 3.0 only differs in utf-8 field names; np.load refuses object arrays safely
+                f.seek(0)
+                return np.load(f, allow_pickle=False)
+            if not dtype.hasobject:
+                f.seek(0)
+                return np.load(f, allow_pickle=False)
+            arr = _NumpyDataUnpickler(f, fix_imports=True, encoding="ASCII").load()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, IndexError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+    if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape) or arr.dtype != dtype:
+        raise DatasetError(f"cannot read {path}: its pickle is not the {dtype} array {tuple(shape)} its header "
+                           "announces")
+    return arr
+
+
 VPRBENCH_GT = "ground_truth_new.npy"
 
 
@@ -271,10 +345,7 @@ def read_vprbench_ground_truth(path: PathLike, n_queries: int, n_database: int) 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"ground-truth file not found: {path}")
-    try:
-        gt = np.load(path, allow_pickle=True)
-    except Exception as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
+    gt = read_npy(path)
     if gt.ndim != 2 or gt.shape[1] != 2:
         raise DatasetError(f"{path}: expected an array of [query_index, [ref indices]] rows, got shape {gt.shape}")
     if len(gt) != n_queries:

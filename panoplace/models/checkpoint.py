@@ -41,6 +41,10 @@ Formats:
   dicts read by :func:`~panoplace.models.backbones.build_backbone` through the same safe
   reader, because :func:`~panoplace.models.build.build_model` needs them below this layer.
 
+There is no opt-in to full unpickling (no ``--trust-file``): every format above loads with
+``weights_only=True``; a file that pickles other objects (a whole ``nn.Module``, an argparse
+namespace) is refused with a line saying how to re-save its state dict.
+
 Old layouts are upgraded on load: :data:`KEY_RENAMES` (place) and :data:`SCENE_KEY_RENAMES`
 (scene) map a format version to the key renames that bring it to the next version.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +265,46 @@ def test_parse_spec() -> None:
     assert (s.kind, s.paths, s.options) == ("aligned", ["/a/b", "/c/d"], {"tol": 3, "reverse": True})
     assert parse_spec("C.mat,radius=12.5").options == {"radius": 12.5}
     assert isinstance(GroundTruth.from_tolerance(1, 1), GroundTruth)
+
+
+def test_vprbench_ground_truth_payload_never_runs(tmp_path: Path, make_images, hostile) -> None:
+    write_vprbench(tmp_path / "v", make_images, 3, 2, [(0, [0]), (1, [1])])
+    gt = hostile.npy(tmp_path / "v" / "ground_truth_new.npy", rows=2)
+    hostile.live(lambda: np.load(gt, allow_pickle=True))
+    with pytest.raises(DatasetError, match="builtins.exec, which is not numpy data") as err:
+        load_dataset(tmp_path / "v")
+    assert "\n" not in str(err.value) and "ground_truth_new.npy" in str(err.value)
+    assert not hostile.marker.exists()
+
+
+def test_read_npy_gives_what_np_load_gives_for_numpy_data(tmp_path: Path) -> None:
+    plain = np.arange(6.0).reshape(2, 3)
+    np.save(tmp_path / "plain.npy", plain)
+    assert np.array_equal(formats.read_npy(tmp_path / "plain.npy"), plain)
+    obj = np.empty((3, 2), dtype=object)
+    obj[0] = [0, [1, 2]]
+    obj[1] = [np.int64(1), np.array([3, 4])]
+    obj[2] = [2, {"refs": (5, "x", 1.5, None)}]
+    for protocol_2 in (False, True):
+        path = tmp_path / f"obj{protocol_2}.npy"
+        with open(path, "wb") as f:  # numpy writes protocol 4; VPR-Bench's file is a protocol 2 pickle
+            np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(obj))
+            pickle.dump(obj, f, protocol=2 if protocol_2 else 4)
+        got, want = formats.read_npy(path), np.load(path, allow_pickle=True)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        for a, b in zip(got.ravel(), want.ravel()):
+            assert type(a) is type(b) and repr(a) == repr(b)
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY junk")
+    with pytest.raises(DatasetError, match="cannot read"):
+        formats.read_npy(tmp_path / "junk.npy")
+
+
+@pytest.mark.data
+def test_real_vprbench_ground_truth_loads_as_with_np_load(shared_data: Path) -> None:
+    """The corridor set's ground_truth_new.npy (a Python 2 pickle of lists) loads identically."""
+    path = shared_data / "corridor" / "ground_truth_new.npy"
+    got = formats.read_npy(path)
+    want = np.load(path, allow_pickle=True)  # the trusted reference file, as before the change
+    assert got.shape == want.shape == (111, 2) and got.dtype == want.dtype
+    for a, b in zip(got.ravel(), want.ravel()):
+        assert type(a) is type(b) and a == b

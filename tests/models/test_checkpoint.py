@@ -12,13 +12,18 @@ import torch
 import panoplace.models.checkpoint as checkpoint
 from panoplace.config import ModelConfig
 from panoplace.errors import CheckpointError, InputError
+from panoplace.models.backbones import build_backbone
 from panoplace.models.build import PlaceModel, build_model, weights_fingerprint
 from panoplace.models.checkpoint import (
     CheckpointFile,
     CheckpointFormat,
     checkpoint_formats,
     detect_format,
+    from_places365,
     load_checkpoint,
+    load_linear_classifier,
+    load_places365_checkpoint,
+    load_scene_checkpoint,
     load_state_checked,
     read_checkpoint,
     register_format,
@@ -26,7 +31,8 @@ from panoplace.models.checkpoint import (
     save_scene_checkpoint,
 )
 from panoplace.models.scene import SceneConfig, build_scene_model
-from panoplace.scene.loading import base_model_for_training
+from panoplace.scene.loading import base_model_for_training, load_scene_model
+from panoplace.training.trainer import Trainer
 
 GEM = ModelConfig(backbone="resnet18", cut="layer2", weights="none", aggregator="gem")
 
@@ -128,3 +134,31 @@ def test_only_the_checkpoint_layer_deserialises_model_files() -> None:
     callers = [str(p.relative_to(package)) for p in package.rglob("*.py")
                if "torch.load(" in p.read_text().replace("``torch.load(weights_only=True)``", "")]
     assert callers == ["models/torchfile.py"]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_no_model_loader_runs_a_planted_payload(hostile, tmp_path: Path, legacy: bool) -> None:
+    """Every library entry that opens a model file refuses a payload, in either serialisation."""
+    evil = hostile.torch_file(hostile.folder / "evil.pth.tar", legacy=legacy)
+    hostile.live(lambda: torch.load(evil, weights_only=False))
+    resume = tmp_path / "run"
+    resume.mkdir()
+    hostile.torch_file(resume / "latest.pt", legacy=legacy)
+    loaders = {
+        "read_checkpoint": lambda: read_checkpoint(evil),
+        "load_checkpoint": lambda: load_checkpoint(evil),
+        "load_scene_checkpoint": lambda: load_scene_checkpoint(evil),
+        "load_places365_checkpoint": lambda: load_places365_checkpoint(evil),
+        "from_places365": lambda: from_places365(evil, [f"c{i}" for i in range(365)]),
+        "load_linear_classifier": lambda: load_linear_classifier(evil),
+        "build_backbone": lambda: build_backbone("resnet18", weights=str(evil)),
+        "build_model": lambda: build_model(ModelConfig(backbone="resnet18", weights=str(evil), aggregator="gem")),
+        "base_model_for_training": lambda: base_model_for_training(checkpoint=evil),
+        "load_scene_model": lambda: load_scene_model(checkpoint=evil),
+        "Trainer.resume": lambda: Trainer.resume(resume, None, None),  # type: ignore[arg-type]
+    }
+    for name, load in loaders.items():
+        with pytest.raises(CheckpointError, match="could run code") as err:
+            load()
+        assert "\n" not in str(err.value), name
+        assert not hostile.marker.exists(), f"{name} ran the payload"
