@@ -13,16 +13,24 @@ crops, then L2 normalisation, see :func:`fuse_crops`) for candidate search; the 
 descriptors are kept with the index so that :mod:`panoplace.matching.rotation` can re-rank the
 candidates under circular crop shifts and estimate the relative heading.
 
-On disk an index is one HDF5 file (written atomically): ``faiss_index`` (uint8, the bytes of
-``faiss.serialize_index``), ``ids`` (utf-8), optional ``crop_descriptors`` ``(N, K, D)``, and
-attributes ``config`` (pipeline config JSON), ``fingerprint``, ``kind``, ``params`` (JSON),
-``descriptor_shape`` (JSON) and ``format_version``.
+On disk an index is two files, each written atomically: ``OUT.<token>.faiss``, the faiss
+index in faiss's own format, which :func:`load_index` memory-maps (a million-frame IVF-PQ map
+opens in milliseconds and its pages are shared between processes), and the HDF5 file ``OUT``
+written last: ``ids`` (utf-8), optional ``crop_descriptors`` ``(N, K, D)``, and attributes
+``faiss_file`` (the name of the faiss file) and ``faiss_size``, ``config`` (pipeline config
+JSON), ``fingerprint``, ``kind``, ``params`` (JSON), ``descriptor_shape`` (JSON),
+``train_residual`` and ``format_version``. Copy both files together. Format 1 files (the faiss
+bytes embedded as the dataset ``faiss_index``) still load.
+
+A map grows with :func:`update_index`: new rows are added to the trained index without
+retraining, with a warning when they have drifted from the training data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -40,7 +48,7 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 INDEX_KINDS = ("flat", "ivfpq")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the faiss index in a memory-mappable file beside the HDF5 metadata
 
 
 @dataclass
@@ -89,12 +97,16 @@ class PlaceIndex:
         descriptor_shape: per-image descriptor shape in the store, ``(D,)`` or ``(K, D)``.
         params: :class:`IndexParams`.
         crop_descriptors: ``(N, K, D)`` float32 for per-crop databases, else None.
+        train_residual: IVF-PQ: mean squared distance of the training descriptors to their
+            nearest cell centroid (:func:`coarse_residual`), the reference for drift warnings
+            when the map grows (:func:`update_index`); 0.0 for flat indexes.
     """
 
     def __init__(self, index: Any, ids: List[str], config: Dict[str, Any], fingerprint: str,
                  descriptor_shape: Tuple[int, ...], params: IndexParams,
-                 crop_descriptors: Optional[np.ndarray] = None) -> None:
+                 crop_descriptors: Optional[np.ndarray] = None, train_residual: float = 0.0) -> None:
         self.index = index
+        self.train_residual = float(train_residual)
         self.ids = list(ids)
         self.config = dict(config)
         self.fingerprint = fingerprint
@@ -311,50 +323,158 @@ def build_index(
     else:
         index = new_index(x.shape[1], params)
         train_index(index, x, params)
+    residual = coarse_residual(index, x[:: max(1, len(x) // 20000)])
     index.add(x)
     crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
-    return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops)
+    return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops,
+                      train_residual=residual)
+
+
+def _sidecars(path: Path) -> List[Path]:
+    return sorted(path.parent.glob(f"{path.name}.*.faiss"))
 
 
 def save_index(index: PlaceIndex, path: PathLike) -> Path:
-    """Write ``index`` with its metadata to one HDF5 file, atomically (temp file + rename)."""
+    """Write ``index``: the faiss index to ``<path>.<token>.faiss`` beside ``path`` (faiss's own
+    format, which :func:`load_index` memory-maps) and the metadata to the HDF5 file ``path``,
+    which names that file. Both are written atomically, the HDF5 file last, so a reader never
+    sees a metadata file with another run's faiss file; sidecars of earlier versions are then
+    removed. Returns ``path``.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("faiss_index", data=faiss.serialize_index(index.index))
-            f.create_dataset("ids", data=np.array(index.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
-            if index.crop_descriptors is not None:
-                f.create_dataset("crop_descriptors", data=index.crop_descriptors, dtype=np.float32)
-            f.attrs["config"] = json.dumps(index.config, sort_keys=True)
-            f.attrs["fingerprint"] = index.fingerprint
-            f.attrs["kind"] = index.params.kind
-            f.attrs["params"] = json.dumps(asdict(index.params))
-            f.attrs["descriptor_shape"] = json.dumps(list(index.descriptor_shape))
-            f.attrs["format_version"] = FORMAT_VERSION
+    sidecar = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.faiss")
+    with atomic_path(sidecar) as tmp:
+        faiss.write_index(index.index, str(tmp))
+    try:
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("ids", data=np.array(index.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+                if index.crop_descriptors is not None:
+                    f.create_dataset("crop_descriptors", data=index.crop_descriptors, dtype=np.float32)
+                f.attrs["faiss_file"] = sidecar.name
+                f.attrs["faiss_size"] = sidecar.stat().st_size
+                f.attrs["config"] = json.dumps(index.config, sort_keys=True)
+                f.attrs["fingerprint"] = index.fingerprint
+                f.attrs["kind"] = index.params.kind
+                f.attrs["params"] = json.dumps(asdict(index.params))
+                f.attrs["descriptor_shape"] = json.dumps(list(index.descriptor_shape))
+                f.attrs["train_residual"] = index.train_residual
+                f.attrs["format_version"] = FORMAT_VERSION
+    except BaseException:
+        sidecar.unlink(missing_ok=True)
+        raise
+    for old in _sidecars(path):
+        if old != sidecar:
+            old.unlink(missing_ok=True)
     return path
 
 
-def load_index(path: PathLike) -> PlaceIndex:
+def load_index(path: PathLike, mmap: bool = True) -> PlaceIndex:
     """Read an index written by :func:`save_index` (or ``panoplace index``).
 
+    Args:
+        mmap: map the faiss file read-only into memory instead of reading it: an IVF-PQ map of
+            a million frames opens in milliseconds, its pages are loaded on first use and shared
+            between processes that open the same file. ``False`` reads a private, writable copy
+            (needed to add frames, see :func:`update_index`).
+
     Raises:
-        InputError: the file is missing or is not a panoplace index.
+        InputError: the file is missing or is not a panoplace index, or its faiss file is missing
+            or does not match.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"index file not found: {path}")
     try:
         with h5py.File(path, "r") as f:
-            if "faiss_index" not in f or "ids" not in f:
-                raise InputError(f"{path} is not a panoplace index (no 'faiss_index'/'ids')")
-            raw = f["faiss_index"][...]
+            if "ids" not in f or ("faiss_index" not in f and "faiss_file" not in f.attrs):
+                raise InputError(f"{path} is not a panoplace index (no faiss index or 'ids')")
+            raw = f["faiss_index"][...] if "faiss_index" in f else None  # format 1: embedded
+            sidecar = str(f.attrs.get("faiss_file", ""))
+            size = int(f.attrs.get("faiss_size", -1))
             ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][...]]
             crops = f["crop_descriptors"][...] if "crop_descriptors" in f else None
             config = json.loads(f.attrs.get("config", "{}"))
             fingerprint = str(f.attrs.get("fingerprint", ""))
             params = IndexParams(**json.loads(f.attrs["params"]))
             shape = tuple(json.loads(f.attrs["descriptor_shape"]))
-    except (OSError, KeyError) as exc:
+            train_residual = float(f.attrs.get("train_residual", 0.0))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError(f"cannot read index file {path}: {exc}") from None
-    index = faiss.deserialize_index(np.asarray(raw, dtype=np.uint8))
-    return PlaceIndex(index, ids, config, fingerprint, shape, params, crops)
+    if raw is not None:
+        index = faiss.deserialize_index(np.asarray(raw, dtype=np.uint8))
+    else:
+        file = path.parent / sidecar
+        if Path(sidecar).name != sidecar or not file.is_file():
+            raise InputError(f"{path}: its faiss file {file} is missing (copy both files together)")
+        if file.stat().st_size != size:
+            raise InputError(f"{path}: its faiss file {file} has another size than recorded; it does not belong to it")
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            index = faiss.read_index(str(file), flags)
+        except RuntimeError as exc:
+            raise InputError(f"cannot read the faiss file {file}: {str(exc).strip().splitlines()[-1]}") from None
+    return PlaceIndex(index, ids, config, fingerprint, shape, params, crops, train_residual=train_residual)
+
+
+def coarse_residual(index: Any, x: np.ndarray) -> float:
+    """Mean squared distance of ``x`` ``(n, D)`` to its nearest IVF cell centroid (after the PCA
+    of a PCA index): how well the trained quantizer fits the data; 0.0 for flat indexes."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or len(x) == 0:
+        return 0.0
+    x = np.ascontiguousarray(x, np.float32)
+    chain: Any = faiss.downcast_index(index)
+    if isinstance(chain, faiss.IndexPreTransform):
+        for i in range(chain.chain.size()):
+            x = faiss.downcast_VectorTransform(chain.chain.at(i)).apply(x)
+    _, cell = ivf.quantizer.search(x, 1)  # nearest cell by the index's own metric
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    return float(np.mean(np.sum((x - centroids[cell[:, 0]]) ** 2, axis=1)))
+
+
+# retraining pays when new descriptors sit this much farther from the cell centroids than the
+# training data did (mean squared distance); see benchmarks/bench_growth.py for how it was chosen
+DRIFT_RATIO = 1.25
+
+
+@dataclass
+class IndexUpdate:
+    """What :func:`update_index` did: rows added, ids already there, and the drift measure."""
+
+    added: int
+    already: int
+    residual_ratio: float  # mean coarse residual of the new rows / that of the training data (0 for flat)
+
+    @property
+    def drifted(self) -> bool:
+        return self.residual_ratio > DRIFT_RATIO
+
+
+def update_index(index: PlaceIndex, ds: DescriptorSet) -> IndexUpdate:
+    """Add the rows of ``ds`` whose ids ``index`` does not hold yet, without retraining (a map that
+    grows). ``index`` must have been loaded with ``mmap=False``. Logs a warning when the new
+    descriptors have drifted from the training data enough that retraining would pay
+    (:data:`DRIFT_RATIO`).
+
+    Raises:
+        DescriptorMismatchError: ``ds`` comes from another model, config or crop count.
+    """
+    index.check_query(ds)
+    known = set(index.ids)
+    new = [i for i, name in enumerate(ds.ids) if name not in known]
+    ratio = 0.0
+    if new:
+        part = ds.subset(new)
+        x = np.ascontiguousarray(fuse_crops(part.descriptors))
+        if index.train_residual > 0:
+            ratio = coarse_residual(index.index, x) / index.train_residual
+        index.index.add(x)
+        index.ids.extend(part.ids)
+        if index.crop_descriptors is not None:
+            index.crop_descriptors = np.concatenate([index.crop_descriptors, part.descriptors.astype(np.float32)])
+    update = IndexUpdate(len(new), len(ds) - len(new), ratio)
+    if update.drifted:
+        log.warning("the %d new descriptors sit %.2fx farther from the index's cells than its training data: "
+                    "rebuilding the index (retraining) would pay", update.added, ratio)
+    return update

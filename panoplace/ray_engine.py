@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import ImageReadError, InputError, PanoplaceError
 from panoplace.extract import calibrate_panorama, extract
-from panoplace.index import IndexParams, PlaceIndex, fuse_crops, merge_indexes, new_index, train_index
+from panoplace.index import (IndexParams, PlaceIndex, coarse_residual, fuse_crops, merge_indexes, new_index,
+                             train_index)
 from panoplace.models.build import weights_fingerprint
 from panoplace.shards import (ShardInfo, ShardRun, finished_shard, ids_hash, shard_ranges, write_manifest,
                               write_shard)
@@ -316,7 +317,11 @@ def build_index_ray(
         x = fuse_crops(ds.descriptors)
         pick = np.random.default_rng(seed).permutation(len(x))[:train_samples]
         trained = new_index(x.shape[1], params)
-        train_index(trained, np.ascontiguousarray(x[np.sort(pick)]), params)
+        sample = np.ascontiguousarray(x[np.sort(pick)])
+        train_index(trained, sample, params)
+        residual = coarse_residual(trained, sample[:20000])
+    else:
+        residual = coarse_residual(trained, fuse_crops(ds.descriptors)[:20000])
     ray = connect(address)
     blob = ray.put(faiss.serialize_index(trained))
     task = ray.remote(num_cpus=1)(_add_shard)
@@ -324,4 +329,5 @@ def build_index_ray(
     index = merge_indexes(faiss.deserialize_index(faiss.serialize_index(trained)),
                           [faiss.deserialize_index(p) for p in parts])
     crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
-    return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops)
+    return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops,
+                      train_residual=residual)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from panoplace.errors import InputError
-from panoplace.index import INDEX_KINDS, IndexParams, save_index
+from panoplace.index import INDEX_KINDS, IndexParams, load_index, save_index, update_index
 from panoplace.steps import index
-from panoplace.store import is_sharded_store
+from panoplace.store import is_sharded_store, load_descriptors
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="IVF-PQ: project the descriptors to DIM dimensions (PCA + random rotation, trained "
                         "on the database) before coding; recommended for 4096-D NetVLAD (e.g. --pca 256); "
                         "--m must divide DIM (default 0 = none)")
+    p.add_argument("--update", action="store_true",
+                   help="OUT is an existing index: add the database entries it does not hold yet, without "
+                        "retraining (a map that grows); warns when they drifted enough that a rebuild would pay")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="ray: add the shards of a sharded store (from `extract --engine ray`) in parallel "
                         "Ray tasks and merge them (needs the ray extra); default local")
@@ -51,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.update:
+        if not Path(args.out).is_file():
+            raise InputError(f"--update: no index to update at {args.out}; build it first without --update")
+        grown = load_index(args.out, mmap=False)
+        update = update_index(grown, load_descriptors(args.database))
+        save_index(grown, args.out)
+        log.info("added %d new descriptors (%d were already indexed) → %s, %d in all", update.added,
+                 update.already, args.out, len(grown))
+        return 0
     if args.engine == "ray":
         from panoplace.ray_engine import build_index_ray  # optional extra (ray)
 
