@@ -20,13 +20,13 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from panoplace.config import PanoramaConfig, PipelineConfig
-from panoplace.errors import InputError
+from panoplace.errors import DescriptorMismatchError, InputError
 from panoplace.models.build import weights_fingerprint
 from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.runner import (BadImage, CropDataset, CropModel, Engine, ImageRunner, PartialSpec, RunResult,
                               default_workers, list_images, model_step, resolve_device)
-from panoplace.store import DescriptorSet, save_descriptors
+from panoplace.store import DescriptorSet, append_descriptors, load_descriptors, save_descriptors
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,12 @@ def load_model(checkpoint: Optional[PathLike] = None, pipeline: Optional[Pipelin
     return build_model(pipeline.model), pipeline.panorama
 
 
+def _fingerprint(model: CropModel) -> str:
+    # a torch model is fingerprinted by its weights; another CropModel (e.g. an ONNX session) says its own
+    return (weights_fingerprint(model) if isinstance(model, torch.nn.Module)
+            else str(getattr(model, "fingerprint", "")))
+
+
 def extract(
     root: PathLike,
     paths: Sequence[str],
@@ -91,6 +97,8 @@ def extract(
     progress: bool = True,
     prefetch: bool = True,
     engine: Optional[Engine] = None,
+    append: bool = False,
+    half: bool = False,
 ) -> ExtractResult:
     """Extract descriptors of ``root/paths`` with ``model``.
 
@@ -105,6 +113,10 @@ def extract(
         prefetch: with no worker process, decode the next batch in a thread while the model
             runs (:class:`panoplace.prefetch.Prefetcher`).
         engine: another execution engine than the in-process one (:class:`~panoplace.runner.Engine`).
+        append: ``out`` is an existing store of the same model and config: only the images it
+            does not hold yet are extracted, and ``out`` is rewritten (atomically) with them
+            added at its end (a map that grows). The result holds the whole store.
+        half: write ``out`` with float16 descriptors (see :func:`panoplace.store.save_descriptors`).
 
     Returns:
         :class:`ExtractResult` whose descriptors are ``(N_ok, D)`` or ``(N_ok, K, D)``.
@@ -112,6 +124,20 @@ def extract(
     paths = list(paths)
     if not paths:
         raise InputError("no images to extract")
+    existing: Optional[DescriptorSet] = None
+    if append:
+        if out is None or not Path(out).is_file():
+            raise InputError("--append needs an existing descriptor store as --out")
+        existing = load_descriptors(out)
+        known = set(existing.ids)
+        paths = [p for p in paths if p not in known]
+        log.info("appending to %s: %d images are already there, %d new", out, len(known), len(paths))
+        if not paths:
+            same = (existing.config.get("model") == PipelineConfig(model=model.config).to_dict()["model"]
+                    and existing.fingerprint == _fingerprint(model))
+            if not same:
+                raise DescriptorMismatchError(f"--append: {out} was extracted with another model")
+            return ExtractResult(existing, [], 0.0)
     runner = ImageRunner(root, paths, panorama, batch_size=batch_size, device=device, on_error=on_error,
                          num_workers=num_workers, prefetch=prefetch, engine=engine, progress=progress,
                          desc="extract")
@@ -121,16 +147,18 @@ def extract(
     desc_shape = ((n_crops, model.descriptor_dim(1)) if model.config.fusion == "per-crop"
                   else (model.descriptor_dim(n_crops),))
     config = PipelineConfig(panorama=runner.panorama, model=model.config).to_dict()
-    # a torch model is fingerprinted by its weights; another CropModel (e.g. an ONNX session) says its own
-    fingerprint = (weights_fingerprint(model) if isinstance(model, torch.nn.Module)
-                   else str(getattr(model, "fingerprint", "")))
+    fingerprint = _fingerprint(model)
+    if existing is not None and (existing.fingerprint != fingerprint or existing.config != config):
+        raise DescriptorMismatchError(f"--append: {out} was extracted with another model or config")
     made: List[DescriptorSet] = []
 
     def write(res: RunResult) -> None:
         keep = res.kept()
         made.append(DescriptorSet(res.rows[keep], [paths[i] for i in keep], config, fingerprint))
+        if existing is not None:
+            made[0] = append_descriptors(existing, made[0])
         if out is not None:
-            save_descriptors(made[0], out)
+            save_descriptors(made[0], out, half=half)
             log.info("wrote %d descriptors of dimension %s to %s", len(made[0]), desc_shape, out)
 
     partial = PartialSpec.beside(out, config, fingerprint) if out is not None else None

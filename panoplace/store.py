@@ -2,7 +2,8 @@
 
 On disk an HDF5 file holds
 
-- ``descriptors``: float32 ``(N, D)``, or ``(N, K, D)`` for per-crop descriptors;
+- ``descriptors``: float32 ``(N, D)``, or ``(N, K, D)`` for per-crop descriptors (float16 when
+  written with ``half=True``; always read back as float32);
 - ``ids``: utf-8 strings, one image id per row;
 - attributes ``config`` (JSON of :meth:`PipelineConfig.to_dict`), ``fingerprint`` (hash of
   the model weights) and ``format_version``.
@@ -83,12 +84,16 @@ class DescriptorSet:
         return DescriptorSet(self.descriptors[idx], [self.ids[i] for i in idx], self.config, self.fingerprint)
 
 
-def save_descriptors(ds: DescriptorSet, path: PathLike) -> Path:
-    """Write ``ds`` to an HDF5 file atomically (temp file in the same folder + rename)."""
+def save_descriptors(ds: DescriptorSet, path: PathLike, half: bool = False) -> Path:
+    """Write ``ds`` to an HDF5 file atomically (temp file in the same folder + rename).
+
+    half: store the descriptors as float16 (half the size on disk; they are read back as
+        float32, each value within float16's relative precision, ~5e-4).
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("descriptors", data=ds.descriptors, dtype=np.float32)
+            f.create_dataset("descriptors", data=ds.descriptors, dtype=np.float16 if half else np.float32)
             f.create_dataset("ids", data=np.array(ds.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
             f.attrs["config"] = json.dumps(ds.config, sort_keys=True)
             f.attrs["fingerprint"] = ds.fingerprint
@@ -158,6 +163,25 @@ def _load_sharded(folder: Path) -> DescriptorSet:
     nonempty = [p.descriptors for p in parts if len(p)] or [first.descriptors]
     return DescriptorSet(np.concatenate(nonempty), [i for p in parts for i in p.ids], first.config,
                          first.fingerprint)
+
+
+def append_descriptors(old: DescriptorSet, new: DescriptorSet) -> DescriptorSet:
+    """``old`` followed by the rows of ``new`` whose ids ``old`` does not hold (a map that grows).
+
+    Raises:
+        DescriptorMismatchError: the two sets come from different models, configs or shapes.
+    """
+    if len(old) and len(new):
+        check_compatible(new, old)
+        if old.descriptors.shape[1:] != new.descriptors.shape[1:]:
+            raise DescriptorMismatchError(
+                f"cannot append descriptors of shape {new.descriptors.shape[1:]} to {old.descriptors.shape[1:]}")
+    known = set(old.ids)
+    keep = [i for i, name in enumerate(new.ids) if name not in known]
+    if not len(old):
+        return new.subset(keep)
+    return DescriptorSet(np.concatenate([old.descriptors, new.descriptors[keep]]),
+                         old.ids + [new.ids[i] for i in keep], old.config, old.fingerprint)
 
 
 def check_finite(ds: DescriptorSet, what: str = "descriptors") -> None:

@@ -136,3 +136,37 @@ def test_index_verb_update(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(grown) == 3300 and grown.ids[-1] == "db/03299.png"
     code = main(["index", str(tmp_path / "all.h5"), str(tmp_path / "none.index"), "--update"])
     assert code == 2 and "no index to update" in capsys.readouterr().err
+
+
+def test_extract_append_adds_only_new_images_and_half_stores(tmp_path: Path) -> None:
+    from panoplace.store import load_descriptors
+
+    assert main(["synth", str(tmp_path / "w"), "--frames", "8", "--traversals", "day", "--width", "256",
+                 "--height", "128", "--no-progress"]) == 0
+    images = sorted((tmp_path / "w/day/equirect").glob("*.jpg"))
+    first = tmp_path / "first.txt"
+    first.write_text("\n".join(p.name for p in images[:5]) + "\n")
+    every = tmp_path / "every.txt"
+    every.write_text("\n".join(p.name for p in images) + "\n")
+    for f in (first, every):
+        f.rename(tmp_path / "w/day/equirect" / f.name)
+    src = tmp_path / "w/day/equirect"
+    opts = ["--aggregator", "gem", "--projection", "equirect", "--crops", "2", "--crop-size", "64", "64",
+            "--no-progress"]
+    assert main(["extract", str(src / "every.txt"), "--out", str(tmp_path / "all.h5"), *opts]) == 0
+    assert main(["extract", str(src / "first.txt"), "--out", str(tmp_path / "grow.h5"), *opts]) == 0
+    assert len(load_descriptors(tmp_path / "grow.h5")) == 5
+    assert main(["extract", str(src / "every.txt"), "--out", str(tmp_path / "grow.h5"), "--append", *opts]) == 0
+    whole, grown = load_descriptors(tmp_path / "all.h5"), load_descriptors(tmp_path / "grow.h5")
+    assert grown.ids == whole.ids
+    np.testing.assert_allclose(grown.descriptors, whole.descriptors, atol=1e-6)
+    # another model cannot append to the store; float16 stores read back within float16 precision
+    code = main(["extract", str(src / "every.txt"), "--out", str(tmp_path / "grow.h5"), "--append",
+                 *opts[:-1], "--aggregator", "avg", "--no-progress"])
+    assert code == 2
+    assert main(["extract", str(src / "every.txt"), "--out", str(tmp_path / "half.h5"), "--half", *opts]) == 0
+    half = load_descriptors(tmp_path / "half.h5")
+    with h5py.File(tmp_path / "half.h5", "r") as f:
+        assert f["descriptors"].dtype == np.float16
+    assert half.descriptors.dtype == np.float32
+    np.testing.assert_allclose(half.descriptors, whole.descriptors, atol=2e-3)

@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="on an unreadable image: stop (default) or skip it and list it at the end")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--append", action="store_true",
+                   help="--out is an existing store of the same model: extract only the images it does not "
+                        "hold yet and add them at its end (a map that grows)")
+    p.add_argument("--half", action="store_true", help="store the descriptors as float16 (half the size)")
     g = p.add_argument_group("distributed (the ray extra: pip install 'panoplace[ray]')")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: an actor pool on Ray that writes --out as a "
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from panoplace.ray_engine import extract_ray  # optional extra (ray)
 
+        if args.append or args.half:
+            raise InputError("--append and --half are for the local engine (a Ray run resumes by shards)")
         root, paths = list_images(args.source)
         model, panorama = model_and_panorama_from_args(args)
         res = extract_ray(root, paths, model, panorama, args.out, shard_size=args.shard_size,
@@ -91,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     result = extract(args.source, args.out, checkpoint=args.checkpoint, preset=args.preset,
                      panorama_overrides=panorama_overrides(args), model_overrides=model_overrides(args),
                      batch_size=args.batch_size, num_workers=args.workers, device=args.device,
-                     on_error=args.on_error, progress=not args.no_progress)
+                     on_error=args.on_error, progress=not args.no_progress, append=args.append,
+                     half=args.half)
     n = len(result.descriptors)
     log.info("%d images → %s (%.1f images/s)", n, args.out, n / max(result.seconds, 1e-9))
     if result.skipped:

@@ -19,7 +19,7 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
             panorama_overrides: Optional[Mapping[str, Any]] = None,
             model_overrides: Optional[Mapping[str, Any]] = None, batch_size: int = 8,
             num_workers: Optional[int] = None, device: str = "auto", on_error: str = "stop",
-            progress: bool = True) -> ExtractResult:
+            progress: bool = True, append: bool = False, half: bool = False) -> ExtractResult:
     """Describe every image of ``source``; write the store ``out`` (resumable) when given.
 
     Args:
@@ -29,6 +29,8 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
         checkpoint, model, preset, pipeline, panorama, panorama_overrides, model_overrides: the
             model (one way; see :mod:`panoplace.steps.resolve`). NetVLAD needs a checkpoint.
         on_error: ``stop`` at the first unreadable image or ``skip`` it (listed in the result).
+        append: ``out`` exists: describe only the images it lacks and add them (a map that grows).
+        half: store float16 descriptors (read back as float32).
 
     Returns:
         :class:`panoplace.extract.ExtractResult`: ``descriptors`` (a
@@ -54,4 +56,4 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
     net, pano = place_model(checkpoint, model=model, preset=preset, pipeline=pipeline, panorama=panorama,
                             panorama_overrides=panorama_overrides, model_overrides=model_overrides)
     return run_extraction(root, paths, net, pano, out=out, batch_size=batch_size, num_workers=num_workers,
-                          device=device, on_error=on_error, progress=progress)
+                          device=device, on_error=on_error, progress=progress, append=append, half=half)
