@@ -426,8 +426,9 @@ def coarse_residual(index: Any, x: np.ndarray) -> float:
     x = np.ascontiguousarray(x, np.float32)
     chain: Any = faiss.downcast_index(index)
     if isinstance(chain, faiss.IndexPreTransform):
-        for i in range(chain.chain.size()):
-            x = faiss.downcast_VectorTransform(chain.chain.at(i)).apply(x)
+        transforms: Any = chain.chain  # a SWIG vector (size/at), typed as a list by faiss's stubs
+        for i in range(transforms.size()):
+            x = faiss.downcast_VectorTransform(transforms.at(i)).apply(x)
     _, cell = ivf.quantizer.search(x, 1)  # nearest cell by the index's own metric
     centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
     return float(np.mean(np.sum((x - centroids[cell[:, 0]]) ** 2, axis=1)))

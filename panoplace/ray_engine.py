@@ -79,6 +79,10 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> An
     if address and address != "auto":
         _probe(address)
     ray = _import_ray()
+    # Ray Data's own progress bars and execution logs would interleave with panoplace's bar
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return ray
     kwargs: Dict[str, Any] = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
