@@ -28,13 +28,19 @@ from typing import Any, Dict, Optional, Union
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from panoplace import __version__
 from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.data.frames import ImageSet, load_csv, write_csv
+from panoplace.decode import decode_image
 from panoplace.errors import InputError
+from panoplace.extract import extract, load_model
 from panoplace.index import PlaceIndex, build_index, load_index, save_index
+from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
+from panoplace.panorama.annular import AnnulusGeometry
+from panoplace.panorama.project import make_panorama, write_image
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,6 @@ def make_thumbnail(img: np.ndarray, panorama: PanoramaConfig, geometry: Any = No
 
     Shape: ``(H, W, 3)`` uint8 RGB -> ``(h, width, 3)`` uint8 RGB.
     """
-    from panoplace.panorama.project import make_panorama
-
     pano = make_panorama(img, panorama, geometry)
     h = max(1, round(pano.shape[0] * width / pano.shape[1]))
     return cv2.resize(pano, (int(width), int(h)), interpolation=cv2.INTER_AREA)
@@ -102,10 +106,6 @@ def build_map(
         InputError: the CSV has no positions, ``out`` already holds a map or is inside the
             images' folder tree at the CSV itself.
     """
-    from panoplace.extract import extract, load_model
-    from panoplace.models.checkpoint import save_checkpoint
-    from panoplace.panorama.annular import AnnulusGeometry
-
     frames = Path(frames)
     out = Path(out)
     if frames.suffix.lower() != ".csv":
@@ -160,11 +160,6 @@ def build_map(
 
 def _write_thumbnails(imageset: ImageSet, out: Path, panorama: PanoramaConfig, geometry: Any,
                       progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    from panoplace.decode import decode_image
-    from panoplace.panorama.project import write_image
-
     for i, path in enumerate(tqdm(imageset.abs_paths(), desc="thumbnails", unit="img", disable=not progress,
                                   dynamic_ncols=True)):
         target = out / thumbnail_name(i)
@@ -212,8 +207,6 @@ def load_map(path: PathLike) -> MapFolder:
         InputError: not a map folder, an unfinished one, another format version, or files that
             disagree with each other.
     """
-    from panoplace.models.checkpoint import load_checkpoint
-
     root = Path(path)
     manifest_path = root / MANIFEST
     if not root.is_dir():

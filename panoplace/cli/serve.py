@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (repeatable; default: CORS off)")
     p.add_argument("--k", type=int, default=5, help="candidates returned by default (default 5)")
-    p.add_argument("--max-batch", type=int, default=16, help="images per model call at most (default 16)")
+    p.add_argument("--max-batch", type=int, default=16,
+                   help="images per model call at most (default 16; on a small, busy CPU 1 can be faster, see "
+                        "benchmarks/bench_serve.py)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long an image waits for others to share its model call (default 5 ms)")
     p.add_argument("--session-ttl", type=float, default=300.0,

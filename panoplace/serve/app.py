@@ -1,6 +1,6 @@
 """The HTTP API and web page of ``panoplace serve`` (FastAPI; the ``serve`` extra).
 
-Endpoints (JSON unless said otherwise; OpenAPI spec at ``/openapi.json``, docs at ``/docs``):
+Endpoints (JSON unless said otherwise; OpenAPI spec at ``/openapi.json``):
 
 - ``POST /v1/localize?k=5``: one image (raw JPEG/PNG body, or multipart field ``image``) ->
   top-k map frames with positions, scores, the confidence and the heading.
@@ -117,6 +117,7 @@ class SessionOut(BaseModel):
 class EstimateOut(LocalizeOut):
     session_id: str
     frame: int = Field(description="frame number within the session (0-based)")
+    index: Optional[int] = Field(None, description="the map frame the camera is at (None: no estimate)")
     relocalised: bool = Field(description="the localiser jumped to a new place with this frame")
 
 
@@ -159,7 +160,8 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
         finally:
             task.cancel()
 
-    app = FastAPI(title="panoplace", version=__version__, lifespan=lifespan,
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN; the spec is /openapi.json
+    app = FastAPI(title="panoplace", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Visual place recognition service: localise images and camera streams "
                               f"against the map '{service.map.name}' ({len(service.map)} frames).")
     app.state.service = service
@@ -257,8 +259,9 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
         return await upload.read()
 
     async def describe(data: bytes) -> np.ndarray:
-        crops = await run_in_threadpool(service.crops, data)
-        return await asyncio.wrap_future(service.batcher.submit(crops))
+        with service.in_flight():
+            crops = await run_in_threadpool(service.crops, data)
+            return await asyncio.wrap_future(service.batcher.submit(crops))
 
     # ---- routes
     @app.get("/healthz", response_model=HealthOut, tags=["service"])
@@ -324,9 +327,10 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
         t1 = time.perf_counter()
         async with session.lock:
             est = await run_in_threadpool(session.localiser.update, desc)
+            frame = session.frames
             session.frames += 1
         metrics.images.inc("session")
-        out = estimate_answer(service, est, kk)
+        out = estimate_answer(service, est, kk, frame)
         out.update(session_id=session.id, timing_ms={"describe": 1e3 * (t1 - t0),
                                                      "match": 1e3 * (time.perf_counter() - t1)})
         return out
@@ -385,18 +389,23 @@ def static_response(name: str, media_type: str) -> Response:
                                                           "X-Content-Type-Options": "nosniff"})
 
 
-def estimate_answer(service: LocalisationService, est: Any, k: int) -> Dict[str, Any]:
-    """JSON of an online-localiser estimate (``panoplace.matching.online.Estimate``)."""
+def estimate_answer(service: LocalisationService, est: Any, k: int, frame: int) -> Dict[str, Any]:
+    """JSON of an online-localiser estimate (``panoplace.matching.online.Estimate``) for the
+    session's ``frame``-th frame: the position and heading are those of the estimate's map frame
+    (``est.frame``, -1 = none), the heading being that frame's heading plus ``est.heading_deg``."""
     rows = np.asarray(est.candidates, dtype=np.int64)[:k]
     scores = np.asarray(est.scores, dtype=np.float64)[:k]
-    relative = None
-    if est.heading_deg is not None and len(rows):
-        relative = np.full(len(rows), np.nan)
-        relative[0] = float(est.heading_deg)
+    relative = np.full(len(rows), np.nan)
+    if est.heading_deg is not None:
+        relative[rows == int(est.frame)] = float(est.heading_deg)
     cands = service.candidates(rows, scores, relative)
-    best = cands[0] if cands else None
+    best: Optional[Dict[str, Any]] = None
+    if int(est.frame) >= 0:
+        best = service.candidates(np.array([int(est.frame)]), np.array([np.nan]),
+                                  None if est.heading_deg is None else np.array([float(est.heading_deg)]))[0]
     return {
-        "frame": int(est.frame),
+        "frame": int(frame),
+        "index": int(est.frame) if int(est.frame) >= 0 else None,
         "confidence": float(est.confidence),
         "relocalised": bool(est.relocalised),
         "position": ({c: best[c] for c in ("x", "y", "lat", "lon")} if best else None),

@@ -6,6 +6,10 @@ more until it holds ``max_batch`` items or ``max_wait_s`` has passed since the f
 them and calls the batch function once. Under light load a request waits at most
 ``max_wait_s``; under heavy load the batches fill up and the model runs on bigger batches,
 so throughput grows with load. ``max_batch=1`` is one model call per request.
+
+With an ``in_flight`` count (requests that will submit an item soon: being decoded, or queued)
+the worker does not wait for company that is not coming: when the batch already holds every
+request in flight it runs at once, so a lone client pays no ``max_wait_s``.
 """
 
 from __future__ import annotations
@@ -57,14 +61,17 @@ class MicroBatcher:
     Args:
         fn: ``(B, *item_shape) -> (B, ...)``; row i of the result goes to the i-th item.
         on_batch: called with (batch size, seconds) after each call (for metrics).
+        in_flight: how many requests are on their way to :meth:`submit` or waiting (see above).
 
     Shape:
         items of one batch must share a shape (all images of a map give the same crops).
     """
 
     def __init__(self, fn: BatchFn, options: Optional[BatchOptions] = None,
-                 on_batch: Optional[Observer] = None, name: str = "batcher") -> None:
+                 on_batch: Optional[Observer] = None, name: str = "batcher",
+                 in_flight: Optional[Callable[[], int]] = None) -> None:
         self.fn = fn
+        self.in_flight = in_flight
         self.options = options or BatchOptions()
         self.on_batch = on_batch
         self._queue: "queue.Queue[Optional[Tuple[np.ndarray, Future]]]" = queue.Queue()
@@ -102,7 +109,7 @@ class MicroBatcher:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (self.in_flight is not None and self.in_flight() <= len(batch)):
                     break
                 try:
                     nxt = self._queue.get(timeout=remaining)

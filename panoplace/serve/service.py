@@ -9,13 +9,16 @@ heading. The HTTP layer (:mod:`panoplace.serve.app`) only parses requests and fo
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 
 from panoplace.errors import InputError
+from panoplace.extract import resolve_device
 from panoplace.mapfolder import MapFolder
 from panoplace.matching.retrieval import DEFAULT_PLACE_RADIUS, Retrieval, retrieve
 from panoplace.matching.rotation import wrap_degrees
@@ -64,8 +67,6 @@ class LocalisationService:
     """
 
     def __init__(self, map_folder: MapFolder, options: Optional[ServiceOptions] = None) -> None:
-        from panoplace.extract import resolve_device
-
         self.map = map_folder
         self.options = options or ServiceOptions()
         self.device = resolve_device(self.options.device)
@@ -79,8 +80,10 @@ class LocalisationService:
         self.sessions_count = lambda: 0.0
         self.metrics = Metrics(queue_depth=lambda: float(self.batcher.depth()),
                                sessions=lambda: float(self.sessions_count()))
-        self.batcher = MicroBatcher(self._describe_batch, self.options.batch,
-                                    on_batch=self.metrics.observe_batch, name="panoplace-model")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self.batcher = MicroBatcher(self._describe_batch, self.options.batch, on_batch=self.metrics.observe_batch,
+                                    name="panoplace-model", in_flight=lambda: self._in_flight)
 
     def close(self) -> None:
         self.batcher.close()
@@ -100,12 +103,25 @@ class LocalisationService:
             x = self.model.preprocess(torch.from_numpy(crops).to(self.device))
             return self.model(x).float().cpu().numpy()
 
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Count a request as on its way to the model while the block runs (the batcher does
+        not wait for more images than are in flight)."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
     def describe(self, data: bytes) -> np.ndarray:
         """Descriptor of one uploaded image (blocking; goes through the batcher).
 
         Shape: -> ``(D,)`` or ``(K, D)``.
         """
-        return self.batcher.submit(self.crops(data)).result()
+        with self.in_flight():
+            return self.batcher.submit(self.crops(data)).result()
 
     def retrieve(self, descriptor: np.ndarray, k: Optional[int] = None) -> Retrieval:
         """Top-k map frames of one descriptor ``(D,)`` / ``(K, D)``."""

@@ -75,3 +75,25 @@ def test_full_queue_and_bad_options_are_refused() -> None:
         BatchOptions(max_batch=0)
     with pytest.raises(InputError):
         BatchOptions(max_wait_s=-1)
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    b = MicroBatcher(lambda x: x, BatchOptions(max_batch=8, max_wait_s=2.0), in_flight=lambda: 1)
+    try:
+        t0 = time.monotonic()
+        b.submit(np.zeros(1)).result(5)
+        assert time.monotonic() - t0 < 1.0  # not the 2 s max wait
+    finally:
+        b.close()
+    # with more requests in flight than in the batch, it waits for them (up to max_wait_s)
+    sizes: List[int] = []
+    b = MicroBatcher(lambda x: x, BatchOptions(max_batch=8, max_wait_s=2.0), in_flight=lambda: 2,
+                     on_batch=lambda n, s: sizes.append(n))
+    try:
+        first = b.submit(np.zeros(1))
+        time.sleep(0.2)
+        second = b.submit(np.ones(1))
+        first.result(5), second.result(5)
+    finally:
+        b.close()
+    assert sizes == [2]

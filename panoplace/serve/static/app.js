@@ -169,7 +169,7 @@ async function play(files) {
     setStatus(state.playing ? `played ${frames.length} frames` : "stopped");
   } catch (e) { setStatus(e.message, true); }
   finally {
-    if (state.session) { api(`/v1/sessions/${state.session}`, { method: "DELETE" }).catch(() => {}); }
+    if (state.session) { try { await api(`/v1/sessions/${state.session}`, { method: "DELETE" }); } catch (e) { /* expired */ } }
     state.session = null; state.playing = false; $("stop").disabled = true;
   }
 }
