@@ -39,8 +39,7 @@ from panoplace.errors import InputError
 from panoplace.extract import extract, load_model
 from panoplace.index import PlaceIndex, build_index, load_index, save_index
 from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
-from panoplace.panorama.annular import AnnulusGeometry
-from panoplace.panorama.project import make_panorama, write_image
+from panoplace.panorama.project import PanoramaProjector, write_image
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +60,13 @@ def thumbnail_name(row: int) -> str:
     return f"{THUMBS_DIR}/{int(row):06d}.jpg"
 
 
-def make_thumbnail(img: np.ndarray, panorama: PanoramaConfig, geometry: Any = None,
-                   width: int = THUMB_WIDTH) -> np.ndarray:
+def make_thumbnail(img: np.ndarray, projector: PanoramaProjector, width: int = THUMB_WIDTH) -> np.ndarray:
     """The image the way the model sees it (the panorama band, or the plain image), ``width``
     pixels wide.
 
     Shape: ``(H, W, 3)`` uint8 RGB -> ``(h, width, 3)`` uint8 RGB.
     """
-    pano = make_panorama(img, panorama, geometry)
+    pano = projector.panorama(img)
     h = max(1, round(pano.shape[0] * width / pano.shape[1]))
     return cv2.resize(pano, (int(width), int(h)), interpolation=cv2.INTER_AREA)
 
@@ -134,8 +132,7 @@ def build_map(
     save_index(build_index(store, kind=index_kind), out / INDEX_FILE)
     rows = imageset.rows_for(store.ids)
     mapped = imageset.subset(rows.tolist())
-    geometry = AnnulusGeometry.from_dict(used.annulus) if used.annulus else None
-    _write_thumbnails(mapped, out, used, geometry, progress)
+    _write_thumbnails(mapped, out, PanoramaProjector(used), progress)
     table = ImageSet(mapped.name, out, [thumbnail_name(i) for i in range(len(mapped))], mapped.xy,
                      mapped.latlon, mapped.heading, mapped.timestamp, mapped.sequence, mapped.condition,
                      mapped.scene)
@@ -158,14 +155,13 @@ def build_map(
     return out
 
 
-def _write_thumbnails(imageset: ImageSet, out: Path, panorama: PanoramaConfig, geometry: Any,
-                      progress: bool) -> None:
+def _write_thumbnails(imageset: ImageSet, out: Path, projector: PanoramaProjector, progress: bool) -> None:
     for i, path in enumerate(tqdm(imageset.abs_paths(), desc="thumbnails", unit="img", disable=not progress,
                                   dynamic_ncols=True)):
         target = out / thumbnail_name(i)
         if target.exists():
             continue
-        write_image(target, make_thumbnail(decode_image(path), panorama, geometry), jpeg_quality=85)
+        write_image(target, make_thumbnail(decode_image(path), projector), jpeg_quality=85)
 
 
 @dataclass

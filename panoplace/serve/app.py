@@ -167,7 +167,7 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
     app.state.service = service
     app.state.sessions = sessions
     errors: Dict[Union[int, str], Dict[str, Any]] = {
-        s: {"model": ErrorOut} for s in (400, 401, 404, 413, 415, 422, 429, 503)}
+        s: {"model": ErrorOut} for s in (400, 401, 404, 413, 415, 422, 429, 501, 503)}
     if options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -18,12 +18,11 @@ import numpy as np
 import torch
 
 from panoplace.errors import InputError
-from panoplace.extract import resolve_device
 from panoplace.mapfolder import MapFolder
 from panoplace.matching.retrieval import DEFAULT_PLACE_RADIUS, Retrieval, retrieve
 from panoplace.matching.rotation import wrap_degrees
-from panoplace.panorama.annular import AnnulusGeometry
-from panoplace.panorama.project import image_to_crops
+from panoplace.panorama.project import PanoramaProjector
+from panoplace.runner import resolve_device
 from panoplace.serve.batcher import BatchOptions, MicroBatcher
 from panoplace.serve.images import DEFAULT_MAX_PIXELS, decode_upload
 from panoplace.serve.metrics import Metrics
@@ -72,7 +71,7 @@ class LocalisationService:
         self.device = resolve_device(self.options.device)
         self.model = map_folder.model.to(self.device).eval()
         self.panorama = map_folder.panorama
-        self.geometry = AnnulusGeometry.from_dict(self.panorama.annulus) if self.panorama.annulus else None
+        self.projector = PanoramaProjector(self.panorama)
         frames = map_folder.frames
         self.xy = np.asarray(frames.xy, dtype=np.float64)
         self.latlon = frames.latlon
@@ -95,7 +94,7 @@ class LocalisationService:
         Raises :class:`panoplace.serve.images.UploadError` for a bad upload.
         """
         rgb = decode_upload(data, self.options.max_pixels)
-        return np.ascontiguousarray(image_to_crops(rgb, self.panorama, self.geometry))
+        return np.ascontiguousarray(self.projector.crops(rgb))
 
     def _describe_batch(self, crops: np.ndarray) -> np.ndarray:
         """Shape: ``(B, K, h, w, 3)`` uint8 -> ``(B, D)`` or ``(B, K, D)`` float32 descriptors."""

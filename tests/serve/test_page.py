@@ -54,22 +54,3 @@ def test_dropped_image_appears_on_the_map(browser, live_server: str, query_image
         page.close()
     assert outside == []  # nothing was fetched from anywhere else
 
-
-@pytest.mark.slow
-def test_a_folder_plays_as_a_session(browser, live_server: str, query_images: List[Path]) -> None:
-    page = browser.new_page()
-    try:
-        page.goto(f"{live_server}/")
-        page.wait_for_selector("#map[data-frames='12']", state="attached", timeout=30_000)
-        page.fill("#delay", "0")
-        page.set_input_files("#folder-input", [str(p) for p in query_images])
-        n = len(query_images)
-        page.wait_for_selector(f"#map[data-localised='{n}']", state="attached", timeout=120_000)
-        assert f"session frame {n}/{n}" in page.inner_text("#frame-info")
-        page.wait_for_selector("#stop[disabled]", state="attached", timeout=30_000)
-        assert page.inner_text("#status") == f"played {n} frames"
-        assert page.locator("#candidates .cand").count() >= 1
-    finally:
-        page.close()
-    # the page closed its session when it finished
-    assert httpx.get(f"{live_server}/healthz").json()["sessions"] == 0
