@@ -47,7 +47,6 @@ FUNCTION_LEVEL_DEBT: Dict[str, int] = {
     "panoplace.scene.categories": 1,
     "panoplace.scene.train": 7,
     "panoplace.scene.world": 9,
-    "panoplace.serve.app": 1,
     "panoplace.serve.service": 1,
     "panoplace.training.trainer": 5,
 }

@@ -36,6 +36,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from panoplace import __version__
 from panoplace.errors import InputError, PanoplaceError
+from panoplace.matching.graph import MapGraph
+from panoplace.matching.online import OnlineLocaliser, OnlineParams
 from panoplace.serve.batcher import QueueFullError
 from panoplace.serve.images import UploadError
 from panoplace.serve.service import MAX_K, LocalisationService
@@ -199,8 +201,7 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
             status = 429
         elif isinstance(exc, QueueFullError):
             status = 503
-        elif isinstance(exc, SessionsUnavailable):
-            status = 501
+
         return err(status, str(exc))
 
     @app.exception_handler(Exception)
@@ -365,21 +366,23 @@ def create_app(service: LocalisationService, options: Optional[HttpOptions] = No
     return app
 
 
-class SessionsUnavailable(PanoplaceError):
-    """This panoplace has no online localiser yet (HTTP 501)."""
+def map_graph(service: LocalisationService) -> MapGraph:
+    """Which map frames follow which: the map's traversals (``sequence`` column, else one) in
+    timestamp order when known (else index order), cut at gaps and linked where they meet."""
+    frames = service.map.frames
+    n = len(frames)
+    sequence = frames.sequence if frames.sequence is not None else ["map"] * n
+    position = frames.timestamp if frames.timestamp is not None and np.isfinite(frames.timestamp).all() else None
+    return MapGraph.from_sequences(sequence, position=position, xy=frames.xy)
 
 
-def default_localiser_factory(service: LocalisationService) -> Callable[[], Any]:
-    """A fresh :class:`panoplace.matching.online.OnlineLocaliser` on the map's index per session."""
-    try:
-        from panoplace.matching.online import OnlineLocaliser
-    except ModuleNotFoundError:  # the online localiser lands separately (issue 11)
-        def unavailable() -> Any:
-            raise SessionsUnavailable("sessions need panoplace.matching.online, which this installation lacks")
-
-        return unavailable
+def default_localiser_factory(service: LocalisationService) -> Callable[[], OnlineLocaliser]:
+    """A fresh :class:`panoplace.matching.online.OnlineLocaliser` per session, on the map's index
+    and :func:`map_graph`, reporting up to ``MAX_K`` candidates."""
     index = service.map.index
-    return lambda: OnlineLocaliser(index)
+    graph = map_graph(service)
+    params = OnlineParams(n_out=MAX_K)
+    return lambda: OnlineLocaliser(index, graph, params)
 
 
 def static_response(name: str, media_type: str) -> Response:

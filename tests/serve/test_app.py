@@ -169,3 +169,73 @@ def test_page_and_openapi(client: TestClient) -> None:
     body = spec["paths"]["/v1/localize"]["post"]["requestBody"]["content"]
     assert {"image/jpeg", "image/png", "multipart/form-data"} <= set(body)
 
+
+
+
+
+# ---- sessions (the online localiser of panoplace.matching.online) ------------------------------
+
+def _play(c: TestClient, sid: str, images: List[Path]) -> List[dict]:
+    out = []
+    for p in images:
+        r = c.post(f"/v1/sessions/{sid}/frames", content=p.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200, r.text
+        out.append(r.json())
+    return out
+
+
+def test_session_follows_a_moving_camera(client: TestClient, query_images: List[Path], tiny_world: Path) -> None:
+    dusk = load_csv(tiny_world / "dusk" / "frames.csv")
+    r = client.post("/v1/sessions")
+    assert r.status_code == 201
+    sid = r.json()["session_id"]
+    estimates = _play(client, sid, query_images)
+    assert [e["frame"] for e in estimates] == list(range(len(query_images)))
+    for e in estimates:
+        assert e["session_id"] == sid and 0.0 <= e["confidence"] <= 1.0 and e["candidates"]
+        assert e["position"] == {k: e["position"][k] for k in ("x", "y", "lat", "lon")}
+    rows = dusk.rows_for([p.relative_to(dusk.root).as_posix() for p in query_images])
+    errors = [np.hypot(e["position"]["x"] - dusk.xy[r_, 0], e["position"]["y"] - dusk.xy[r_, 1])
+              for e, r_ in zip(estimates, rows)]
+    assert np.median(errors[len(errors) // 2:]) < 15.0  # once the window is full: within ~2 frames
+    assert client.get(f"/v1/sessions/{sid}").json()["frames"] == len(query_images)
+    assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+    r = client.post(f"/v1/sessions/{sid}/frames", content=query_images[0].read_bytes())
+    assert r.status_code == 404 and "no open session" in r.json()["error"]
+    assert client.get(f"/v1/sessions/{sid}").status_code == 404
+    assert client.delete(f"/v1/sessions/{sid}").status_code == 404
+
+
+def test_sessions_are_independent_when_interleaved(client: TestClient, query_images: List[Path]) -> None:
+    frames = query_images[:6]
+    alone = client.post("/v1/sessions").json()["session_id"]
+    reference = _play(client, alone, frames)
+    a = client.post("/v1/sessions").json()["session_id"]
+    b = client.post("/v1/sessions").json()["session_id"]
+    with ThreadPoolExecutor(2) as pool:
+        fa = pool.submit(_play, client, a, frames)
+        fb = pool.submit(_play, client, b, list(reversed(query_images)))
+        got_a, got_b = fa.result(), fb.result()
+    assert [e["candidates"] for e in got_a] == [e["candidates"] for e in reference]
+    assert [e["confidence"] for e in got_a] == pytest.approx([e["confidence"] for e in reference])
+    assert [e["frame"] for e in got_b] == list(range(len(query_images)))
+    assert client.get("/healthz").json()["sessions"] == 3
+
+
+def test_session_limits_expiry_and_bad_frames(service: LocalisationService, query_images: List[Path]) -> None:
+    import time
+
+    from panoplace.serve.sessions import SessionOptions
+
+    with TestClient(create_app(service, HttpOptions(sessions=SessionOptions(ttl_s=0.3, max_sessions=2)))) as c:
+        s1 = c.post("/v1/sessions").json()["session_id"]
+        c.post("/v1/sessions")
+        r = c.post("/v1/sessions")
+        assert r.status_code == 429 and "2 sessions are open" in r.json()["error"]
+        r = c.post(f"/v1/sessions/{s1}/frames", content=b"\xff\xd8\xff\xe0 truncated")
+        assert r.status_code == 400 and "truncated" in r.json()["error"]
+        time.sleep(0.5)
+        r = c.post(f"/v1/sessions/{s1}/frames", content=query_images[0].read_bytes())
+        assert r.status_code == 404 and "expired" in r.json()["error"]
+        assert c.post("/v1/sessions").status_code == 201  # the idle ones made room
+        assert "panoplace_sessions_expired_total 2" in c.get("/metrics").text

@@ -8,6 +8,7 @@ from typing import List
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 DROP = """async ([b64, name]) => {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -41,7 +42,8 @@ def test_dropped_image_appears_on_the_map(browser, live_server: str, query_image
         best = expected["position"]
         text = page.inner_text("#position")
         assert f"x {best['x']:.1f} m, y {best['y']:.1f} m" in text
-        assert page.inner_text("#status") == f"localised {image.name}"
+        # the status line follows the drawing: wait for it (expect retries until it matches)
+        expect(page.locator("#status")).to_have_text(f"localised {image.name}", timeout=30_000)
         # the marker is drawn where the page says it is: an opaque pixel of the estimate's colour
         r, g, b, a = page.evaluate(PIXEL)
         assert a == 255 and (r, g, b) != (255, 255, 255)
@@ -54,3 +56,25 @@ def test_dropped_image_appears_on_the_map(browser, live_server: str, query_image
         page.close()
     assert outside == []  # nothing was fetched from anywhere else
 
+
+
+@pytest.mark.slow
+def test_a_folder_plays_as_a_session(browser, live_server: str, query_images: List[Path]) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(f"{live_server}/")
+        page.wait_for_selector("#map[data-frames='12']", state="attached", timeout=30_000)
+        page.fill("#delay", "0")
+        folder = query_images[0].parent  # a directory input takes the folder (it holds exactly these frames)
+        assert sorted(folder.glob("*.jpg")) == query_images
+        page.set_input_files("#folder-input", str(folder))
+        n = len(query_images)
+        page.wait_for_selector(f"#map[data-localised='{n}']", state="attached", timeout=120_000)
+        assert f"session frame {n}/{n}" in page.inner_text("#frame-info")
+        page.wait_for_selector("#stop[disabled]", state="attached", timeout=30_000)
+        expect(page.locator("#status")).to_have_text(f"played {n} frames", timeout=30_000)
+        assert page.locator("#candidates .cand").count() >= 1
+    finally:
+        page.close()
+    # the page closed its session when it finished
+    assert httpx.get(f"{live_server}/healthz").json()["sessions"] == 0
