@@ -97,7 +97,7 @@ class PlaceIndex:
         descriptor_shape: per-image descriptor shape in the store, ``(D,)`` or ``(K, D)``.
         params: :class:`IndexParams`.
         crop_descriptors: ``(N, K, D)`` float32 for per-crop databases, else None.
-        train_residual: IVF-PQ: mean squared distance of the training descriptors to their
+        train_residual: IVF-PQ: mean squared distance of held-out training descriptors to their
             nearest cell centroid (:func:`coarse_residual`), the reference for drift warnings
             when the map grows (:func:`update_index`); 0.0 for flat indexes.
     """
@@ -290,6 +290,25 @@ def merge_indexes(base: Any, parts: Sequence[Any]) -> Any:
     return base
 
 
+#: rows held out of IVF-PQ training to measure the drift reference (:func:`coarse_residual`)
+HOLDOUT_FRACTION = 0.1
+HOLDOUT_MAX = 20000
+
+
+def _holdout(n: int, params: IndexParams) -> Tuple[np.ndarray, np.ndarray]:
+    """Training rows and held-out rows (seeded, sorted) for an index of ``n`` descriptors.
+
+    Flat indexes train nothing; where holding rows out would leave too few to train, every row
+    trains and the reference is measured in-sample (the held-out array is then all rows).
+    """
+    rows = np.arange(n)
+    h = min(int(n * HOLDOUT_FRACTION), HOLDOUT_MAX)
+    if params.kind == "flat" or h < 1 or n - h < max(params.nlist, 2 ** params.nbits):
+        return rows, rows[:: max(1, n // HOLDOUT_MAX)]
+    perm = np.random.default_rng(0).permutation(n)
+    return np.sort(perm[h:]), np.sort(perm[:h])
+
+
 def build_index(
     ds: DescriptorSet,
     kind: str = "flat",
@@ -320,10 +339,15 @@ def build_index(
         index = faiss.deserialize_index(faiss.serialize_index(trained))
         if index.d != x.shape[1]:
             raise InputError(f"the trained index has dimension {index.d}, the descriptors {x.shape[1]}")
+        residual = coarse_residual(index, x[:: max(1, len(x) // 20000)])
     else:
         index = new_index(x.shape[1], params)
-        train_index(index, x, params)
-    residual = coarse_residual(index, x[:: max(1, len(x) // 20000)])
+        train_rows, held_out = _holdout(len(x), params)
+        train_index(index, x[train_rows], params)
+        # the drift reference is measured on rows the quantizer did not see: on its own training
+        # rows a small map's residual is biased low (over-fitted cells), and any new data would
+        # look drifted
+        residual = coarse_residual(index, x[held_out])
     index.add(x)
     crops = np.ascontiguousarray(ds.descriptors, np.float32) if ds.per_crop else None
     return PlaceIndex(index, ds.ids, ds.config, ds.fingerprint, ds.descriptors.shape[1:], params, crops,
