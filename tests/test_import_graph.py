@@ -37,18 +37,13 @@ FUNCTION_LEVEL_DEBT: Dict[str, int] = {
     "panoplace.cluster": 1,
     "panoplace.decode": 1,
     "panoplace.extract": 1,
-    "panoplace.mapfolder": 8,
-    "panoplace.matching.retrieval": 6,
-    "panoplace.matching.seqslam_classic": 1,
-    "panoplace.matching.sequence": 1,
+    "panoplace.matching.retrieval": 3,
     "panoplace.models.backbones": 8,
     "panoplace.models.clusters": 1,
     "panoplace.models.scene": 1,
     "panoplace.scene.categories": 1,
-    "panoplace.scene.train": 7,
     "panoplace.scene.world": 9,
-    "panoplace.serve.service": 1,
-    "panoplace.training.trainer": 5,
+    "panoplace.training.trainer": 1,
 }
 
 

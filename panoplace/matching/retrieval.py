@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Dict, List, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -158,14 +158,15 @@ def retrieve(
     """
     q = _query_array(index, queries, k)
     k = min(int(k), len(index))
-    per_crop = q.ndim == 3 and index.crop_descriptors is not None and rotation
-    depth = max(k, int(confidence_depth), int(rerank_depth) if per_crop else 0)
+    crops = index.crop_descriptors if q.ndim == 3 and rotation else None
+    depth = max(k, int(confidence_depth), int(rerank_depth) if crops is not None else 0)
     scores, ids = index.search(q, depth)
-    headings = None
-    if per_crop:
+    headings: Optional[np.ndarray] = None
+    if crops is not None:
         step = step_deg if step_deg is not None else heading_step(q.shape[1], index.config.get("panorama"))
-        match = rerank(q, index.crop_descriptors, ids, step_deg=step)
-        scores, ids, headings = match.scores, match.db_indices, match.headings
+        match = rerank(q, crops, ids, step_deg=step)
+        scores, headings = match.scores, match.headings
+        ids = match.db_indices if match.db_indices is not None else ids  # rerank sets them: (Q, depth) re-ordered
     if scene is not None:
         scores, ids, headings = scene.apply(scores, ids, headings)
     if headings is not None:
@@ -184,7 +185,7 @@ def retrieve_sequence(
     step_deg: Optional[float] = None,
     graph: Optional[MapGraph] = None,
     sparse: bool = False,
-    **sequence_options: object,
+    **sequence_options: Any,
 ) -> Retrieval:
     """Localise an ordered sequence of queries by sequence matching.
 
@@ -277,7 +278,7 @@ def prediction_rows(
             j = int(result.db_indices[i, r])
             if j < 0:
                 continue
-            row = {c: "" for c in PREDICTION_COLUMNS}
+            row: Dict[str, object] = {c: "" for c in PREDICTION_COLUMNS}
             row.update(query_id=query_ids[i], rank=r + 1, database_id=database_ids[j], database_index=j,
                        score=f"{float(result.scores[i, r]):.6f}",
                        confidence=f"{float(result.confidence[i]):.6f}")

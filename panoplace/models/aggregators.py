@@ -35,10 +35,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Optional, Type
 
-from torch import nn
-
 from panoplace.errors import InputError
 from panoplace.models.boq import BoQ, BoQParams
+from panoplace.models.fusion import Aggregator
 from panoplace.models.mixvpr import MixVPR, MixVPRParams
 from panoplace.models.pooling import GeMFC, GeMFCParams
 from panoplace.models.salad import SALAD, SaladParams
@@ -81,7 +80,7 @@ def parse_params(name: str, values: Optional[Dict[str, Any]]) -> Any:
     return cls(**typed)
 
 
-def build_parametrised(name: str, dim: int, values: Optional[Dict[str, Any]]) -> nn.Module:
+def build_parametrised(name: str, dim: int, values: Optional[Dict[str, Any]]) -> Aggregator:
     """Aggregator ``name`` (one of :data:`PARAMETRISED`) for ``dim``-channel local features."""
     if name not in PARAMETRISED:
         raise InputError(f"aggregator {name!r} is not one of {sorted(PARAMETRISED)}")

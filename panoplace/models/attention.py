@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.fusion import Aggregator
 from panoplace.models.netvlad import NetVLAD
 from panoplace.models.pooling import AvgPool, GeM, MaxPool
 
@@ -90,7 +91,7 @@ def top_fraction_mask(scores: torch.Tensor, remain: float) -> torch.Tensor:
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, True)
 
 
-class _Attention(nn.Module, abc.ABC):
+class Attention(nn.Module, abc.ABC):
     """Shared part: ``weights`` from ``scores``/``_normalise`` and the weighted aggregation."""
 
     def __init__(self, channels: int, remain: float) -> None:
@@ -125,7 +126,7 @@ class _Attention(nn.Module, abc.ABC):
         """:meth:`weights` as maps. Shape: ``(N, C, h, w)`` -> ``(N, h, w)``."""
         return self.weights(x).reshape(x.shape[0], x.shape[2], x.shape[3])
 
-    def raw(self, x: torch.Tensor, aggregator: nn.Module) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, aggregator: Aggregator) -> torch.Tensor:
         """The aggregator's ``raw`` output of the attention-weighted local features.
 
         Shape:
@@ -138,7 +139,7 @@ class _Attention(nn.Module, abc.ABC):
         return f"channels={self.channels}, remain={self.remain}"
 
 
-class LearnedAttention(_Attention):
+class LearnedAttention(Attention):
     """A learned spatial attention head (see the module docstring).
 
     Shape:
@@ -168,7 +169,7 @@ class LearnedAttention(_Attention):
         return g / g.sum(dim=1, keepdim=True)
 
 
-class CamAttention(_Attention):
+class CamAttention(Attention):
     """Class-activation-map attention from a frozen linear scene classifier.
 
     Holds the classifier's ``weight`` ``(n_classes, C)`` and ``bias`` ``(n_classes,)`` (empty
@@ -250,7 +251,7 @@ class CamAttention(_Attention):
         return torch.where(total > 0, s / total.clamp_min(torch.finfo(s.dtype).tiny), uniform)
 
 
-def weighted_raw(aggregator: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def weighted_raw(aggregator: Aggregator, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``aggregator.raw`` of local features weighted per location (see the module docstring).
 
     Args:
@@ -294,7 +295,7 @@ def check_attention(mode: Optional[str], remain: float) -> None:
         check_remain(remain)
 
 
-def build_attention(mode: Optional[str], channels: int, remain: float = 0.5) -> Optional[_Attention]:
+def build_attention(mode: Optional[str], channels: int, remain: float = 0.5) -> Optional[Attention]:
     """The attention module of ``ModelConfig.attention`` (None -> None).
 
     Raises:

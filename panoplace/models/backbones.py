@@ -251,7 +251,7 @@ def _shufflenet_v2_layout() -> _Layout:
     )
 
 
-def _same_pads(size: Tuple[int, int], conv: nn.Conv2d) -> List[int]:
+def _same_pads(size: Sequence[int], conv: nn.Conv2d) -> List[int]:
     """TensorFlow "SAME" padding of ``conv`` on an input of ``size`` (H, W), as the F.pad list
     ``[left, right, top, bottom]`` (right/bottom get the extra pixel when the total is odd)."""
     ih, iw = size
@@ -283,7 +283,8 @@ def _conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, relu6: bool,
     instead of three)."""
     if pad is None:
         x, pad = _same_padding(x, conv)
-    if bn.training:
+    if bn.training or bn.running_var is None or bn.running_mean is None:
+        # training, or no running statistics to fold (track_running_stats=False: batch statistics)
         y = bn(F.conv2d(x, conv.weight, conv.bias, conv.stride, pad, conv.dilation, conv.groups))
     else:
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
@@ -318,7 +319,14 @@ class LiteMBConv(nn.Module):
     Shape: ``(N, C_in, H, W)`` -> ``(N, C_out, H / stride, W / stride)``.
     """
 
-    def __init__(self, block: nn.Module) -> None:
+    _expand_conv: nn.Conv2d
+    _bn0: nn.BatchNorm2d
+    _depthwise_conv: nn.Conv2d
+    _bn1: nn.BatchNorm2d
+    _project_conv: nn.Conv2d
+    _bn2: nn.BatchNorm2d
+
+    def __init__(self, block: Any) -> None:  # an untyped package's MBConvBlock
         super().__init__()
         args = block._block_args
         if getattr(block, "has_se", False):
@@ -732,8 +740,9 @@ def build_backbone(name: str, cut: Any = None, n_trainable: int = 0, weights: st
     body = body.to_empty(device="cpu")
     with torch.no_grad():
         for m in body.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
     body.train()
 
     if not isinstance(weights, (str, os.PathLike)):

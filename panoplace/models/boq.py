@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.fusion import Aggregator
 
 
 @dataclass
@@ -132,7 +133,7 @@ class BoQBlock(nn.Module):
         return x, self.norm_out(self.cross_attn(q, x, x))
 
 
-class BoQ(nn.Module):
+class BoQ(Aggregator):
     """BoQ head over ``dim``-channel local features.
 
     Attributes:

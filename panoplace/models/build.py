@@ -19,10 +19,10 @@ from torch import nn
 
 from panoplace.config import ModelConfig
 from panoplace.errors import InputError
-from panoplace.models.attention import build_attention, check_attention
+from panoplace.models.attention import Attention, build_attention, check_attention
 from panoplace.models.backbones import Backbone, build_backbone
 from panoplace.models.aggregators import PARAMETRISED, build_parametrised, parse_params
-from panoplace.models.fusion import fuse, fused_dim
+from panoplace.models.fusion import Aggregator, fuse, fused_dim
 from panoplace.models.netvlad import NetVLAD
 from panoplace.models.pooling import AvgPool, GeM, MaxPool
 
@@ -98,7 +98,7 @@ class Whitening(nn.Module):
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}, fitted={self.fitted}"
 
 
-def make_aggregator(cfg: ModelConfig, dim: int) -> nn.Module:
+def make_aggregator(cfg: ModelConfig, dim: int) -> Aggregator:
     """The aggregator of ``cfg`` for ``dim``-channel local features."""
     parse_params(cfg.aggregator, cfg.aggregator_params)  # parameters given to one that takes none
     if cfg.aggregator == "netvlad":
@@ -150,15 +150,22 @@ class PlaceModel(nn.Module):
         - Output: ``(B, D)`` (``add``/``concat``) or ``(B, K, D)`` (``per-crop``).
     """
 
-    def __init__(self, config: ModelConfig, backbone: Backbone, aggregator: nn.Module,
-                 attention: Optional[nn.Module] = None) -> None:
+    config: ModelConfig
+    backbone: Backbone
+    aggregator: Aggregator
+    attention: Optional[Attention]
+    whitening: Optional[Whitening]
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+
+    def __init__(self, config: ModelConfig, backbone: Backbone, aggregator: Aggregator,
+                 attention: Optional[Attention] = None) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone
         self.aggregator = aggregator
         self.attention = attention
-        self.whitening: Optional[Whitening] = (Whitening(config.whitening_dim)
-                                               if config.whitening_dim is not None else None)
+        self.whitening = Whitening(config.whitening_dim) if config.whitening_dim is not None else None
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
 
@@ -216,7 +223,7 @@ class PlaceModel(nn.Module):
         """
         if self.attention is not None:
             return self.attention.raw(feats, self.aggregator)
-        if getattr(self.aggregator, "uses_token", False):
+        if self.aggregator.uses_token:
             return self.aggregator.raw(feats, token)
         return self.aggregator.raw(feats)
 

@@ -16,25 +16,47 @@ VLAD matrices; GeM/avg/max: ``(B, K, C)``), so that ``add`` can fuse before norm
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from panoplace.config import FUSIONS
 from panoplace.errors import InputError
 
 
-class Aggregator(Protocol):
-    """What fusion needs from an aggregator (NetVLAD, GeM, AvgPool, MaxPool)."""
+class Aggregator(nn.Module):
+    """Base class of the aggregators (NetVLAD, GeM, AvgPool, MaxPool, GeM-FC, MixVPR, BoQ,
+    SALAD): what fusion and the place models need from one.
 
-    out_dim: int
+    Attributes:
+        dim: channels ``C`` of the local features it reads.
+        out_dim: length of one finalized descriptor.
+        uses_token: True when :meth:`raw` uses the backbone's global token (SALAD); the others
+            ignore ``token``.
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor: ...
+    Shape:
+        - :meth:`raw`: ``(N, C, h, w)`` (and a token ``(N, C)`` or None) -> ``(N, ...)``.
+        - :meth:`combine_crops`: ``(B, K, ...)`` -> ``(B, ...)``.
+        - :meth:`finalize`: ``(N, ...)`` -> ``(N, out_dim)``.
+    """
 
-    def finalize(self, raw: torch.Tensor) -> torch.Tensor: ...
+    dim: int
+    uses_token: bool = False
 
-    def combine_crops(self, raw: torch.Tensor) -> torch.Tensor: ...
+    @property
+    def out_dim(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} does not define out_dim")
+
+    def raw(self, x: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not define raw")
+
+    def finalize(self, raw: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not define finalize")
+
+    def combine_crops(self, raw: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not define combine_crops")
 
 
 def fused_dim(per_crop_dim: int, n_crops: int, mode: str) -> int:

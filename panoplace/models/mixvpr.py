@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.fusion import Aggregator
 
 
 @dataclass
@@ -75,7 +76,7 @@ class FeatureMixer(nn.Module):
         return x + self.mix(x)
 
 
-class MixVPR(nn.Module):
+class MixVPR(Aggregator):
     """MixVPR head over ``dim``-channel local features.
 
     Attributes:

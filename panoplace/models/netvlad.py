@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.fusion import Aggregator
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _as_matrix(a: ArrayLike, what: str, cols: Optional[int] = None) -> torch.Ten
     return t
 
 
-class NetVLAD(nn.Module):
+class NetVLAD(Aggregator):
     """NetVLAD layer.
 
     Args:
@@ -94,7 +95,7 @@ class NetVLAD(nn.Module):
         """
         return F.softmax(self.conv(x).flatten(2), dim=1)
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Un-normalised VLAD matrix: residuals to each centroid weighted by soft assignment.
 
         Shape:

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.fusion import Aggregator
 
 
-class _GlobalPool(nn.Module):
+class _GlobalPool(Aggregator):
     """Shared checks and the ``forward = finalize(raw(x))`` composition.
 
     Shape:
@@ -101,7 +102,7 @@ class GeM(_GlobalPool):
         self.p = nn.Parameter(torch.tensor([float(p)]))
         self.eps = float(eps)
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean of ``clamp(x, eps)^p`` over locations (the root is taken in :meth:`finalize`).
 
         Shape:
@@ -128,7 +129,7 @@ class GeM(_GlobalPool):
 class AvgPool(_GlobalPool):
     """Global average pooling (then L2 in :meth:`finalize`)."""
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Shape: ``(N, C, h, w)`` -> ``(N, C)``."""
         self._check(x)
         return x.mean(dim=(2, 3))
@@ -137,7 +138,7 @@ class AvgPool(_GlobalPool):
 class MaxPool(_GlobalPool):
     """Global max pooling (then L2 in :meth:`finalize`)."""
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, token: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Shape: ``(N, C, h, w)`` -> ``(N, C)``."""
         self._check(x)
         return x.amax(dim=(2, 3))
@@ -164,7 +165,7 @@ class GeMFCParams:
             raise InputError(f"gem_fc needs fc_dim >= 1 and p > 0, got {self.fc_dim} and {self.p}")
 
 
-class GeMFC(nn.Module):
+class GeMFC(Aggregator):
     """CosPlace / EigenPlaces aggregation: L2 per location -> GeM -> FC -> L2.
 
     Parameters: ``p`` (GeM exponent, learnable), ``fc.weight`` ``(fc_dim, C)``, ``fc.bias``.

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from panoplace.errors import InputError
+from panoplace.models.fusion import Aggregator
 
 
 @dataclass
@@ -86,7 +87,7 @@ def log_optimal_transport(scores: torch.Tensor, dustbin: torch.Tensor, iters: in
     return z + u.unsqueeze(2) + v.unsqueeze(1) - norm
 
 
-class SALAD(nn.Module):
+class SALAD(Aggregator):
     """SALAD head over ``dim``-channel local features and a ``dim``-channel global token.
 
     Attributes:

@@ -65,9 +65,9 @@ from panoplace.models.backbones import (
     check_backbone_name,
     trunk_layout,
 )
-from panoplace.models.attention import build_attention, check_attention
+from panoplace.models.attention import Attention, CamAttention, build_attention, check_attention
 from panoplace.models.build import PlaceModel, Whitening, make_aggregator, normalise_crops
-from panoplace.models.fusion import fuse, fused_dim
+from panoplace.models.fusion import Aggregator, fuse, fused_dim
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +287,21 @@ class ScenePlaceModel(nn.Module):
         - Output: :class:`SceneOutput`.
     """
 
+    config: SceneConfig
+    categories: List[str]
+    category_set: str
+    base: Backbone
+    place_tail: nn.Sequential
+    scene_tail: nn.Sequential
+    scene_head: SceneHead
+    aggregator: Aggregator
+    attention: Optional[Attention]
+    whitening: Optional[Whitening]
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+
     def __init__(self, config: SceneConfig, base: Backbone, place_tail: nn.Sequential, scene_tail: nn.Sequential,
-                 scene_head: SceneHead, aggregator: nn.Module, attention: Optional[nn.Module] = None,
+                 scene_head: SceneHead, aggregator: Aggregator, attention: Optional[Attention] = None,
                  categories: Optional[Sequence[str]] = None, category_set: str = "custom") -> None:
         super().__init__()
         cats = [str(c) for c in categories] if categories is not None else [f"class_{i}" for i in range(config.n_classes)]
@@ -298,7 +311,7 @@ class ScenePlaceModel(nn.Module):
         if len(set(cats)) != len(cats):
             raise InputError("scene category names must be unique")
         self.config = config
-        self.categories: List[str] = cats
+        self.categories = cats
         self.category_set = str(category_set)
         self.base = base
         self.place_tail = place_tail
@@ -306,8 +319,7 @@ class ScenePlaceModel(nn.Module):
         self.scene_head = scene_head
         self.aggregator = aggregator
         self.attention = attention
-        self.whitening: Optional[Whitening] = (Whitening(config.place.whitening_dim)
-                                               if config.place.whitening_dim is not None else None)
+        self.whitening = Whitening(config.place.whitening_dim) if config.place.whitening_dim is not None else None
         self.register_buffer("pixel_mean", torch.tensor(base.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(base.std).view(3, 1, 1), persistent=False)
         self.freeze_all_but_head()
@@ -490,7 +502,7 @@ def _link_cam(model: ScenePlaceModel) -> None:
     """With ``attention='cam'`` and no CAM classifier yet, use the scene head's linear layer when it
     reads the place branch's features (same cut, linear head)."""
     att = model.attention
-    if att is None or not hasattr(att, "set_classifier") or att.fitted:
+    if not isinstance(att, CamAttention) or att.fitted:
         return
     cfg = model.config
     if cfg.hidden == 0 and cfg.scene_cut == cfg.place.cut and model.scene_head.in_channels == att.channels:
@@ -611,17 +623,20 @@ def from_places365_classifier(classifier: nn.Module, arch: str, categories: Sequ
         InputError: a category list of the wrong length, or a bad cut.
     """
     clf, checkpoint = classifier, source
-    n_classes = int(clf.fc.out_features)
+    fc = getattr(clf, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        raise CheckpointError(f"{checkpoint} is not a Places365 classifier: no linear 'fc' layer")
+    n_classes = int(fc.out_features)
     if len(categories) != n_classes:
         raise InputError(f"{len(categories)} categories given for the {n_classes} classes of {checkpoint}")
     trunk = build_backbone(arch, cut="layer4", n_trainable=0, weights="none")
     sd = clf.state_dict()
     trunk.body.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")}, strict=True)
     trunk.eval()
-    head = SceneHead(int(clf.fc.in_features), n_classes)
+    head = SceneHead(int(fc.in_features), n_classes)
     with torch.no_grad():
-        head.fc.weight.copy_(clf.fc.weight)
-        head.fc.bias.copy_(clf.fc.bias)
+        head.fc.weight.copy_(fc.weight)
+        head.fc.bias.copy_(fc.bias)
     if isinstance(place, PlaceModel):
         if place.config.backbone != arch:
             raise CheckpointError(f"the place model's backbone is {place.config.backbone}, the Places365 "

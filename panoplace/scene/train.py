@@ -35,11 +35,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from matplotlib.figure import Figure
+
+from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig
+from panoplace.data import load_csv
 from panoplace.errors import DatasetError, InputError
+from panoplace.evaluation.plots import save_figure
 from panoplace.models.checkpoint import save_scene_checkpoint
+from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead, ScenePlaceModel
 from panoplace.panorama.imagefiles import is_image_file
 from panoplace.runner import ImageRunner, model_step
+from panoplace.synth.layout import SCENES
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +126,10 @@ def labelled_csv(path: PathLike, categories: Optional[Sequence[str]] = None) -> 
     Raises:
         DatasetError: no ``scene`` column, empty labels, or a label outside ``categories``.
     """
-    from panoplace.data import load_csv
-
     s = load_csv(path)
     if s.scene is None or any(not lab for lab in s.scene):
         raise DatasetError(f"{path} has no scene label for every image (a 'scene' column is needed)")
     if categories is None:
-        from panoplace.synth.world import SCENES
-
         labels = set(s.scene)
         categories = list(SCENES) if labels <= set(SCENES) else sorted(labels)
     cats = list(categories)
@@ -168,7 +171,7 @@ def split_labelled(data: LabelledImages, val_fraction: float, seed: int = 0
 # Features and the head
 # --------------------------------------------------------------------------------------------
 
-def compute_scene_features(model: "ScenePlaceModel", root: PathLike, paths: Sequence[str],  # noqa: F821
+def compute_scene_features(model: ScenePlaceModel, root: PathLike, paths: Sequence[str],
                            panorama: PanoramaConfig, batch_size: int = 8, num_workers: Optional[int] = None,
                            device: str = "auto", progress: bool = True) -> np.ndarray:
     """Pooled scene-branch features of every crop (one pass; the place branch is skipped).
@@ -198,7 +201,7 @@ def _as_crops(x: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def head_probabilities(head: "SceneHead", features: np.ndarray, batch: int = 4096) -> np.ndarray:  # noqa: F821
+def head_probabilities(head: SceneHead, features: np.ndarray, batch: int = 4096) -> np.ndarray:
     """Crop-averaged softmax of ``head`` on pooled features (eval mode, no gradients).
 
     Shape: ``(N, C_in)`` or ``(N, K, C_in)`` -> ``(N, n_classes)`` float32.
@@ -228,7 +231,7 @@ class HeadFit:
     val_accuracy: Optional[float] = None
 
 
-def _fold_standardisation(head: "SceneHead", mean: torch.Tensor, std: torch.Tensor) -> None:  # noqa: F821
+def _fold_standardisation(head: SceneHead, mean: torch.Tensor, std: torch.Tensor) -> None:
     """Make ``head`` read raw features: ``W (x - m) / s + b`` = ``(W / s) x + (b - W (m / s))``."""
     first = head.hidden if head.hidden is not None else head.fc
     with torch.no_grad():
@@ -237,7 +240,7 @@ def _fold_standardisation(head: "SceneHead", mean: torch.Tensor, std: torch.Tens
         first.weight.copy_(w)
 
 
-def fit_scene_head(head: "SceneHead", train_x: np.ndarray, train_y: np.ndarray,  # noqa: F821
+def fit_scene_head(head: SceneHead, train_x: np.ndarray, train_y: np.ndarray,
                    val_x: Optional[np.ndarray] = None, val_y: Optional[np.ndarray] = None, epochs: int = 30,
                    lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 128, seed: int = 0) -> HeadFit:
     """Train ``head`` (in place) on pooled features; every crop is a sample with its image's label.
@@ -261,12 +264,13 @@ def fit_scene_head(head: "SceneHead", train_x: np.ndarray, train_y: np.ndarray, 
         raise InputError(f"labels must be in [0, {head.n_classes}), got {y.min()}..{y.max()}")
     if int(epochs) < 1:
         raise InputError(f"epochs must be >= 1, got {epochs}")
-    has_val = val_x is not None and val_y is not None and len(val_y) > 0
-    if has_val:
+    val: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (features (V, K, C), labels (V,))
+    if val_x is not None and val_y is not None and len(val_y) > 0:
         vx = _as_crops(val_x, "validation features")
         vy = np.asarray(val_y, dtype=np.int64).reshape(-1)
         if len(vy) != len(vx) or vx.shape[2] != c:
             raise InputError(f"validation features {vx.shape} do not match {len(vy)} labels of {c}-channel features")
+        val = (vx, vy)
     p0 = next(head.parameters())
     dev, dtype = p0.device, p0.dtype
     xs = torch.from_numpy(x.reshape(n * k, c)).to(dev, dtype)
@@ -298,17 +302,19 @@ def fit_scene_head(head: "SceneHead", train_x: np.ndarray, train_y: np.ndarray, 
         row: Dict[str, Optional[float]] = {"epoch": epoch, "train_loss": total / len(xs),
                                            "train_accuracy": correct / len(xs), "val_loss": None,
                                            "val_accuracy": None}
-        if has_val:
+        if val is not None:
+            vx, vy = val
             head.eval()
             with torch.no_grad():
                 v = torch.from_numpy(vx.reshape(-1, c)).to(dev, dtype)
                 pv = torch.softmax(head.classify((v - mean) / std), dim=1).reshape(len(vx), vx.shape[1], -1).mean(1)
                 tv = torch.from_numpy(vy).to(dev)
-                row["val_loss"] = float(F.nll_loss(torch.log(pv.clamp_min(1e-12)), tv))
-                row["val_accuracy"] = float((pv.argmax(dim=1) == tv).float().mean())
-            key = (row["val_accuracy"], -row["val_loss"])
+                val_loss = float(F.nll_loss(torch.log(pv.clamp_min(1e-12)), tv))
+                val_accuracy = float((pv.argmax(dim=1) == tv).float().mean())
+            row["val_loss"], row["val_accuracy"] = val_loss, val_accuracy
+            key = (val_accuracy, -val_loss)
             if best_key is None or key > best_key:
-                best_key, fit.best_epoch, fit.val_accuracy = key, epoch, row["val_accuracy"]
+                best_key, fit.best_epoch, fit.val_accuracy = key, epoch, val_accuracy
                 best_state = copy.deepcopy(head.state_dict())
         log.info("scene head epoch %d/%d: loss %.4f, train accuracy %.3f%s", epoch, epochs, row["train_loss"],
                  row["train_accuracy"],
@@ -342,10 +348,6 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 def plot_confusion(cm: np.ndarray, categories: Sequence[str], path: PathLike, title: str = "Confusion matrix") -> Path:
     """A confusion-matrix PNG (rows normalised for the colours, counts written in the cells when
     there are at most 30 categories), written atomically (matplotlib Agg)."""
-    from matplotlib.figure import Figure
-
-    from panoplace.evaluation.plots import save_figure
-
     cm = np.asarray(cm)
     n = len(categories)
     if cm.shape != (n, n):
@@ -383,7 +385,7 @@ def plot_confusion(cm: np.ndarray, categories: Sequence[str], path: PathLike, ti
 class SceneTrainResult:
     """What :func:`train_scene` wrote and measured."""
 
-    model: "ScenePlaceModel"  # noqa: F821
+    model: ScenePlaceModel
     checkpoint: Path
     categories: List[str]
     category_set: str
@@ -396,8 +398,6 @@ class SceneTrainResult:
 
 
 def _write_log(path: Path, history: Sequence[Dict[str, Optional[float]]]) -> Path:
-    from panoplace.atomic import write_text_atomic
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(LOG_COLUMNS)
@@ -408,7 +408,7 @@ def _write_log(path: Path, history: Sequence[Dict[str, Optional[float]]]) -> Pat
 
 def train_scene(
     source: PathLike,
-    model: "ScenePlaceModel",  # noqa: F821
+    model: ScenePlaceModel,
     panorama: PanoramaConfig,
     out: PathLike,
     val_source: Optional[PathLike] = None,
@@ -442,8 +442,6 @@ def train_scene(
     Returns:
         :class:`SceneTrainResult`; the model holds the new head and categories.
     """
-    from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead
-
     src = Path(source)
     if val_source is None and src.is_dir() and (src / "train").is_dir() and (src / "val").is_dir():
         src, val_source = src / "train", src / "val"
@@ -454,8 +452,6 @@ def train_scene(
         train, val = split_labelled(data, val_fraction, seed)
     cats = data.categories
     if category_set is None:
-        from panoplace.synth.world import SCENES
-
         category_set = PROCEDURAL_WORLD if cats == list(SCENES) and src.suffix.lower() == ".csv" else (
             Path(source).stem if Path(source).suffix.lower() == ".csv" else Path(source).name)
     counts = train.counts()
@@ -463,14 +459,18 @@ def train_scene(
              ", ".join(f"{c} {n}" for c, n in zip(cats, counts)), len(train), len(val))
     if (counts > 0).sum() < 2:
         raise DatasetError(f"{source}: the training images cover fewer than 2 categories")
-    kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
-    train_x = compute_scene_features(model, train.root, train.paths, panorama, **kw)
-    val_x = compute_scene_features(model, val.root, val.paths, panorama, **kw) if len(val) else None
+    def features(images: LabelledImages) -> np.ndarray:
+        return compute_scene_features(model, images.root, images.paths, panorama, batch_size=batch_size,
+                                      num_workers=num_workers, device=device, progress=progress)
+
+    train_x = features(train)
+    val_x = features(val) if len(val) else None
     head = SceneHead(train_x.shape[2], len(cats), hidden, dropout).to(next(model.parameters()).device)
     fit = fit_scene_head(head, train_x, train.labels, val_x, val.labels if len(val) else None, epochs=epochs,
                          lr=lr, weight_decay=weight_decay, seed=seed)
     model.set_head(head, cats, category_set)
-    eval_x, eval_y, what = (val_x, val.labels, "validation") if len(val) else (train_x, train.labels, "training")
+    eval_x, eval_y, what = (val_x, val.labels, "validation") if val_x is not None else (train_x, train.labels,
+                                                                                          "training")
     pred = head_probabilities(head, eval_x).argmax(axis=1)
     cm = confusion_matrix(eval_y, pred, len(cats))
     out = Path(out)

@@ -24,12 +24,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from panoplace.config import PanoramaConfig
 from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import InputError
-from panoplace.models.build import weights_fingerprint
+from panoplace.models.backbones import Backbone
+from panoplace.models.build import PlaceModel, weights_fingerprint
 from panoplace.models.fusion import fuse
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.runner import BatchStep, ImageRunner
@@ -37,7 +37,7 @@ from panoplace.runner import BatchStep, ImageRunner
 log = logging.getLogger(__name__)
 
 
-def frozen_prefix_length(backbone: nn.Module) -> int:
+def frozen_prefix_length(backbone: Backbone) -> int:
     """Number of leading ``backbone.body`` children that are frozen (all of them when
     ``n_trainable`` is 0)."""
     names = list(backbone.body._modules)
@@ -66,10 +66,10 @@ class FrozenFeatures:
           summed over the crops and normalised).
     """
 
-    def __init__(self, model: nn.Module, panorama: PanoramaConfig, n_crops: int, device: torch.device,
+    def __init__(self, model: PlaceModel, panorama: PanoramaConfig, n_crops: int, device: torch.device,
                  batch_size: int = 16, num_workers: int = 1,
                  store: Optional[Dict[str, torch.Tensor]] = None) -> None:
-        if getattr(model, "whitening", None) is not None:
+        if model.whitening is not None:
             raise InputError("frozen features are for training, and a model being trained has no whitening")
         self.model = model
         self.panorama = panorama

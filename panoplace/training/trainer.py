@@ -58,6 +58,11 @@ from panoplace.config import PanoramaConfig
 from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import CheckpointError, ImageReadError, InputError
 from panoplace.extract import extract
+from panoplace.data.frames import ImageSet
+from panoplace.data.groundtruth import GroundTruth
+from panoplace.evaluation.metrics import recall_at_n
+from panoplace.models.attention import CamAttention, build_attention, check_remain
+from panoplace.models.build import PlaceModel
 from panoplace.models.checkpoint import place_model_from, read_checkpoint, save_checkpoint
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.runner import CropDataset, resolve_device
@@ -247,9 +252,9 @@ class TrainResult:
 # model preparation
 # --------------------------------------------------------------------------------------------
 
-def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention: Optional[str] = None,
+def prepare_model(model: PlaceModel, n_trainable: Optional[int] = None, attention: Optional[str] = None,
                   remain: Optional[float] = None, cam_classifier: Optional[nn.Linear] = None,
-                  seed: int = 0) -> nn.Module:
+                  seed: int = 0) -> PlaceModel:
     """Set up a :class:`PlaceModel` for training: the trainable tail and, optionally, an
     attention module added before aggregation (``learned`` or ``cam``); ``model.config`` is
     updated so that checkpoints rebuild the same model.
@@ -258,9 +263,7 @@ def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention
         InputError: a whitened model (train first, then fit PCA-whitening), a model that already
             has another attention, or a ``cam`` attention without a classifier.
     """
-    from panoplace.models.attention import build_attention
-
-    if getattr(model, "whitening", None) is not None:
+    if model.whitening is not None:
         raise InputError("the model already has a PCA-whitening layer: train the un-whitened model and fit "
                          "the whitening afterwards (`panoplace pca`)")
     cfg = model.config
@@ -268,8 +271,6 @@ def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention
         model.backbone.set_trainable(int(n_trainable))
         cfg = dataclasses.replace(cfg, n_trainable=int(n_trainable))
     if remain is not None and attention is None and model.attention is not None:
-        from panoplace.models.attention import check_remain
-
         model.attention.remain = check_remain(remain)
         cfg = dataclasses.replace(cfg, attention_remain=model.attention.remain)
     if attention is not None:
@@ -279,14 +280,19 @@ def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention
         if model.attention is None:
             torch.manual_seed(seed)
             device = next(model.parameters()).device
-            model.attention = build_attention(attention, model.backbone.out_channels, r).to(device)
+            built = build_attention(attention, model.backbone.out_channels, r)
+            model.attention = built.to(device) if built is not None else None
         else:
             model.attention.remain = r
-        cfg = dataclasses.replace(cfg, attention=attention, attention_remain=model.attention.remain)
+        cfg = dataclasses.replace(cfg, attention=attention, attention_remain=r if model.attention is None
+                                  else model.attention.remain)
     if cfg.attention == "cam":
+        cam = model.attention
+        if not isinstance(cam, CamAttention):
+            raise InputError("the model's config names 'cam' attention but the model has no CAM attention module")
         if cam_classifier is not None:
-            model.attention.set_classifier(cam_classifier)
-        if not model.attention.fitted:
+            cam.set_classifier(cam_classifier)
+        if not cam.fitted:
             raise InputError("attention 'cam' needs a scene classifier over the local features "
                              "(e.g. --cam-classifier with a Places365 checkpoint)")
     model.config = cfg
@@ -295,7 +301,7 @@ def prepare_model(model: nn.Module, n_trainable: Optional[int] = None, attention
 
 
 
-def describe(model: nn.Module, imageset_root: Path, paths: Sequence[str], panorama: PanoramaConfig,
+def describe(model: PlaceModel, imageset_root: Path, paths: Sequence[str], panorama: PanoramaConfig,
              batch_size: int = 16, num_workers: int = 1, device: str = "auto") -> np.ndarray:
     """Descriptors of images with ``model`` (eval mode, no gradients), per-crop ones fused.
 
@@ -315,8 +321,6 @@ def recall_of(query: np.ndarray, database: np.ndarray, ground_truth: Any,
         query: ``(Q, D)``; database: ``(N, D)``; ground_truth a
         :class:`~panoplace.data.groundtruth.GroundTruth` for Q against N.
     """
-    from panoplace.evaluation.metrics import recall_at_n
-
     q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     d = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
     k = min(max(ns), d.shape[0])
@@ -458,7 +462,7 @@ class Trainer:
             (see :class:`~panoplace.training.frozen.FrozenFeatures`).
     """
 
-    def __init__(self, model: nn.Module, panorama: PanoramaConfig, train: PlaceSplit,
+    def __init__(self, model: PlaceModel, panorama: PanoramaConfig, train: PlaceSplit,
                  val: Optional[PlaceSplit], out_dir: PathLike, config: Optional[TrainConfig] = None,
                  progress: bool = True, frozen_store: Optional[Dict[str, torch.Tensor]] = None) -> None:
         self.config = cfg = config or TrainConfig()
@@ -473,7 +477,8 @@ class Trainer:
         self.panorama = self.projector.config
         self.n_crops = self.projector.n_crops
         self.train_split, self.val_split = train, val
-        self.miner = TripletMiner(train.database.xy, train.queries.xy, cfg.pos_radius, cfg.neg_radius,
+        self.miner = TripletMiner(train.database.require_positions("training"),
+                                  train.queries.require_positions("training"), cfg.pos_radius, cfg.neg_radius,
                                   cfg.n_neg_sample, cfg.n_neg, cfg.margin, same_frame=train.same_frame())
         if len(self.miner.trainable) == 0:
             raise InputError(f"no training query has a database image within {cfg.pos_radius:g} m and one "
@@ -489,7 +494,7 @@ class Trainer:
         self.best_score: Optional[Tuple[float, ...]] = None
         self.best_epoch = -1
         self.bad_epochs = 0
-        self._val_gt = None
+        self._val_gt: Optional[GroundTruth] = None
         self._resumed = False
         self.log = _ScalarLog(self.out_dir, cfg.recall_ns)
 
@@ -521,7 +526,7 @@ class Trainer:
         if not base and not attn:
             raise InputError("nothing to train: the backbone is frozen (n_trainable 0), the aggregator has no "
                              "parameters and there is no learned attention; set n_trainable >= 1")
-        groups = [{"params": base, "lr": cfg.lr}]
+        groups: List[Dict[str, Any]] = [{"params": base, "lr": cfg.lr}]
         if attn:
             groups.append({"params": attn, "lr": cfg.lr * cfg.attention_lr_mult})
         n_params = sum(p.numel() for g in groups for p in g["params"])
@@ -590,7 +595,7 @@ class Trainer:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def _describe(self, imageset: Any, index: Optional[np.ndarray] = None) -> np.ndarray:
+    def _describe(self, imageset: ImageSet, index: Optional[np.ndarray] = None) -> np.ndarray:
         """Descriptors ``(n, D)`` of the images of ``imageset`` (at ``index``), eval mode."""
         paths = imageset.paths if index is None else [imageset.paths[i] for i in index]
         cfg = self.config
@@ -633,10 +638,9 @@ class Trainer:
         """Validation Recall@N of the current model (empty without a validation split)."""
         if self.val_split is None:
             return {}
-        from panoplace.data.groundtruth import GroundTruth
-
         if self._val_gt is None:
-            gt = GroundTruth.from_positions(self.val_split.database.xy, self.val_split.queries.xy,
+            gt = GroundTruth.from_positions(self.val_split.database.require_positions("validation"),
+                                            self.val_split.queries.require_positions("validation"),
                                             self.config.val_radius)
             has = gt.n_positives > 0
             if not has.any():
@@ -813,7 +817,7 @@ class Trainer:
         return TrainResult(self.out_dir, list(self.history), self.best_epoch, best, stopped)
 
 
-def train(model: nn.Module, panorama: PanoramaConfig, train_split: PlaceSplit, val_split: Optional[PlaceSplit],
+def train(model: PlaceModel, panorama: PanoramaConfig, train_split: PlaceSplit, val_split: Optional[PlaceSplit],
           out_dir: PathLike, config: Optional[TrainConfig] = None, resume: bool = False,
           progress: bool = True) -> TrainResult:
     """Train ``model`` (or, with ``resume``, the model of ``out_dir/latest.pt``); see :class:`Trainer`."""
