@@ -1,6 +1,6 @@
 """In-process vs Ray (local mode) extraction of the same images, and a scaling estimate.
 
-    .venv/bin/python benchmarks/bench_ray.py [--frames 96] [--repeats 3]
+    .venv/bin/python benchmarks/bench_ray.py [--frames 96] [--times 8] [--repeats 3] [--shard-size 64]
 
 What it measures (one run, same images, same model, same machine):
 - throughput of in-process extraction (``extract``, this process, 2 torch threads + the
@@ -20,9 +20,61 @@ seconds, so a single merger handles ``S / t_merge`` images/s and becomes the bot
 ``N* = S / (t_merge * T_actor)`` actors (reading the shards back for the index build is
 parallel, one Ray task per shard).
 
-Measured (2026-11-30, this 2-core machine, load average ~18 from 8 other engineers' jobs:
-absolute figures are depressed and noisy; the ratio is from one run):
-(table filled in from the run below)
+Measured 2026-12-01 03:53-04:02 UTC, this 2-core machine, the benchmark at normal priority
+while five other engineers' jobs ran at nice 19 (load average 14-18; first and last lines are
+``uptime``), ``--frames 96 --times 8 --repeats 3 --shard-size 64``, one run:
+
+     03:53:10 up  5:44,  0 user,  load average: 13.65, 11.70, 9.73
+    # 96 equirect frames 512x256 -> 4 crops of 160x160, NetVLAD K=16; small job 96 images, large job 768 (the frames 8 times); shard 64; load 15.0
+
+    | engine | s (96 img) | s (768 img) | img/s end to end (768) | vs in-process | steady img/s | vs in-process | fixed cost s | job size for <= 15 % overhead | peak RSS (all processes) |
+    |---|---|---|---|---|---|---|---|---|---|
+    | in-process (2 threads + prefetch) | 2.8 | 23.0 | 33.4 | 1.00 | 33.3 | 1.00 | 0.0 | - | 1157 MiB |
+    | Ray local, 2 actor(s) x 1 thread(s) | 9.7 | 21.7 | 35.3 | 1.06 | 55.9 | 1.68 | 8.0 | 482 images | 7522 MiB |
+    | Ray local, 1 actor(s) x 2 thread(s) | 7.8 | 29.4 | 26.1 | 0.78 | 31.2 | 0.94 | 4.8 | 1942 images | 6508 MiB |
+
+
+    | per-shard cost (shard = 1024 images, 256-D) | seconds |
+    |---|---|
+    | write one shard (HDF5, atomic) | 0.0047 |
+    | merge one shard's IVF-PQ partial index (incl. deserialising it) | 0.0004 |
+
+    per-actor throughput T_actor ~ 28.0 images/s (1 core); shard write adds 0.005 ms/image inside the actor
+    single merger: 2910554 images/s -> bottleneck at N* = S / (t_merge * T_actor) ~ 104074 actors
+    | actors N | extraction images/s (N x T_actor) | merger busy |
+    |---|---|---|
+    | 1 | 28 | 0 % |
+    | 8 | 224 | 0 % |
+    | 64 | 1790 | 0 % |
+    | 512 | 14319 | 0 % |
+    | 104073 | 2910539 | 100 % |
+    | 416292 | 11642156 | 100 % |
+     03:58:37 up  5:50,  0 user,  load average: 17.71, 16.29, 12.37
+
+Reading it. "steady" is the marginal rate between the small and the large job (the fixed cost
+cancels); "fixed cost" is what a run pays before that (ray.init excluded: actor processes
+importing torch, the model through the object store, Ray Data planning, the manifest).
+
+- Target "Ray overhead at most 15 %": met in steady state by both layouts (2 actors x 1 thread
+  1.68x the in-process rate, 1 actor x 2 threads 0.94x, i.e. 6 % overhead), and end to end once
+  a job is past ~500 images (2 x 1) or ~2,000 images (1 x 2): below that the 5-8 s fixed cost
+  dominates (the 96-image job is 3x slower on Ray). 2 x 1 beats in-process here because two
+  one-thread processes stall less than one process's two OpenMP threads on cores shared with
+  other work (docs/NOTES.md); on idle cores expect them closer.
+- Peak memory: in-process 1.16 GiB; Ray 6.5-7.5 GiB summed over the driver, raylet, GCS,
+  dashboard/Data helpers and workers (resident sets summed, so shared library pages count once
+  per process: an upper bound).
+- An earlier run in this session with Ray's default worker priority (nice 15, see the note in
+  main()) at load ~8 gave Ray 0.26-0.65x in steady state: on a shared machine the workers'
+  priority, not Ray, decided the figure.
+
+Scaling estimate: one actor on one core extracts T_actor ~ 28 images/s here (steady, 2 x 1
+layout / 2); a shard of 1,024 images costs 5 ms to write (inside its actor: 0.005 ms per image)
+and 0.4 ms to merge into the final IVF-PQ index on the driver. The single merger keeps up with
+~2.9 M images/s, i.e. it becomes the bottleneck only near N* ~ 100,000 actors; well before that,
+the shared storage that every actor reads images from and writes shards to (at ~28 images/s
+per actor, 1,000 actors read ~28k panoramas/s, several GB/s of JPEG) and Ray's per-block
+scheduling on the driver (not measured here) are the limits to watch.
 """
 
 from __future__ import annotations
@@ -100,8 +152,9 @@ def timed(fn: Callable[[], Any], repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=96)
+    ap.add_argument("--times", type=int, default=8, help="the large job: the frames listed this many times")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--shard-size", type=int, default=16)
+    ap.add_argument("--shard-size", type=int, default=64)
     args = ap.parse_args()
     import torch
 
@@ -114,38 +167,59 @@ def main() -> None:
          "--num-clusters", "16", "--out", str(tmp / "model.pt"), "--no-progress"])
     root, paths = list_images(frames)
     model, panorama = load_model(tmp / "model.pt")
-    n = len(paths)
-    print(f"# {n} equirect frames 512x256 -> 4 crops of 160x160, NetVLAD K=16; load {os.getloadavg()[0]:.1f}")
+    small, large = paths, paths * args.times
+    n1, n2 = len(small), len(large)
+    print(f"# {n1} equirect frames 512x256 -> 4 crops of 160x160, NetVLAD K=16; small job {n1} images, "
+          f"large job {n2} (the frames {args.times} times); shard {args.shard_size}; load {os.getloadavg()[0]:.1f}")
 
-    rows: List[Tuple[str, float, float]] = []
-    t_local = timed(lambda: extract(root, paths, model, panorama, progress=False), args.repeats)
+    # (name, t_small, t_large, peak RSS)
+    rows: List[Tuple[str, float, float, float]] = []
+    t1 = timed(lambda: extract(root, small, model, panorama, progress=False), args.repeats)
+    t2 = timed(lambda: extract(root, large, model, panorama, progress=False), args.repeats)
     peak_local = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    rows.append(("in-process (2 threads + prefetch)", n / t_local, peak_local))
+    rows.append(("in-process (2 threads + prefetch)", t1, t2, peak_local))
 
+    # Ray starts its workers at nice 15 (RAY_worker_niceness) to keep the raylet responsive; on a
+    # machine shared with other jobs that alone makes the actors several times slower than this
+    # process. The comparison is of the engines, so the workers run at this process's priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray = connect(num_cpus=2)
     counter = [0]
 
-    def ray_run(actors: int, cpus: int) -> None:
+    def ray_run(job: List[str], actors: int, cpus: int) -> None:
         counter[0] += 1
-        extract_ray(root, paths, model, panorama, tmp / f"shards{counter[0]}", shard_size=args.shard_size,
+        extract_ray(root, job, model, panorama, tmp / f"shards{counter[0]}", shard_size=args.shard_size,
                     actors=actors, cpus_per_actor=cpus, progress=False)
 
     for actors, cpus in ((2, 1), (1, 2)):
-        ray_run(actors, cpus)  # warm-up: worker processes and imports
+        ray_run(small, actors, cpus)  # warm-up: worker processes and imports
         with RssSampler() as rss:
-            t = timed(lambda: ray_run(actors, cpus), args.repeats)
-        rows.append((f"Ray local, {actors} actor(s) x {cpus} thread(s)", n / t, rss.peak))
+            r1 = timed(lambda: ray_run(small, actors, cpus), args.repeats)
+            r2 = timed(lambda: ray_run(large, actors, cpus), args.repeats)
+        rows.append((f"Ray local, {actors} actor(s) x {cpus} thread(s)", r1, r2, rss.peak))
     ref = load_descriptors(tmp / "shards1")
     print()
-    print("| engine | images/s | vs in-process | peak RSS (all processes) |")
-    print("|---|---|---|---|")
-    for name, ips, peak in rows:
-        print(f"| {name} | {ips:.1f} | {ips / rows[0][1]:.2f} | {peak / 2**20:.0f} MiB |")
+    print(f"| engine | s ({n1} img) | s ({n2} img) | img/s end to end ({n2}) | vs in-process | "
+          "steady img/s | vs in-process | fixed cost s | job size for <= 15 % overhead | peak RSS (all processes) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    base_rate = (n2 - n1) / (rows[0][2] - rows[0][1])
+    steady_rates = []
+    for name, a, b, peak in rows:
+        rate = (n2 - n1) / (b - a)  # marginal images/s: the fixed cost cancels
+        fixed = max(0.0, a - n1 / rate)
+        steady_rates.append(rate)
+        # end-to-end time fixed + n / rate vs in-process n / base_rate (its own fixed cost ignored)
+        overhead_ok = "-" if name.startswith("in-process") else (
+            "never (steady overhead > 15 %)" if rate * 1.15 <= base_rate
+            else f"{fixed / (1.15 / base_rate - 1 / rate):.0f} images")
+        print(f"| {name} | {a:.1f} | {b:.1f} | {n2 / b:.1f} | {(n2 / b) / (n2 / rows[0][2]):.2f} | {rate:.1f} | "
+              f"{rate / base_rate:.2f} | {fixed:.1f} | {overhead_ok} | {peak / 2**20:.0f} MiB |")
+    print()
 
     # per-shard costs for the scaling estimate
-    t_actor = max(r[1] for r in rows[1:]) / 2  # one actor of the best local layout on 1 core
+    t_actor = steady_rates[1] / 2  # one actor of the 2 x 1 layout on 1 core (steady state)
     d = 256
-    s = args.shard_size * 64  # a realistic shard: 1024 images by default
+    s = 1024  # a realistic shard of a large map
     rng = np.random.default_rng(0)
     x = rng.standard_normal((s, d)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
