@@ -59,6 +59,19 @@ machine shared by ~8 engineers (load average 31 -> 19 during ``before``, 19 -> 1
 No slowdown shows beyond that noise (after >= before in 4 of 6 modes; mean 0.89 before, 0.93
 after). An earlier run of ``before`` at load 1.3-2.4 gave 0.84 (noise) / 0.88 (world) with the
 prefetch thread; a quiet-machine rerun of both was not possible before the session's deadline.
+
+Rerun 2026-12-01 04:02-04:05 UTC with the benchmark at normal priority and other engineers' jobs
+at nice 19 (load average 6.9 -> 9.5 during ``before``, 9.5 -> 10.9 during ``after``; the kernel's
+autogroup scheduling was off, so nice held), ``--images 32``, before = a1cf619 (the worktree's
+own code on PYTHONPATH), after = main at be7fe0b, back to back:
+
+    ratio (full / backbone alone)   noise before  noise after  world before  world after
+    main process, prefetch          0.685         0.732        0.784         0.770
+    main process, no thread         0.753         0.735        0.766         0.836
+    1 worker process                0.683         0.672        0.652         0.705
+
+Mean 0.720 before, 0.742 after (after >= before in 4 of 6 modes): no slowdown from the runner.
+Absolute rates (18-21 panoramas/s full, 24-28 backbone alone) are below the idle table above.
 """
 
 from __future__ import annotations
