@@ -18,6 +18,8 @@ import torch
 
 from panoplace.config import PipelineConfig
 from panoplace.errors import InputError
+from panoplace.models.build import build_model
+from panoplace.models.checkpoint import save_checkpoint
 from panoplace.models.clusters import fit_centroids, sample_from_feature_maps
 from panoplace.models.netvlad import NetVLAD
 from panoplace.runner import ImageRunner, model_step
@@ -73,8 +75,6 @@ def cluster_images(
     Returns:
         the initialised :class:`panoplace.models.build.PlaceModel`.
     """
-    from panoplace.models import build_model, save_checkpoint
-
     paths = list(paths)
     if not paths:
         raise InputError("no images to cluster")

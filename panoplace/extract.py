@@ -21,7 +21,8 @@ import torch
 
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.errors import DescriptorMismatchError, InputError
-from panoplace.models.build import weights_fingerprint
+from panoplace.models.build import build_model, weights_fingerprint
+from panoplace.models.checkpoint import load_checkpoint
 from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.runner import (BadImage, CropDataset, CropModel, Engine, ImageRunner, PartialSpec, RunResult,
@@ -63,8 +64,6 @@ def load_model(checkpoint: Optional[PathLike] = None, pipeline: Optional[Pipelin
                ) -> Tuple[Any, PanoramaConfig]:
     """Model + panorama config from a checkpoint (which may carry its panorama config) or
     from a pipeline config. A NetVLAD model needs a checkpoint (its centroids)."""
-    from panoplace.models import build_model, load_checkpoint
-
     if checkpoint is not None:
         model, ckpt_panorama = load_checkpoint(checkpoint)
         panorama = pipeline.panorama if pipeline is not None else (ckpt_panorama or PanoramaConfig())

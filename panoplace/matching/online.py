@@ -42,6 +42,7 @@ from panoplace.matching.graph import MapGraph
 from panoplace.matching.rotation import heading_step, match_rotation
 from panoplace.matching.sequence import HMMParams, SeqSLAMParams, window_offsets
 from panoplace.matching.sparse import IndexVectors, QueryRow, calibrate, follow, score_window
+from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class OnlineLocaliser:
         else:  # uniqueness ratio r >= 1 → 1 - 1/r in [0, 1); full windows in [0.5, 1), short in [0, 0.5)
             g = 1.0 - 1.0 / max(s.confidence, 1.0)
             conf = 0.5 + 0.5 * g if n_window >= self.params.matcher.ds else 0.5 * g
-        order = np.argsort(s.costs, kind="stable")[:int(self.params.n_out)]
+        order = top_k(s.costs[None], int(self.params.n_out))[0]
         frames = self.graph.order[s.ranks[order]]
         scores = (np.exp(-s.costs[order]) if isinstance(self.params.matcher, HMMParams) else -s.costs[order])
         frame = int(self.graph.order[rank])

@@ -18,6 +18,7 @@ lies in [0, 2]; 0 = ambiguous.
 
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +26,19 @@ from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from panoplace.atomic import atomic_path
 from panoplace.errors import InputError
 from panoplace.matching.graph import MapGraph
 from panoplace.matching.online import OnlineLocaliser, OnlineParams
 from panoplace.matching.rotation import heading_step, match_rotation, rerank
 from panoplace.matching.sequence import HMMParams, SeqSLAMParams, match_sequence, params_for
 from panoplace.matching.sparse import IndexVectors, sparse_match
+from panoplace.store import DescriptorSet
 
 if TYPE_CHECKING:
     from panoplace.data.frames import ImageSet
     from panoplace.index import PlaceIndex
     from panoplace.matching.scene_rerank import SceneEvidence
-    from panoplace.store import DescriptorSet
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,6 @@ def place_margin(
 def _query_array(index: "PlaceIndex", queries: Union[np.ndarray, "DescriptorSet"], k: int) -> np.ndarray:
     """The query descriptors as an array (a :class:`DescriptorSet` is checked against the
     index first); ``k`` must be >= 1."""
-    from panoplace.store import DescriptorSet
-
     if isinstance(queries, DescriptorSet):
         index.check_query(queries)
         q = queries.descriptors
@@ -296,15 +296,11 @@ def prediction_rows(
 
 def write_predictions(rows: List[Dict[str, object]], out: Union[str, Path, IO[str]]) -> None:
     """Write prediction rows as CSV to a path (atomically) or an open text stream."""
-    import csv
-
     if hasattr(out, "write"):
         w = csv.DictWriter(out, fieldnames=list(PREDICTION_COLUMNS))
         w.writeheader()
         w.writerows(rows)
         return
-    from panoplace.atomic import atomic_path
-
     with atomic_path(out) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             write_predictions(rows, f)

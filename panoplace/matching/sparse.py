@@ -53,6 +53,7 @@ from panoplace.matching.sequence import (
 )
 from panoplace.matching.sequence.hmm import calibrate_mass
 from panoplace.matching.sequence.seqslam import calibrate_ratio
+from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +432,7 @@ def score_window(rows: Sequence[Optional[QueryRow]], offsets: np.ndarray, params
 def follow(s: SparseScores, params: SparseParams, graph: MapGraph, n_best: int = 3) -> np.ndarray:
     """Where the ``n_best`` best candidates of a query lead one frame later (at the mean speed,
     along their chains): the ``track`` candidates of the next query. int64 ``(<= n_best,)``."""
-    best = s.ranks[np.argsort(s.costs, kind="stable")[:n_best]]
+    best = s.ranks[top_k(s.costs[None], n_best)[0]]
     step = int(np.floor(0.5 * (params.vmin + params.vmax) + 0.5))
     nxt = best + step
     return np.sort(nxt[nxt < graph.hi(best)])
@@ -513,7 +514,7 @@ def sparse_match(index: PlaceIndex, queries: np.ndarray, params: SparseParams = 
         best[i] = graph.order[s.ranks[s.best]]
         score[i] = s.costs[s.best]
         raw[i] = s.confidence
-        o = np.argsort(s.costs, kind="stable")[:int(n_out)]
+        o = top_k(s.costs[None], int(n_out))[0]
         cands[i, :len(o)] = graph.order[s.ranks[o]]
         costs[i, :len(o)] = s.costs[o]
     conf = calibrate(raw, lengths, params, graph.n) if params.calibrate else raw

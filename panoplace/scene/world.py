@@ -23,9 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from panoplace.crop_fusion import fuse_crops, l2_normalise
+from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import DatasetError, InputError
+from panoplace.evaluation.metrics import recall_at_n
+from panoplace.matching.scene_rerank import rerank_by_scene
+from panoplace.models.build import PlaceModel
+from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead, ScenePlaceModel, from_place_model
+from panoplace.scene.categories import describe_categories
+from panoplace.scene.train import HeadFit, _as_crops, fit_scene_head, head_probabilities
 from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -65,26 +73,22 @@ def scene_labels(imageset: Any, categories: Sequence[str] = WORLD_CATEGORIES) ->
 class WorldSceneHead:
     """A trained scene head with its categories and how it was fitted."""
 
-    head: Any  # panoplace.models.scene.SceneHead
+    head: SceneHead
     categories: List[str]
     category_set: str
-    fit: Any  # panoplace.scene.train.HeadFit
+    fit: HeadFit
 
     @property
     def label(self) -> str:
-        from panoplace.scene.categories import describe_categories
-
         return describe_categories(self.category_set, len(self.categories))
 
 
-def world_scene_model(place: Any, scene_cut: Any = WORLD_SCENE_CUT) -> Any:
+def world_scene_model(place: PlaceModel, scene_cut: Any = WORLD_SCENE_CUT) -> ScenePlaceModel:
     """A unified model around a place model: the shared base is the place model's trunk (split =
     place cut), the scene branch runs on to ``scene_cut`` (the place cut itself = pooling + head
     only). One pass gives both the place descriptors and the head's features
     (:func:`panoplace.scene.predict_images` with ``return_features=True``). The head is untrained.
     """
-    from panoplace.models.scene import PROCEDURAL_WORLD, from_place_model
-
     return from_place_model(place, list(WORLD_CATEGORIES), PROCEDURAL_WORLD, scene_cut=scene_cut)
 
 
@@ -103,11 +107,6 @@ def train_world_scene_head(train_sets: Sequence[Any], features: Sequence[np.ndar
     Raises:
         DatasetError: missing or unknown scene tags; InputError: features that do not match.
     """
-    import torch
-
-    from panoplace.models.scene import PROCEDURAL_WORLD, SceneHead
-    from panoplace.scene.train import _as_crops, fit_scene_head
-
     if len(train_sets) == 0 or len(train_sets) != len(features):
         raise InputError(f"{len(train_sets)} training sets for {len(features)} feature arrays")
     xs, ys = [], []
@@ -130,13 +129,11 @@ def train_world_scene_head(train_sets: Sequence[Any], features: Sequence[np.ndar
     return WorldSceneHead(head, list(categories), PROCEDURAL_WORLD, fit)
 
 
-def predict_scenes(head: Union[WorldSceneHead, Any], features: np.ndarray) -> np.ndarray:
+def predict_scenes(head: Union[WorldSceneHead, SceneHead], features: np.ndarray) -> np.ndarray:
     """Scene probabilities (crop-averaged softmax) of features.
 
     Shape: ``(N, C)`` or ``(N, K, C)`` -> ``(N, n_categories)`` float32.
     """
-    from panoplace.scene.train import head_probabilities
-
     return head_probabilities(head.head if isinstance(head, WorldSceneHead) else head, features)
 
 
@@ -177,9 +174,6 @@ def scene_localisation(query: np.ndarray, database: np.ndarray, q_probs: np.ndar
     Returns:
         ``{"plain": R@1, "rerank w=0.1": R@1, ...}``.
     """
-    from panoplace.evaluation.metrics import recall_at_n
-    from panoplace.matching.scene_rerank import rerank_by_scene
-
     scores, cand = top_k_matches(query, database, k)
     out = {"plain": recall_at_n(cand, ground_truth, ns=(1,))[1]}
     for w in weights:
@@ -209,8 +203,6 @@ def demo_scene_block(sets: Mapping[str, Any], map_name: str, query_names: Sequen
         place: place descriptors by drive (``place_name``, e.g. NetVLAD) for the re-ranking comparison.
         radius: ground-truth radius in metres.
     """
-    from panoplace.data.groundtruth import GroundTruth
-
     head = train_world_scene_head([sets[map_name]], [features[map_name]], seed=seed)
     db_probs = predict_scenes(head, features[map_name])
     db = sets[map_name]

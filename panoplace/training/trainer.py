@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from panoplace.config import PanoramaConfig
 from panoplace.crop_fusion import fuse_crops
@@ -69,6 +70,7 @@ from panoplace.runner import CropDataset, resolve_device
 from panoplace.training.frozen import FrozenFeatures
 from panoplace.training.loss import LOSSES, MultiSimilarityParams, multi_similarity_loss, triplet_ranking_loss
 from panoplace.training.mining import CACHE_KINDS, DescriptorCache, TripletMiner, Triplets, make_cache
+from panoplace.topk import top_k
 from panoplace.training.splits import PlaceSplit
 
 log = logging.getLogger(__name__)
@@ -324,8 +326,8 @@ def recall_of(query: np.ndarray, database: np.ndarray, ground_truth: Any,
     q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     d = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
     k = min(max(ns), d.shape[0])
-    cands = [torch.topk(q[s:s + chunk] @ d.T, k, dim=1).indices for s in range(0, q.shape[0], chunk)]
-    return recall_at_n(torch.cat(cands).numpy().astype(np.int64), ground_truth, ns)
+    cands = [top_k((q[s:s + chunk] @ d.T).numpy(), k, largest=True) for s in range(0, q.shape[0], chunk)]
+    return recall_at_n(np.concatenate(cands) if cands else np.zeros((0, k), np.int64), ground_truth, ns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -725,8 +727,6 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> EpochRecord:
         """One epoch of mining and training (no validation)."""
-        from tqdm.auto import tqdm
-
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100_003 + epoch)

@@ -13,11 +13,13 @@ import torch
 
 from panoplace.cli import main
 from panoplace.config import ModelConfig
+from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import CheckpointError, InputError
 from panoplace.models.build import build_model, weights_fingerprint
 from panoplace.models.checkpoint import load_checkpoint
 from panoplace.models.torchfile import read_torch_file
 from panoplace.store import load_descriptors
+from panoplace.training.trainer import recall_of
 from panoplace.training import (
     EpochRecord,
     PlaceSplit,
@@ -216,3 +218,15 @@ def test_frozen_feature_cache_gives_the_same_descriptors_and_loss(street, cluste
                                    off._describe(off.train_split.queries, rows), atol=1e-5)
         tuples = on.mine(queries=np.arange(8), seed=1)
         assert on.tuple_loss(tuples) == pytest.approx(off.tuple_loss(tuples), abs=1e-5)
+
+
+def test_recall_of_ranks_by_similarity_with_ties_to_the_lower_index() -> None:
+    rng = np.random.default_rng(0)
+    db = rng.normal(size=(300, 8)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    q = np.concatenate([db[[5, 250, 7]], db[[40]]])
+    q[3] = db[40]
+    db[41] = db[40]  # query 3 ties between database 40 and 41: 40 ranks first
+    gt = GroundTruth([np.array([5]), np.array([250]), np.array([8]), np.array([41])], np.ones(4, bool), 300)
+    got = recall_of(q, db, gt, ns=(1, 2), chunk=3)  # two chunks
+    assert got == {1: 0.5, 2: 0.75}

@@ -16,6 +16,7 @@ import numpy as np
 
 from panoplace.errors import InputError
 from panoplace.matching.sequence.kernels import enhance_rows
+from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
 
@@ -99,22 +100,15 @@ class SequenceMatch:
 
 
 def rank_costs(costs: np.ndarray, k: int, best: Optional[np.ndarray] = None) -> np.ndarray:
-    """Indices of the ``k`` lowest costs per row, best first; ``-1`` for infinite costs.
+    """Indices of the ``k`` lowest costs per row, best first (equal costs by the lower index,
+    :func:`panoplace.topk.top_k`); ``-1`` for infinite costs.
 
     Shape:
         costs: ``(Q, N)``; best: optional ``(Q,)`` (rows with ``best == -1`` become all -1).
         returns: int64 ``(Q, min(k, N))``.
     """
-    q, n = costs.shape
-    k = min(int(k), n)
-    if k < n:
-        part = np.argpartition(costs, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(n), (q, n)).copy()
-    vals = np.take_along_axis(costs, part, axis=1)
-    order = np.argsort(vals, axis=1, kind="stable")
-    out = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    out[~np.isfinite(np.take_along_axis(vals, order, axis=1))] = -1
+    out = top_k(costs, k)
+    out[~np.isfinite(np.take_along_axis(costs, out, axis=1))] = -1
     if best is not None:
         out[np.asarray(best) < 0] = -1
     return out
