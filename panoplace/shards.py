@@ -1,6 +1,6 @@
 """Sharded descriptor stores: a folder of ordinary stores plus a manifest.
 
-Distributed extraction (:mod:`panoplace.distributed`) splits the image list into fixed ranges
+Distributed extraction (:mod:`panoplace.ray_engine`) splits the image list into fixed ranges
 (shard ``j`` holds images ``[j*S, (j+1)*S)``) and writes each shard as its own HDF5 descriptor
 store (:func:`panoplace.store.save_descriptors`, atomic). The folder then looks like::
 
