@@ -5,17 +5,85 @@ temporary file in the target's folder and renames it over the target (``os.repla
 on one file system). :func:`atomic_path` is that pattern for writers that need a path (h5py,
 ``torch.save``, matplotlib); :func:`write_text_atomic` and :func:`write_bytes_atomic` cover
 plain contents.
+
+A write that fails because of the environment (disk full, read-only media, permission denied,
+a folder where a file should go) raises :class:`~panoplace.errors.OutputError` naming the path
+(:func:`writing`), not the library's own exception: the CLI prints it as one line. The
+temporary file is removed and the target stays as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+from panoplace.errors import OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: errno values of writes that fail because of the disk or the file system, not of a bug.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                          errno.EIO, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EEXIST})
+_NAMED = {errno.ENOSPC: "no space left on the device (disk full)", errno.EDQUOT: "disk quota exceeded",
+          errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+          errno.EPERM: "operation not permitted", errno.EISDIR: "it is a folder",
+          errno.ENOTDIR: "a part of the path is a file, not a folder",
+          errno.EEXIST: "a part of the path is a file, not a folder"}
+# errno inside messages of libraries that do not set OSError.errno (HDF5, torch's zip writer)
+_EMBEDDED = re.compile(r"errno\s*=\s*(\d+)|\[Errno (\d+)\]|No space left on device|file write failed|Read-only file system")
+
+
+def write_errno(exc: BaseException) -> Optional[int]:
+    """The errno of a write that failed because of the environment, else None.
+
+    Reads ``OSError.errno`` and, for HDF5 and torch errors that carry it only in their message,
+    the ``errno = N`` / ``[Errno N]`` text (a torch ``file write failed`` counts as ENOSPC).
+    """
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code in WRITE_ERRNOS:
+        return code
+    text = str(exc)
+    for m in _EMBEDDED.finditer(text):
+        if m.group(1) or m.group(2):
+            found = int(m.group(1) or m.group(2))
+            if found in WRITE_ERRNOS:
+                return found
+        elif "Read-only" in m.group(0):
+            return errno.EROFS
+        else:
+            return errno.ENOSPC
+    return None
+
+
+def write_error(path: PathLike, code: int) -> OutputError:
+    """The one-line error of a failed write of ``path``."""
+    return OutputError(f"cannot write {path}: {_NAMED.get(code) or os.strerror(code)}")
+
+
+@contextmanager
+def writing(path: PathLike) -> Iterator[None]:
+    """Turn environment write failures inside the block into :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        code = write_errno(exc)
+        if code is None or isinstance(exc, OutputError):
+            raise
+        raise write_error(path, code) from None
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -26,19 +94,22 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     The folder is created. The temporary name is hidden and unique
     (``.<name>.<random>.tmp<suffix>``; ``suffix`` for writers that go by the extension). The
     final file is readable by everyone (0644), as datasets and models are meant to be shared.
+    A disk full, read-only or not writable raises :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=str(path.parent))
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Optional[Path] = None
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=str(path.parent))
+            os.close(fd)
+            tmp = Path(name)
+            yield tmp
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if tmp is not None and tmp.exists():
+            _unlink_quietly(tmp)
 
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> Path:

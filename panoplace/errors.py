@@ -39,3 +39,9 @@ class DatasetError(PanoplaceError):
 
 class DescriptorMismatchError(PanoplaceError):
     """Query and database descriptors come from different models/configs or have bad values."""
+
+
+class OutputError(PanoplaceError):
+    """An output cannot be written: it is an input of the command, holds an earlier result (and
+    ``--overwrite`` was not given), is locked by another run, or its disk is full, read-only or
+    not writable."""

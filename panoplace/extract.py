@@ -98,6 +98,7 @@ def extract(
     engine: Optional[Engine] = None,
     append: bool = False,
     half: bool = False,
+    overwrite: bool = True,
 ) -> ExtractResult:
     """Extract descriptors of ``root/paths`` with ``model``.
 
@@ -116,6 +117,8 @@ def extract(
             does not hold yet are extracted, and ``out`` is rewritten (atomically) with them
             added at its end (a map that grows). The result holds the whole store.
         half: write ``out`` with float16 descriptors (see :func:`panoplace.store.save_descriptors`).
+        overwrite: a partial run (``<out>.part``) made with other options is discarded (True) or
+            refused with :class:`~panoplace.errors.OutputError` (False).
 
     Returns:
         :class:`ExtractResult` whose descriptors are ``(N_ok, D)`` or ``(N_ok, K, D)``.
@@ -160,7 +163,8 @@ def extract(
             save_descriptors(made[0], out, half=half)
             log.info("wrote %d descriptors of dimension %s to %s", len(made[0]), desc_shape, out)
 
-    partial = PartialSpec.beside(out, config, fingerprint) if out is not None else None
+    partial = (PartialSpec.beside(out, config, fingerprint, on_other="restart" if overwrite else "refuse")
+               if out is not None else None)
     res = runner.run(model_step(model), desc_shape, partial, write)
     return ExtractResult(made[0], res.bad, res.seconds)
 

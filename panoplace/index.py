@@ -42,7 +42,7 @@ import numpy as np
 from panoplace.atomic import atomic_path
 from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import DescriptorMismatchError, InputError
-from panoplace.store import DescriptorSet, check_compatible, check_finite
+from panoplace.store import DescriptorSet, check_compatible, check_finite, h5_writer
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ def save_index(index: PlaceIndex, path: PathLike) -> Path:
         faiss.write_index(index.index, str(tmp))
     try:
         with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as f:
+            with h5_writer(tmp) as f:
                 f.create_dataset("ids", data=np.array(index.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
                 if index.crop_descriptors is not None:
                     f.create_dataset("crop_descriptors", data=index.crop_descriptors, dtype=np.float32)

@@ -21,6 +21,7 @@ never overwritten).
 from __future__ import annotations
 
 import json
+import shutil
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,7 @@ def build_map(
     batch_size: int = 8,
     device: str = "auto",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Build a map folder from a dataset CSV of images with positions.
 
@@ -96,6 +98,9 @@ def build_map(
             re-ranks candidates under crop rotations and reports headings.
         index_kind: ``flat`` or ``ivfpq`` (see :mod:`panoplace.index`).
         name: the map's name (default: the output folder's name).
+        overwrite: build again into a folder that holds a map (its manifest and thumbnails are
+            removed first; an interrupted build resumes without it). Without it a partial build
+            made with another model is refused, not resumed.
 
     Returns:
         the map folder.
@@ -113,10 +118,13 @@ def build_map(
     if len(imageset) == 0:
         raise InputError(f"{frames} lists no images")
     imageset.require_positions("a map")
-    if (out / MANIFEST).exists():
-        raise InputError(f"{out} already holds a map; choose another --out or delete it first")
+    if (out / MANIFEST).exists() and not overwrite:
+        raise InputError(f"{out} already holds a map; choose another --out or pass --overwrite")
     if out.resolve() == frames.parent.resolve():
         raise InputError(f"--out {out} is the folder of the input CSV; choose a new folder for the map")
+    if overwrite and (out / MANIFEST).exists():
+        (out / MANIFEST).unlink()
+        shutil.rmtree(out / THUMBS_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model, panorama = load_model(checkpoint, pipeline)
@@ -125,7 +133,7 @@ def build_map(
     if per_crop and model.config.fusion != "per-crop":
         model.config.fusion = "per-crop"  # the same weights; fusion only decides the output shape
     result = extract(imageset.root, imageset.paths, model, panorama, out=out / STORE_FILE,
-                     batch_size=batch_size, device=device, on_error="stop", progress=progress)
+                     batch_size=batch_size, device=device, on_error="stop", progress=progress, overwrite=overwrite)
     store = result.descriptors
     used = PipelineConfig.from_dict(store.config).panorama  # calibrated when annular
     save_checkpoint(model.cpu(), out / MODEL_FILE, panorama=used)

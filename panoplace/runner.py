@@ -330,20 +330,40 @@ def run_hash(root: Path, paths: Sequence[str], extra: bytes = b"") -> str:
 class PartialSpec:
     """Where and under which identity :meth:`ImageRunner.run` keeps finished rows for resuming.
 
-    path: the partial store (``<out>.part``); config, fingerprint: what made the rows (a store
-    made otherwise is discarded); extra: bytes hashed with the image list (e.g. category names).
+    path: the partial store (``<out>.part``); config, fingerprint: what made the rows (the
+    options that change outputs); extra: bytes hashed with the image list (e.g. category names).
+    on_other: a partial store made with another config or fingerprint is discarded
+    (``"restart"``) or refused with :class:`~panoplace.errors.OutputError` (``"refuse"``, what
+    the CLI does without ``--overwrite``). Rows of images whose file changed (size or mtime)
+    since they were stored are computed again (:class:`~panoplace.store.PartialStore`).
     """
 
     path: Path
     config: Dict[str, Any]
     fingerprint: str
     extra: bytes = b""
+    on_other: str = "restart"
 
     @classmethod
-    def beside(cls, out: PathLike, config: Dict[str, Any], fingerprint: str, extra: bytes = b"") -> "PartialSpec":
+    def beside(cls, out: PathLike, config: Dict[str, Any], fingerprint: str, extra: bytes = b"",
+               on_other: str = "restart") -> "PartialSpec":
         """The partial store of output ``out``: ``<out>.part`` in the same folder."""
         out = Path(out)
-        return cls(out.with_name(out.name + ".part"), config, fingerprint, extra)
+        return cls(out.with_name(out.name + ".part"), config, fingerprint, extra, on_other)
+
+
+def file_stamps(root: PathLike, paths: Sequence[str]) -> np.ndarray:
+    """Size and mtime (ns) of each image file, ``(N, 2)`` int64 (``-1, -1`` for a missing one):
+    what tells a resumed run that an image changed since its row was stored."""
+    out = np.full((len(paths), 2), -1, dtype=np.int64)
+    base = Path(root)
+    for i, p in enumerate(paths):
+        try:
+            st = os.stat(base / p)
+        except OSError:
+            continue
+        out[i] = (st.st_size, st.st_mtime_ns)
+    return out
 
 
 @dataclass
@@ -470,7 +490,9 @@ class ImageRunner:
         done = 0
         if partial is not None:
             store = PartialStore(partial.path, partial.config, partial.fingerprint,
-                                 run_hash(self.root, self.paths, partial.extra), shape)
+                                 run_hash(self.root, self.paths, partial.extra), shape,
+                                 stamps=file_stamps(self.root, self.paths), expected_ids=self.paths,
+                                 on_other=partial.on_other)
             done = store.open()
         rows = np.zeros((n if store is None else 0, *shape), dtype=np.float32)
         ok = np.zeros(n, dtype=bool)

@@ -30,7 +30,7 @@ import numpy as np
 
 from panoplace.atomic import atomic_path, write_text_atomic
 from panoplace.errors import InputError
-from panoplace.store import MANIFEST, DescriptorSet
+from panoplace.store import MANIFEST, DescriptorSet, h5_writer
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def write_shard(folder: PathLike, j: int, start: int, stop: int, ds: DescriptorS
     atomically; returns its :class:`ShardInfo`."""
     path = Path(folder) / shard_name(j)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5_writer(tmp) as f:
             f.create_dataset("descriptors", data=np.asarray(ds.descriptors, np.float32))
             f.create_dataset("ids", data=np.array(ds.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
             f.attrs["config"] = json.dumps(ds.config, sort_keys=True)

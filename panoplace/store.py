@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import h5py
 import numpy as np
 
-from panoplace.atomic import atomic_path
+from panoplace.atomic import atomic_path, writing
 from panoplace.crop_fusion import fuse_crops
-from panoplace.errors import DescriptorMismatchError, InputError
+from panoplace.errors import DescriptorMismatchError, InputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,26 @@ def save_descriptors(ds: DescriptorSet, path: PathLike, half: bool = False) -> P
     """
     path = Path(path)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5_writer(tmp) as f:
             f.create_dataset("descriptors", data=ds.descriptors, dtype=np.float16 if half else np.float32)
             f.create_dataset("ids", data=np.array(ds.ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
             f.attrs["config"] = json.dumps(ds.config, sort_keys=True)
             f.attrs["fingerprint"] = ds.fingerprint
             f.attrs["format_version"] = FORMAT_VERSION
     return path
+
+
+@contextmanager
+def h5_writer(path: PathLike) -> Iterator[h5py.File]:
+    """A new HDF5 file at ``path`` written through a Python file object: a full or read-only disk
+    then raises an ordinary ``OSError`` (which :func:`panoplace.atomic.writing` names) instead of
+    leaving HDF5 with a file it cannot close (a crash at exit)."""
+    with open(path, "w+b") as raw:
+        f = h5py.File(raw, "w")
+        try:
+            yield f
+        finally:
+            f.close()
 
 
 def load_descriptors(path: PathLike) -> DescriptorSet:
@@ -224,56 +238,130 @@ def check_compatible(query: DescriptorSet, database: DescriptorSet) -> None:
 class PartialStore:
     """An HDF5 store that grows chunk by chunk, for resumable extraction.
 
-    The file at ``path`` holds resizable ``descriptors`` and ``ids`` datasets plus a ``done``
-    count; each :meth:`append` is flushed before it returns, so a killed run loses at most the
-    chunk in flight. A store whose ``config``/``fingerprint``/``ids_hash`` attributes differ from
-    the current run is discarded and started anew.
+    The file at ``path`` holds resizable ``descriptors``, ``ids`` and ``ok`` datasets, the
+    ``stamps`` of the image files (size and mtime in ns, ``(N, 2)`` int64) and a ``done`` count;
+    each :meth:`append` is flushed before it returns, so a killed run loses at most the chunk in
+    flight. Opening it again:
+
+    - its ``config``/``fingerprint`` (what made the rows: the options that change outputs) differ
+      from this run's: ``on_other="restart"`` discards it, ``"refuse"`` raises
+      :class:`~panoplace.errors.OutputError` (the CLI without ``--overwrite``);
+    - its ``ids_hash`` (the image list) differs, it is unreadable (a disk that filled up during a
+      write) or of an older version: it is discarded with a warning and the run starts anew;
+    - otherwise the run resumes after the longest prefix of rows whose ids match ``expected_ids``
+      and whose stamps match ``stamps``: an image changed since is computed again, with the rows
+      after it.
+
+    The file is written through a Python file object, so a full or read-only disk raises
+    :class:`~panoplace.errors.OutputError` naming it (never an HDF5 abort at exit).
     """
 
     def __init__(self, path: PathLike, config: Dict[str, Any], fingerprint: str, ids_hash: str,
-                 shape: tuple) -> None:
+                 shape: tuple, *, stamps: Optional[np.ndarray] = None, expected_ids: Optional[Sequence[str]] = None,
+                 on_other: str = "restart") -> None:
+        if on_other not in ("restart", "refuse"):
+            raise ValueError(f"on_other must be 'restart' or 'refuse', got {on_other!r}")
         self.path = Path(path)
         self.config_json = json.dumps(config, sort_keys=True)
         self.fingerprint = fingerprint
         self.ids_hash = ids_hash
         self.shape = tuple(int(s) for s in shape)  # per-image descriptor shape: (D,) or (K, D)
+        self.stamps = None if stamps is None else np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
+        self.expected_ids = None if expected_ids is None else list(expected_ids)
+        self.on_other = on_other
         self._file: h5py.File | None = None
+        self._raw: Optional[IO[bytes]] = None
+
+    def _h5(self, mode: str) -> h5py.File:
+        raw = open(self.path, "w+b" if mode == "w" else "r+b")
+        try:
+            f = h5py.File(raw, mode)
+        except BaseException:
+            raw.close()
+            raise
+        self._raw = raw
+        return f
+
+    def _resumable_rows(self, f: h5py.File) -> int:
+        """Rows of ``f`` this run may keep (see the class doc); raises KeyError/ValueError on a bad file."""
+        done = int(f.attrs["done"])
+        if done < 0 or any(f[name].shape[0] < done for name in ("descriptors", "ids", "ok")):
+            raise ValueError("row count beyond the datasets")
+        if self.stamps is not None and "stamps" not in f:
+            raise KeyError("stamps")
+        keep = done
+        if self.expected_ids is not None:
+            ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][:done]]
+            keep = next((i for i, (a, b) in enumerate(zip(ids, self.expected_ids)) if a != b),
+                        min(done, len(self.expected_ids)))
+        if self.stamps is not None:
+            if f["stamps"].shape[0] < done:
+                raise ValueError("stamps shorter than the rows")
+            old = f["stamps"][:keep]
+            changed = np.flatnonzero((old != self.stamps[:keep]).any(axis=1))
+            if len(changed):
+                first = int(changed[0])
+                name = self.expected_ids[first] if self.expected_ids is not None else f"row {first}"
+                log.warning("%d image(s) changed since the interrupted run (first: %s); computing them again",
+                            len(changed), name)
+                keep = first
+        return keep
 
     def open(self) -> int:
         """Open (or create) the partial store; return the number of images already done."""
         if self.path.exists():
+            f = None
             try:
-                f = h5py.File(self.path, "a")
-                same = (
-                    f.attrs.get("config") == self.config_json
-                    and f.attrs.get("fingerprint") == self.fingerprint
-                    and f.attrs.get("ids_hash") == self.ids_hash
-                    and tuple(f["descriptors"].shape[1:]) == self.shape
-                )
-                if same:
+                with writing(self.path):
+                    f = self._h5("r+")
+                same_options = (f.attrs.get("config") == self.config_json
+                                and f.attrs.get("fingerprint") == self.fingerprint)
+                same_list = (f.attrs.get("ids_hash") == self.ids_hash
+                             and tuple(f["descriptors"].shape[1:]) == self.shape)
+                if same_options and same_list:
+                    keep = self._resumable_rows(f)
+                    if keep < int(f.attrs["done"]):
+                        with writing(self.path):
+                            self._truncate(f, keep)
                     self._file = f
-                    done = int(f.attrs["done"])
-                    log.info("resuming %s: %d images already done", self.path.name, done)
-                    return done
-                f.close()
+                    log.info("resuming %s: %d images already done", self.path.name, keep)
+                    return keep
+                if not same_options and self.on_other == "refuse":
+                    raise OutputError(f"{self.path} holds an interrupted run with other options (model, "
+                                      "config or weights); run with the same options to resume it, or "
+                                      "pass --overwrite to start over")
                 log.warning("partial store %s is from another run; starting anew", self.path)
-            except (OSError, KeyError):
-                log.warning("partial store %s is unreadable; starting anew", self.path)
-            self.path.unlink()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.path, "w")
-        f.create_dataset("descriptors", shape=(0, *self.shape), maxshape=(None, *self.shape),
-                         dtype=np.float32, chunks=(64, *self.shape))
-        f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"),
-                         chunks=(256,))
-        f.create_dataset("ok", shape=(0,), maxshape=(None,), dtype=np.bool_, chunks=(256,))
-        f.attrs["config"] = self.config_json
-        f.attrs["fingerprint"] = self.fingerprint
-        f.attrs["ids_hash"] = self.ids_hash
-        f.attrs["done"] = 0
-        f.flush()
-        self._file = f
+            except (OSError, KeyError, ValueError, TypeError):
+                log.warning("partial store %s is unreadable (an interrupted write?); starting anew", self.path)
+            finally:
+                if self._file is None:
+                    self._close_quietly(f)
+            with writing(self.path):
+                self.path.unlink()
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = self._h5("w")
+            self._file = f
+            f.create_dataset("descriptors", shape=(0, *self.shape), maxshape=(None, *self.shape),
+                             dtype=np.float32, chunks=(64, *self.shape))
+            f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"),
+                             chunks=(256,))
+            f.create_dataset("ok", shape=(0,), maxshape=(None,), dtype=np.bool_, chunks=(256,))
+            if self.stamps is not None:
+                f.create_dataset("stamps", shape=(0, 2), maxshape=(None, 2), dtype=np.int64, chunks=(256, 2))
+            f.attrs["config"] = self.config_json
+            f.attrs["fingerprint"] = self.fingerprint
+            f.attrs["ids_hash"] = self.ids_hash
+            f.attrs["done"] = 0
+            f.flush()
         return 0
+
+    def _truncate(self, f: h5py.File, n: int) -> None:
+        for name in ("descriptors", "ids", "ok", "stamps"):
+            if name in f:
+                f[name].resize(n, axis=0)
+        f.attrs["done"] = n
+        f.flush()
 
     def append(self, descriptors: np.ndarray, ids: Sequence[str], ok: Sequence[bool]) -> None:
         """Append a chunk: ``descriptors`` ``(n, *shape)``, its ``ids`` and success flags."""
@@ -282,13 +370,19 @@ class PartialStore:
             raise RuntimeError("PartialStore.append before open()")
         n0 = int(f.attrs["done"])
         n = len(ids)
-        for name, data in (("descriptors", descriptors), ("ids", np.array(list(ids), dtype=object)),
-                           ("ok", np.asarray(ok, dtype=np.bool_))):
-            ds = f[name]
-            ds.resize(n0 + n, axis=0)
-            ds[n0:n0 + n] = data
-        f.attrs["done"] = n0 + n
-        f.flush()
+        data = [("descriptors", descriptors), ("ids", np.array(list(ids), dtype=object)),
+                ("ok", np.asarray(ok, dtype=np.bool_))]
+        if self.stamps is not None and "stamps" in f:
+            data.append(("stamps", self.stamps[n0:n0 + n]))
+        with writing(self.path):
+            for name, values in data:
+                ds = f[name]
+                ds.resize(n0 + n, axis=0)
+                ds[n0:n0 + n] = values
+            f.attrs["done"] = n0 + n  # last: a row counts once all its datasets hold it
+            f.flush()
+            if self._raw is not None:
+                self._raw.flush()
 
     def read(self) -> tuple:
         """Return ``(descriptors, ids, ok)`` of everything stored so far."""
@@ -299,12 +393,26 @@ class PartialStore:
         ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][:n]]
         return f["descriptors"][:n], ids, f["ok"][:n].astype(bool)
 
+    def _close_quietly(self, f: Optional[h5py.File]) -> None:
+        try:
+            if f is not None:
+                f.close()
+        except Exception:  # noqa: BLE001 - a file that could not be flushed (disk full) is closed anyway
+            pass
+        raw, self._raw = self._raw, None
+        try:
+            if raw is not None:
+                raw.close()
+        except OSError:
+            pass
+
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file; a failure to flush it (disk full) is left to the next run to notice."""
+        f, self._file = self._file, None
+        self._close_quietly(f)
 
     def remove(self) -> None:
         self.close()
         if self.path.exists():
-            self.path.unlink()
+            with writing(self.path):
+                self.path.unlink()

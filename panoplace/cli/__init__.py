@@ -15,7 +15,9 @@ import sys
 from typing import Optional, Sequence, TextIO
 
 from panoplace import __version__
+from panoplace.atomic import write_errno, write_error
 from panoplace.errors import PanoplaceError
+from panoplace.outputs import set_command
 
 # Order is the order shown in --help. A verb whose module is missing is simply not offered.
 VERBS = [
@@ -93,14 +95,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
+    set_command(" ".join(["panoplace", *(sys.argv[1:] if argv is None else [str(a) for a in argv])]))
     try:
         return int(args.func(args) or 0)
     except PanoplaceError as exc:
         print(f"panoplace {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a write the library did not name (disk full, read-only, permission)
+        code = write_errno(exc)
+        if code is None:
+            raise
+        print(f"panoplace {args.verb}: error: {write_error(exc.filename or 'an output', code)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"panoplace {args.verb}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_command(None)
 
 
 if __name__ == "__main__":  # pragma: no cover

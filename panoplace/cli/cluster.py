@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from panoplace.cli.common import add_model_args, add_panorama_args, add_preset_arg, model_overrides, panorama_overrides
+from panoplace.cli.common import (add_model_args, add_overwrite_arg, add_panorama_args, add_preset_arg, model_overrides,
+                                  panorama_overrides)
 from panoplace.steps import cluster
+from panoplace.outputs import Output, claim
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_overwrite_arg(p, "a checkpoint at --out")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with claim([Output(args.out, "--out")], [args.source, args.calibration], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     model = model_overrides(args)
     if args.vladv2:
         model["vladv2"] = True

@@ -9,7 +9,7 @@ checkpoint's or the preset's panorama config.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from panoplace.config import AGGREGATORS, FUSIONS, PROJECTIONS, ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
@@ -18,6 +18,34 @@ from panoplace.panorama.annular import load_geometry
 from panoplace.panorama.dualfisheye import load_calibration
 from panoplace.presets import PRESETS
 from panoplace.steps.resolve import pipeline_config, place_model, with_overrides
+
+
+def add_overwrite_arg(p: "argparse._ActionsContainer", what: str = "an output of an earlier run") -> None:
+    """``--overwrite``: replace what an earlier run wrote at the output paths (refused by default;
+    an input of the command is never overwritten, see :mod:`panoplace.outputs`)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {what} (default: refuse); an input of the command is never overwritten")
+
+
+def spec_paths(*specs: Any) -> List[str]:
+    """The paths named in dataset specs (``kind:A,B,key=value``, ``A,B``, plain paths or lists of
+    them), for the outputs check: every part that could be a path (entries that do not exist are
+    ignored by :func:`panoplace.outputs.claim`)."""
+    found: List[str] = []
+    for spec in specs:
+        if spec is None:
+            continue
+        if isinstance(spec, (list, tuple)):
+            found.extend(spec_paths(*spec))
+            continue
+        text = str(spec)
+        found.append(text)
+        head, sep, rest = text.partition(":")
+        body = rest if sep and head.isalpha() and len(head) > 1 else text
+        for part in body.split(","):
+            found.append(part.partition("=")[2] if "=" in part else part)
+            found.append(part.split("@")[0])
+    return [f for f in found if f]
 
 
 def add_panorama_args(p: argparse.ArgumentParser) -> None:

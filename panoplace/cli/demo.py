@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace demo --out runs/demo --frames 50",
     )
     p.add_argument("--out", "-o", default="runs/demo", help="report folder (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run again into a --out that holds a finished demo (default: refuse; an interrupted "
+                        "demo resumes its rendering without it)")
     p.add_argument("--seed", type=int, default=d.seed, help="world seed (default 0)")
     p.add_argument("--frames", type=int, default=d.frames, help=f"frames per drive (default {d.frames})")
     p.add_argument("--spacing-m", type=float, default=d.spacing_m, help="metres between frames (default 5)")
@@ -38,6 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from panoplace.outputs import Output, claim
+
+    out = Output(args.out, "--out", folder=True, marker="summary.json",
+                 hint="pass --overwrite to run the demo again there")
+    with claim([out], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from panoplace.demo import run_demo
 
     conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())

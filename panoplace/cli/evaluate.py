@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from panoplace.cli.common import add_overwrite_arg, spec_paths
 from panoplace.evaluation.metrics import DEFAULT_NS, DEFAULT_RADII
 from panoplace.matching.sequence import MATCHERS, MODES
 from panoplace.steps import evaluate
+from panoplace.outputs import Output, claim
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,10 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write an HTML report (plots, metrics, per-query CSV) into DIR")
     p.add_argument("--csv", metavar="FILE", default=None, help="write per-query rows to FILE")
     p.add_argument("--json", metavar="FILE", default=None, help="write the metrics as JSON to FILE")
+    add_overwrite_arg(p, "the --csv, --json and --report outputs of an earlier run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with claim([Output(args.csv, "--csv") if args.csv else None, Output(args.json, "--json") if args.json else None, Output(args.report, "--report", folder=True) if args.report else None], [args.query, args.database, *spec_paths(args.dataset)], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     result = evaluate(args.query, args.database, args.dataset, matcher=args.matcher, ds=args.ds, mode=args.mode,
                       vmin=args.vmin, vmax=args.vmax, radius=args.radius, within=args.within,
                       fp_threshold=args.fp_threshold, recall_n=args.recall_n, report=args.report, csv=args.csv,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from panoplace.cli.common import add_panorama_args, panorama_from_args
+from panoplace.cli.common import add_overwrite_arg, add_panorama_args, panorama_from_args
 from panoplace.errors import InputError
 from panoplace.export import export_onnx
 from panoplace.models.checkpoint import load_checkpoint
+from panoplace.outputs import Output, claim
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dynamic int8 quantisation of the weights (ONNX Runtime); a different model: its "
                         "descriptors do not mix with the float model's")
     add_panorama_args(p)
+    add_overwrite_arg(p, "an ONNX file at --onnx")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with claim([Output(args.onnx, "--onnx")], [args.checkpoint, getattr(args, "calibration", None)], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     model, ckpt_panorama = load_checkpoint(args.checkpoint)
     panorama = panorama_from_args(args, ckpt_panorama)
     if str(args.onnx) == str(args.checkpoint):

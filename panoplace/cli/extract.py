@@ -8,6 +8,7 @@ from typing import Any
 
 from panoplace.cli.common import (
     add_model_args,
+    add_overwrite_arg,
     add_panorama_args,
     add_preset_arg,
     model_and_panorama_from_args,
@@ -17,6 +18,7 @@ from panoplace.cli.common import (
 )
 from panoplace.errors import InputError
 from panoplace.export import OnnxPlaceModel
+from panoplace.outputs import Output, claim
 from panoplace.runner import list_images
 from panoplace.steps import extract
 
@@ -53,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--out is an existing store of the same model: extract only the images it does not "
                         "hold yet and add them at its end (a map that grows)")
     p.add_argument("--half", action="store_true", help="store the descriptors as float16 (half the size)")
+    add_overwrite_arg(p, "a finished store at --out and start over from a partial run (--out.part) made with "
+                         "other options")
     g = p.add_argument_group("distributed (the ray extra: pip install 'panoplace[ray]')")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: an actor pool on Ray that writes --out as a "
@@ -65,7 +69,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _output(args: argparse.Namespace) -> Output:
+    if args.engine == "ray":  # a folder of shards: resumable until its manifest is written
+        return Output(args.out, "--out", folder=True, marker="manifest.json")
+    return Output(args.out, "--out", existing="update" if args.append else "refuse",
+                  hint="pass --overwrite to replace it, or --append to add new images to it")
+
+
 def run(args: argparse.Namespace) -> int:
+    with claim([_output(args)], [args.source, args.checkpoint, args.calibration], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.runtime == "onnxruntime":
         if not args.checkpoint:
             raise InputError("--runtime onnxruntime runs an exported model: pass its .onnx file as --checkpoint")
@@ -74,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         onnx: Any = OnnxPlaceModel(args.checkpoint)
         onnx_result = extract(args.source, args.out, model=onnx, panorama=panorama_from_args(args, onnx.panorama),
                               batch_size=args.batch_size, num_workers=args.workers, device=args.device,
-                              on_error=args.on_error, progress=not args.no_progress)
+                              on_error=args.on_error, progress=not args.no_progress, overwrite=args.overwrite)
         log.info("%d images → %s (onnxruntime)", len(onnx_result.descriptors), args.out)
         return 0
     if args.engine == "ray":
@@ -98,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                      panorama_overrides=panorama_overrides(args), model_overrides=model_overrides(args),
                      batch_size=args.batch_size, num_workers=args.workers, device=args.device,
                      on_error=args.on_error, progress=not args.no_progress, append=args.append,
-                     half=args.half)
+                     half=args.half, overwrite=args.overwrite)
     n = len(result.descriptors)
     log.info("%d images → %s (%.1f images/s)", n, args.out, n / max(result.seconds, 1e-9))
     if result.skipped:

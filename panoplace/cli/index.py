@@ -6,8 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from panoplace.cli.common import add_overwrite_arg
 from panoplace.errors import InputError
 from panoplace.index import INDEX_KINDS, IndexParams, load_index, save_index, update_index
+from panoplace.outputs import Output, claim
 from panoplace.steps import index
 from panoplace.store import is_sharded_store, load_descriptors
 
@@ -51,10 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Ray tasks and merge them (needs the ray extra); default local")
     p.add_argument("--address", default=None,
                    help="--engine ray: Ray cluster address HOST:PORT or auto (default: local mode on this machine)")
+    add_overwrite_arg(p, "an index at OUT (a rebuild; see --update to grow it)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Output(args.out, "OUT", existing="update" if args.update else "refuse",
+                 hint="pass --overwrite to rebuild it, or --update to add new entries to it")
+    with claim([out], [args.database], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.update:
         if not Path(args.out).is_file():
             raise InputError(f"--update: no index to update at {args.out}; build it first without --update")

@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from panoplace.outputs import Output, claim
+
+    with claim([Output(args.out, "--out", folder=True, existing="resume")], [*args.inputs, args.track]):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from panoplace.errors import InputError
     from panoplace.ingest import TimeSync, ingest_photos, ingest_video, load_track
     from panoplace.ingest.tracks import parse_time

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from panoplace.cli.common import add_overwrite_arg, spec_paths
+from panoplace.outputs import Output, claim
 from panoplace.steps import localize
 from panoplace.steps.localization import SCENE_MODES
 
@@ -64,10 +66,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="model checkpoint the database descriptors were made with (needed for NetVLAD)")
     ext.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     ext.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    add_overwrite_arg(p, "a predictions CSV at --out")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Output(args.out, "--out") if args.out else None
+    inputs = [args.index, args.query, args.image, args.scenes, args.database_scenes, args.checkpoint,
+              *spec_paths(args.database_set)]
+    with claim([out], inputs, overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     localize(args.index, args.image or args.query, args.out if args.out else sys.stdout, k=args.k,
              database_set=args.database_set, place_radius=args.place_radius, nprobe=args.nprobe,
              rotation=not args.no_rotation, scenes=args.scenes, database_scenes=args.database_scenes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from panoplace.cli.common import add_model_args, add_panorama_args, model_and_panorama_from_args
+from panoplace.cli.common import add_model_args, add_overwrite_arg, add_panorama_args, model_and_panorama_from_args
 from panoplace.index import INDEX_KINDS
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     b.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_overwrite_arg(b, "a finished map in --out (an interrupted build resumes without it)")
     b.set_defaults(func=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from panoplace.mapfolder import MANIFEST
+    from panoplace.outputs import Output, claim
+
+    out = Output(args.out, "--out", folder=True, marker=MANIFEST)
+    with claim([out], [args.frames, args.checkpoint, args.calibration], overwrite=args.overwrite):
+        return _run_build(args)
+
+
+def _run_build(args: argparse.Namespace) -> int:
     from panoplace.mapfolder import build_map
 
     model, panorama = model_and_panorama_from_args(args)
     out = build_map(args.frames, args.out, model=model, panorama=panorama, per_crop=args.per_crop,
                     index_kind=args.index_kind, name=args.name, batch_size=args.batch_size, device=args.device,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, overwrite=args.overwrite)
     log.info("map folder ready: %s (serve it with `panoplace serve %s`)", out, out)
     return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from panoplace.cli.common import add_overwrite_arg, spec_paths
 from panoplace.steps import pca
 from panoplace.training.pca import DEFAULT_MAX_SAMPLES
+from panoplace.outputs import Output, claim
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,10 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dimensions to evaluate (default: 4096 512 128 and --dim)")
     e.add_argument("--recall", type=int, nargs="+", default=[1, 5, 10], metavar="N", help="Recall@N (default 1 5 10)")
     e.add_argument("--json", metavar="FILE", default=None, help="write the recall table as JSON")
+    add_overwrite_arg(p, "the checkpoint at --out (and --json) of an earlier run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with claim([Output(args.out, "--out"), Output(args.json, "--json") if args.json else None], [args.database, args.checkpoint, args.queries, *spec_paths(args.db_set, args.query_set)], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     result = pca(args.database, args.checkpoint, args.dim, args.out, max_samples=args.max_samples, seed=args.seed,
                  queries=args.queries, db_set=args.db_set, query_set=args.query_set, radius=args.radius,
                  eval_dims=args.eval_dims, recall=args.recall, json=args.json)

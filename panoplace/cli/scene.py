@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import Counter
+from pathlib import Path
 
-from panoplace.cli.common import add_panorama_args, add_preset_arg, panorama_overrides
+from panoplace.cli.common import add_overwrite_arg, add_panorama_args, add_preset_arg, panorama_overrides
 from panoplace.config import ModelConfig
+from panoplace.outputs import Output, claim
 from panoplace.scene import describe_categories
 from panoplace.steps import scene_predict, scene_train
 
@@ -78,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--split", default=None, help="trunk layer where the shared base ends (default: the place cut)")
     pr.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                     help="on an unreadable image: stop (default) or skip it and list it at the end")
+    add_overwrite_arg(pr, "the --csv and --out of an earlier run, and start over from a partial run made with "
+                          "other options")
     add_panorama_args(pr)
     _add_run_args(pr)
     pr.set_defaults(func=run_predict)
@@ -122,17 +126,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
     g.add_argument("--seed", type=int, default=0, help="random seed (split, initialisation, order)")
+    add_overwrite_arg(tr, "the checkpoint, confusion matrix and log of an earlier run")
     add_panorama_args(tr)
     _add_run_args(tr)
     tr.set_defaults(func=run_train)
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    outs = [Output(args.csv, "--csv"), Output(args.out, "--out") if args.out else None]
+    inputs = [args.source, args.checkpoint, args.places365, args.categories, args.place_checkpoint, args.calibration]
+    with claim(outs, inputs, overwrite=args.overwrite):
+        return _run_predict(args)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
     res = scene_predict(args.source, args.csv, args.out, checkpoint=args.checkpoint, places365=args.places365,
                         categories=args.categories, arch=args.arch, place_checkpoint=args.place_checkpoint,
                         aggregator=args.aggregator, split=args.split, panorama_overrides=panorama_overrides(args),
                         top=args.top, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
-                        on_error=args.on_error, progress=not args.no_progress)
+                        on_error=args.on_error, progress=not args.no_progress, overwrite=args.overwrite)
     counts = Counter(res.predicted()).most_common(5)
     print(f"categories: {describe_categories(res.category_set, len(res.categories))}")
     print(f"{len(res.ids)} images ({len(res.ids) / max(res.seconds, 1e-9):.1f} images/s) -> {args.csv}"
@@ -146,6 +158,15 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    stem = Path(args.out).with_suffix("")
+    outs = [Output(args.out, "--out"), Output(args.confusion or f"{stem}_confusion.png", "--confusion"),
+            Output(args.log or f"{stem}_log.csv", "--log")]
+    inputs = [args.data, args.val, args.checkpoint, args.places365, args.weights, args.calibration]
+    with claim(outs, inputs, overwrite=args.overwrite):
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     res = scene_train(args.data, args.out, val=args.val, val_fraction=args.val_fraction,
                       category_set=args.category_set, checkpoint=args.checkpoint, places365=args.places365,
                       arch=args.arch, preset=args.preset, backbone=args.backbone, weights=args.weights,

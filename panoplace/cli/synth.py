@@ -74,10 +74,20 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="camera yaw in degrees per traversal (one value for all, or one per traversal; default 0)")
     p.add_argument("--quality", type=int, default=92, help="JPEG quality 1-100 (default 92)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="render every frame again, also into traversals rendered with other parameters "
+                        "(default: resume the frames on disk and refuse other parameters)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from panoplace.outputs import Output, claim
+
+    with claim([Output(args.out_dir, "OUT_DIR", folder=True, existing="resume")], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from panoplace.synth import AnnularLens, WorldConfig, build_world, default_traversals, render_world
     from panoplace.synth.render import check_size
     from panoplace.synth.writer import check_projections
@@ -104,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("route loop %.0f m through %s", world.route.length_m,
              ", ".join(sorted({b.zone for b in world.blocks})))
     csvs = render_world(world, traversals, args.out_dir, projections, args.width, args.height,
-                        lens=lens, quality=args.quality, progress=not args.no_progress, recording=args.recording)
+                        lens=lens, quality=args.quality, progress=not args.no_progress, recording=args.recording,
+                        overwrite=args.overwrite)
     for name, path in csvs.items():
         log.info("%s: %s", name, path)
     print(f"wrote {len(csvs)} traversals to {args.out_dir} ({', '.join(csvs)})")

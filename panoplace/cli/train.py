@@ -6,7 +6,10 @@ import argparse
 import logging
 from typing import Any, Dict
 
-from panoplace.cli.common import add_model_args, add_panorama_args, add_preset_arg, model_overrides, panorama_overrides
+from panoplace.cli.common import (add_model_args, add_overwrite_arg, add_panorama_args, add_preset_arg, model_overrides,
+                                  panorama_overrides, spec_paths)
+from panoplace.errors import InputError
+from panoplace.outputs import Output, claim
 from panoplace.steps import train
 from panoplace.training.loss import LOSSES
 from panoplace.training.mining import CACHE_KINDS
@@ -59,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/latest.pt (model, panorama, optimizer, schedule, hard negatives); "
                         "training options given now override the saved ones")
+    add_overwrite_arg(p, "the training in --out (a new run: its checkpoints and logs are removed first)")
     add_model_args(p)
     add_preset_arg(p, "a model built without --checkpoint (GeM/avg/max; NetVLAD starts from `panoplace cluster`)")
     add_panorama_args(p)
@@ -125,6 +129,17 @@ def _given_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite:
+        raise InputError("--resume continues the training in --out and --overwrite starts a new one: give one")
+    out = Output(args.out, "--out", folder=True, existing="resume" if args.resume else "refuse",
+                 hint="pass --resume to continue it, or --overwrite to start a new training there")
+    inputs = [args.checkpoint, args.cam_classifier, args.calibration,
+              *spec_paths(args.train_db, args.train_queries, args.val_db, args.val_queries)]
+    with claim([out], inputs, overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     result = train(args.train_db, args.out, train_queries=args.train_queries, val_db=args.val_db,
                    val_queries=args.val_queries, val_area=args.val_area, val_gap=args.val_gap,
                    checkpoint=args.checkpoint, preset=args.preset, panorama_overrides=panorama_overrides(args),

@@ -58,6 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from panoplace.outputs import Output, claim
+
+    outs = [Output(args.output_dir, "OUTPUT_DIR", folder=True, existing="resume"),
+            Output(args.save_calibration, "--save-calibration", existing="update") if args.save_calibration else None]
+    with claim(outs, [args.input_dir, args.calibration], overwrite=args.overwrite):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from panoplace.panorama.annular import load_geometry
     from panoplace.panorama.folder import unwrap_folder
 

@@ -99,6 +99,15 @@ def _check_existing_size(path: Path, out_width: int, out_height: int) -> None:
             "use --overwrite or another output folder")
 
 
+def _newer(src: Path, dst: Path) -> bool:
+    """True when the input changed after its output was written (an image replaced between a killed
+    run and the resume): the output is made again."""
+    try:
+        return src.stat().st_mtime_ns > dst.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[AnnulusGeometry] = None, *,
                   out_width: int = 2048, out_height: int = 512, calibrate_from: int = 16,
                   overrides: Optional[Mapping[str, Any]] = None, save_calibration: Optional[PathLike] = None,
@@ -112,7 +121,8 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
         ``clockwise``, ``outer_is_top``) replacing those of the geometry; None values are ignored.
     out_width, out_height: size of each unwrapped panorama ``(out_height, out_width, 3)``.
     save_calibration: also write the geometry used to this JSON file.
-    overwrite: rewrite outputs that exist (default: keep them, so a run can be resumed).
+    overwrite: rewrite outputs that exist (default: keep them, so a run can be resumed; an output
+        older than its input is made again).
     on_error: ``stop`` raises on the first unreadable image; ``skip`` goes on and lists it in
         :attr:`UnwrapResult.skipped`.
 
@@ -167,7 +177,7 @@ def unwrap_folder(input_dir: PathLike, output_dir: PathLike, geometry: Optional[
     unwrap = AnnularUnwrapper(geometry, out_width, out_height)
     for rel in tqdm(files, desc="unwrap", unit="img", disable=not progress, dynamic_ncols=True):
         src, dst = root / rel, out_root / rel
-        if dst.exists() and not overwrite:
+        if dst.exists() and not overwrite and not _newer(src, dst):
             result.existing.append(dst)
             continue
         try:

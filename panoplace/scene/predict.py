@@ -177,6 +177,7 @@ def predict_images(
     on_error: str = "stop",
     progress: bool = True,
     return_features: bool = False,
+    overwrite: bool = True,
 ) -> ScenePredictions:
     """Scene probabilities and place descriptors of ``root/paths`` (see the module docstring).
 
@@ -188,6 +189,7 @@ def predict_images(
         return_features: also return the pooled scene features of every crop (e.g. to train a head
             on them, as ``panoplace demo`` does: the place descriptors and the head's training
             features come from the same pass).
+        overwrite: a partial run made with other options is discarded (True) or refused (False).
 
     Returns:
         :class:`ScenePredictions` of the images that were read.
@@ -214,7 +216,8 @@ def predict_images(
                        "features": list(f_shape)}
         partial = PartialSpec.beside(anchor, part_config,
                                      f"{fingerprint}-{weights_fingerprint(model.scene_head)}",
-                                     b"\1" + "\0".join(model.categories).encode())
+                                     b"\1" + "\0".join(model.categories).encode(),
+                                     on_other="restart" if overwrite else "refuse")
 
     def rows(m: Any, x: torch.Tensor) -> torch.Tensor:
         out = m(x)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any, Mapping, Optional
 
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.extract import ExtractResult
 from panoplace.extract import extract as run_extraction
 from panoplace.models.build import PlaceModel
+from panoplace.outputs import Output, claim
 from panoplace.steps.resolve import ImageSource, PathLike, image_list, place_model
 
 __all__ = ["extract"]
@@ -19,7 +21,8 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
             panorama_overrides: Optional[Mapping[str, Any]] = None,
             model_overrides: Optional[Mapping[str, Any]] = None, batch_size: int = 8,
             num_workers: Optional[int] = None, device: str = "auto", on_error: str = "stop",
-            progress: bool = True, append: bool = False, half: bool = False) -> ExtractResult:
+            progress: bool = True, append: bool = False, half: bool = False,
+            overwrite: bool = True) -> ExtractResult:
     """Describe every image of ``source``; write the store ``out`` (resumable) when given.
 
     Args:
@@ -31,6 +34,10 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
         on_error: ``stop`` at the first unreadable image or ``skip`` it (listed in the result).
         append: ``out`` exists: describe only the images it lacks and add them (a map that grows).
         half: store float16 descriptors (read back as float32).
+        overwrite: replace an existing ``out`` and discard a partial run (``<out>.part``) made with
+            other options (the default); False refuses both with
+            :class:`~panoplace.errors.OutputError` (the CLI without ``--overwrite``). ``out`` is
+            never one of the inputs and is locked while it is written (:mod:`panoplace.outputs`).
 
     Returns:
         :class:`panoplace.extract.ExtractResult`: ``descriptors`` (a
@@ -52,8 +59,12 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
         >>> res.descriptors.descriptors.shape, res.descriptors.ids
         ((2, 80), ['0.png', '1.png'])
     """
-    root, paths = image_list(source)
-    net, pano = place_model(checkpoint, model=model, preset=preset, pipeline=pipeline, panorama=panorama,
-                            panorama_overrides=panorama_overrides, model_overrides=model_overrides)
-    return run_extraction(root, paths, net, pano, out=out, batch_size=batch_size, num_workers=num_workers,
-                          device=device, on_error=on_error, progress=progress, append=append, half=half)
+    target = Output(out, "out", existing="update" if append else "refuse") if out is not None else None
+    inputs = [checkpoint] + ([source] if isinstance(source, (str, PurePath)) else [])
+    with claim([target], inputs, overwrite=overwrite):
+        root, paths = image_list(source)
+        net, pano = place_model(checkpoint, model=model, preset=preset, pipeline=pipeline, panorama=panorama,
+                                panorama_overrides=panorama_overrides, model_overrides=model_overrides)
+        return run_extraction(root, paths, net, pano, out=out, batch_size=batch_size, num_workers=num_workers,
+                              device=device, on_error=on_error, progress=progress, append=append, half=half,
+                              overwrite=overwrite)

@@ -32,7 +32,8 @@ def scene_predict(source: ImageSource, csv: Optional[PathLike] = None, out: Opti
                   split: Any = None, panorama: Optional[PanoramaConfig] = None,
                   panorama_overrides: Optional[Mapping[str, Any]] = None, top: int = DEFAULT_TOP,
                   batch_size: int = 8, num_workers: Optional[int] = None, device: str = "auto",
-                  on_error: str = "stop", progress: bool = True, return_features: bool = False) -> ScenePredictions:
+                  on_error: str = "stop", progress: bool = True, return_features: bool = False,
+                  overwrite: bool = True) -> ScenePredictions:
     """Scene probabilities and place descriptors of every image of ``source`` in one pass.
 
     Args:
@@ -45,6 +46,8 @@ def scene_predict(source: ImageSource, csv: Optional[PathLike] = None, out: Opti
         model: instead, a unified model already in memory (with ``panorama``).
         panorama, panorama_overrides: replace / change the saved panorama config.
         return_features: also return the pooled scene features of every crop (to train a head on).
+        overwrite: a partial run (``.part``) made with other options is discarded (default) or, False,
+            refused with :class:`~panoplace.errors.OutputError`.
 
     Returns:
         :class:`~panoplace.scene.predict.ScenePredictions`.
@@ -57,7 +60,8 @@ def scene_predict(source: ImageSource, csv: Optional[PathLike] = None, out: Opti
         raise InputError("give the scene model one way: a model in memory or the files to load it from, not both")
     return predict_images(root, paths, model, _panorama(saved, panorama, panorama_overrides), csv_out=csv,
                           store_out=out, top=top, batch_size=batch_size, num_workers=num_workers, device=device,
-                          on_error=on_error, progress=progress, return_features=return_features)
+                          on_error=on_error, progress=progress, return_features=return_features,
+                          overwrite=overwrite)
 
 
 def scene_train(data: PathLike, out: PathLike, *, val: Optional[PathLike] = None, val_fraction: float = 0.2,

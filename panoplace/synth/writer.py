@@ -204,6 +204,7 @@ def render_traversal(
     quality: int = 92,
     progress: bool = True,
     recording: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Render one traversal into ``out_dir/<traversal.name>/`` and return its ``frames.csv``.
 
@@ -213,6 +214,7 @@ def render_traversal(
     lens: annular lens (default :meth:`AnnularLens.for_size` of ``height * 2``).
     Frames whose images all exist are skipped (resume); the CSVs are rewritten every time.
     recording: also write ``recording/drive.mp4`` + ``drive.gpx`` (:func:`write_recording`).
+    overwrite: render every frame again, also over frames of other parameters (no resume check).
     """
     projs = check_projections(projections)
     check_size(width, height)
@@ -229,9 +231,11 @@ def render_traversal(
     fisheye = DualFisheyeLens(size=int(height)) if "dual-fisheye" in projs else None
     if fisheye is not None:
         save_calibration(fisheye.calibration(), root / "dual-fisheye" / "calibration.json")
-    _check_resume(root / "traversal.json", _resume_params(world, traversal, projs, width, height, lens), write=True)
+    _check_resume(root / "traversal.json", _resume_params(world, traversal, projs, width, height, lens, quality),
+                  write=True, check=not overwrite)
 
-    todo = [f for f in frames if not all((root / p / f"{f.stem}.jpg").is_file() for p in projs)]
+    todo = frames if overwrite else [f for f in frames
+                                     if not all((root / p / f"{f.stem}.jpg").is_file() for p in projs)]
     if len(todo) < len(frames):
         log.info("traversal %s: %d of %d frames already on disk", traversal.name, len(frames) - len(todo), len(frames))
     if todo:
@@ -256,10 +260,11 @@ def render_traversal(
 
 
 def _resume_params(world: World, traversal: Traversal, projs: Sequence[str], width: int, height: int,
-                   lens: Optional[AnnularLens]) -> Dict[str, object]:
+                   lens: Optional[AnnularLens], quality: int = 92) -> Dict[str, object]:
     """What decides a traversal's pixels (recorded in ``<traversal>/traversal.json``).
 
-    The number of frames is left out: asking for more frames extends a drive.
+    The number of frames is left out: asking for more frames extends a drive. The JPEG quality is
+    in: a drive is never resumed with another quality (its frames would mix two).
     """
     drive = traversal.to_dict()
     drive.pop("n_frames")
@@ -268,13 +273,15 @@ def _resume_params(world: World, traversal: Traversal, projs: Sequence[str], wid
         "traversal": drive,
         "equirect": [int(width), int(height)],
         "lens": lens.to_dict() if ("annular" in projs and lens is not None) else None,
+        "quality": int(quality),
     }
 
 
-def _check_resume(path: Path, params: Dict[str, object], write: bool) -> None:
-    """Refuse to resume into a folder rendered with other parameters; record them if ``write``."""
+def _check_resume(path: Path, params: Dict[str, object], write: bool, check: bool = True) -> None:
+    """Refuse to resume into a folder rendered with other parameters (unless not ``check``);
+    record them if ``write``. A record without ``quality`` (older versions) accepts any."""
     params = json.loads(json.dumps(params))  # normalise tuples/floats as JSON would
-    if path.is_file():
+    if check and path.is_file():
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -284,8 +291,13 @@ def _check_resume(path: Path, params: Dict[str, object], write: bool) -> None:
                 if old.get(key) != params.get(key):
                     raise InputError(
                         f"{path.parent} holds frames rendered with another {key} configuration; "
-                        "use a new output folder (or delete it)"
+                        "use a new output folder, or --overwrite to render it again"
                     )
+            if old.get("quality") is not None and old.get("quality") != params.get("quality"):
+                raise InputError(
+                    f"{path.parent} holds frames written with JPEG quality {old['quality']}, not "
+                    f"{params.get('quality')}; resume with --quality {old['quality']}, or --overwrite to render "
+                    "it again")
             if params.get("lens") is not None and old.get("lens") not in (None, params["lens"]):
                 raise InputError(f"{path.parent} holds annular frames of another lens; use a new output folder")
             if params.get("lens") is None:
@@ -331,10 +343,12 @@ def render_world(
     quality: int = 92,
     progress: bool = True,
     recording: bool = False,
+    overwrite: bool = False,
 ) -> Dict[str, Path]:
     """Write ``world.json`` and render every traversal; returns ``{name: frames.csv}``.
 
-    recording: also write each traversal as a video + GPX track (:func:`write_recording`)."""
+    recording: also write each traversal as a video + GPX track (:func:`write_recording`).
+    overwrite: render every frame again (see :func:`render_traversal`)."""
     projs = check_projections(projections)
     check_size(width, height)
     names = [t.name for t in traversals]
@@ -346,12 +360,13 @@ def render_world(
         lens = AnnularLens.for_size(int(height) * 2)
     out = Path(out_dir)
     for t in traversals:  # refuse before touching anything
-        _check_resume(out / t.name / "traversal.json", _resume_params(world, t, projs, width, height, lens), write=False)
+        _check_resume(out / t.name / "traversal.json", _resume_params(world, t, projs, width, height, lens, quality),
+                      write=False, check=not overwrite)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "world.json", json.dumps(world_json(world, traversals, projs, width, height, lens), indent=2) + "\n")
     result: Dict[str, Path] = {}
     for t in traversals:
         result[t.name] = render_traversal(world, t, out, projs, width, height, n_frames, lens, quality, progress,
-                                          recording)
+                                          recording, overwrite)
         log.info("traversal %s written to %s", t.name, result[t.name])
     return result

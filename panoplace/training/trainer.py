@@ -817,6 +817,11 @@ class Trainer:
         return TrainResult(self.out_dir, list(self.history), self.best_epoch, best, stopped)
 
 
+#: What a new (not resumed) run removes from its folder first: the files of an earlier run that it
+#: would otherwise append to (the logs) or leave beside its own (checkpoints a resume would pick up).
+FRESH_RUN_REMOVES = ("latest.pt", "best.pt", "epochs.csv", "steps.csv")
+
+
 def train(model: PlaceModel, panorama: PanoramaConfig, train_split: PlaceSplit, val_split: Optional[PlaceSplit],
           out_dir: PathLike, config: Optional[TrainConfig] = None, resume: bool = False,
           progress: bool = True) -> TrainResult:
@@ -824,5 +829,7 @@ def train(model: PlaceModel, panorama: PanoramaConfig, train_split: PlaceSplit, 
     if resume:
         trainer = Trainer.resume(out_dir, train_split, val_split, config, progress=progress)
     else:
+        for name in FRESH_RUN_REMOVES:  # a new run: nothing of an earlier one in this folder is kept
+            (Path(out_dir) / name).unlink(missing_ok=True)
         trainer = Trainer(model, panorama, train_split, val_split, out_dir, config, progress=progress)
     return trainer.fit()

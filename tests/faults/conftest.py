@@ -45,3 +45,31 @@ def readonly_dir(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("cannot mount a tmpfs here (needs root): no read-only media case")
     yield target
     subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+# ----------------------------------------------------------------------------- shared inputs
+@pytest.fixture(scope="session")
+def fast_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the fast model (resnet18 to layer1, random weights, GeM; plain images
+    resized to 32 x 32): a fixed fingerprint, so that a killed extraction can resume."""
+    import torch
+
+    from panoplace.config import ModelConfig, PanoramaConfig
+    from panoplace.models.build import build_model
+    from panoplace.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="resnet18", cut="layer1", weights="none", aggregator="gem"))
+    path = tmp_path_factory.mktemp("model") / "fast.pt"
+    save_checkpoint(model, path, panorama=PanoramaConfig(projection="plain", crop_size=(32, 32)))
+    return path
+
+
+def write_frames_csv(folder: Path, n: int = 6) -> Path:
+    """``n`` tiny images with positions 10 m apart on a line, and their dataset CSV."""
+    from tests.faults.harness import write_images
+
+    write_images(folder / "img", n)
+    rows = ["image,x,y"] + [f"img/{i:07d}.png,{10.0 * i},0" for i in range(n)]
+    (folder / "frames.csv").write_text("\n".join(rows) + "\n")
+    return folder / "frames.csv"

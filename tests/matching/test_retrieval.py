@@ -234,7 +234,7 @@ def test_localize_scene_reranking_picks_the_place_whose_scene_agrees(world: Path
     for extra, top in (([], "db/0060.png"), (scenes, "db/0005.png"), (scenes + ["--scene-mode", "filter"], "db/0005.png"),
                        (scenes + ["--scene-weight", "0"], "db/0060.png")):
         out = world / "scene_pred.csv"
-        assert main(base + extra + ["--out", str(out)]) == 0, extra
+        assert main(base + extra + ["--out", str(out), "--overwrite"]) == 0, extra
         rows = read_rows(out)
         assert rows[0]["database_id"] == top, (extra, rows[0])
     # bad use: one CSV only, a query the CSV lacks, sequence mode, negative weight
