@@ -159,8 +159,8 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     stem = Path(args.out).with_suffix("")
-    outs = [Output(args.out, "--out"), Output(args.confusion or f"{stem}_confusion.png", "--confusion"),
-            Output(args.log or f"{stem}_log.csv", "--log")]
+    outs = [Output(args.out, "--out"), Output(Path(args.confusion or f"{stem}_confusion.png"), "--confusion"),
+            Output(Path(args.log or f"{stem}_log.csv"), "--log")]
     inputs = [args.data, args.val, args.checkpoint, args.places365, args.weights, args.calibration]
     with claim(outs, inputs, overwrite=args.overwrite):
         return _run_train(args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, Mapping, Optional
 
 from panoplace.config import PanoramaConfig, PipelineConfig
@@ -59,7 +59,7 @@ def extract(source: ImageSource, out: Optional[PathLike] = None, *, checkpoint: 
         >>> res.descriptors.descriptors.shape, res.descriptors.ids
         ((2, 80), ['0.png', '1.png'])
     """
-    target = Output(out, "out", existing="update" if append else "refuse") if out is not None else None
+    target = Output(Path(out), "out", existing="update" if append else "refuse") if out is not None else None
     inputs = [checkpoint] + ([source] if isinstance(source, (str, PurePath)) else [])
     with claim([target], inputs, overwrite=overwrite):
         root, paths = image_list(source)
