@@ -67,14 +67,32 @@ def write_error(path: PathLike, code: int) -> OutputError:
     return OutputError(f"cannot write {path}: {_NAMED.get(code) or os.strerror(code)}")
 
 
+def disk_full(path: PathLike) -> bool:
+    """True when the file system that holds ``path`` (or its nearest existing folder) has less
+    than 64 KiB left: the cause of a failed write whose library did not say (no errno)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 65536
+
+
 @contextmanager
 def writing(path: PathLike) -> Iterator[None]:
-    """Turn environment write failures inside the block into :class:`OutputError` naming ``path``."""
+    """Turn environment write failures inside the block into :class:`OutputError` naming ``path``
+    (an ``OSError``/``RuntimeError`` with a write errno, or with none while the disk is full)."""
     try:
         yield
     except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OutputError):
+            raise
         code = write_errno(exc)
-        if code is None or isinstance(exc, OutputError):
+        if code is None and disk_full(path):
+            code = errno.ENOSPC
+        if code is None:
             raise
         raise write_error(path, code) from None
 

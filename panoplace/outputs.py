@@ -99,6 +99,19 @@ class Output:
         return f"{self.option} {self.path}" if self.option else str(self.path)
 
 
+def given(*items: object) -> List[Path]:
+    """The paths among ``items`` (``str`` or ``os.PathLike``); in-memory objects, open streams and
+    None are left out. For the inputs of :func:`claim` in steps that take either."""
+    return [Path(os.fspath(i)) for i in items if isinstance(i, (str, os.PathLike))]
+
+
+def output_file(path: object, option: str, folder: bool = False) -> Optional[Output]:
+    """:class:`Output` of an optional output argument: None when ``path`` is None or not a path
+    (e.g. an open text stream)."""
+    found = given(path)
+    return Output(found[0], option, folder=folder) if found else None
+
+
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()

@@ -87,3 +87,46 @@ def test_partial_store_resumes_and_discards_other_runs(tmp_path, rng):
     assert other.open() == 0
     other.remove()
     assert not path.exists()
+
+
+def test_partial_store_recomputes_changed_images_and_refuses_other_options(tmp_path, rng):
+    from panoplace.errors import OutputError
+
+    path = tmp_path / "x.h5.part"
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    stamps = np.array([[10, 1], [11, 2], [12, 3]], np.int64)
+    ids = ["a", "b", "c"]
+    s = PartialStore(path, CFG, "fp", "ids1", (4,), stamps=stamps, expected_ids=ids)
+    assert s.open() == 0
+    s.append(a, ids, [True] * 3)
+    s.close()
+    same = PartialStore(path, CFG, "fp", "ids1", (4,), stamps=stamps, expected_ids=ids)
+    assert same.open() == 3
+    same.close()
+    changed = stamps.copy()
+    changed[1] = [11, 99]  # "b" was rewritten after its row was stored
+    resumed = PartialStore(path, CFG, "fp", "ids1", (4,), stamps=changed, expected_ids=ids)
+    assert resumed.open() == 1  # "a" kept; "b" and the rows after it are computed again
+    d, kept, _ = resumed.read()
+    np.testing.assert_array_equal(d, a[:1])
+    assert kept == ["a"]
+    resumed.close()
+    refused = PartialStore(path, CFG, "other-weights", "ids1", (4,), stamps=stamps, expected_ids=ids,
+                           on_other="refuse")
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match="other options.*--overwrite"):
+        refused.open()
+    assert path.read_bytes() == before
+    restarted = PartialStore(path, CFG, "other-weights", "ids1", (4,), stamps=stamps, expected_ids=ids)
+    assert restarted.open() == 0
+    restarted.remove()
+
+
+def test_an_unreadable_partial_store_is_ignored(tmp_path):
+    path = tmp_path / "x.h5.part"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # what a disk that filled up may leave
+    s = PartialStore(path, CFG, "fp", "ids1", (4,), stamps=np.zeros((2, 2), np.int64), expected_ids=["a", "b"])
+    assert s.open() == 0
+    s.append(np.ones((2, 4), np.float32), ["a", "b"], [True, True])
+    assert s.read()[1] == ["a", "b"]
+    s.remove()

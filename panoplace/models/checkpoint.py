@@ -60,6 +60,7 @@ first whose ``detect`` is true loads the file.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -284,9 +285,12 @@ def _panorama_of(config: Dict[str, Any]) -> Optional[PanoramaConfig]:
 
 
 def _write(payload: Dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # serialised in memory, then written by Python: a full disk is an OSError naming the file, not
+    # torch's zip writer failing with no errno
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Optional
 from panoplace.cluster import cluster_images
 from panoplace.config import PanoramaConfig, PipelineConfig
 from panoplace.steps.resolve import ImageSource, PathLike, image_list, pipeline_config
+from panoplace.outputs import Output, claim, given
 
 __all__ = ["cluster"]
 
@@ -45,9 +46,10 @@ def cluster(source: ImageSource, out: PathLike, *, preset: Optional[str] = None,
         >>> extract(folder, checkpoint=ckpt, progress=False).descriptors.descriptors.shape
         (3, 320)
     """
-    config = pipeline_config(preset, pipeline, panorama=panorama, panorama_overrides=panorama_overrides,
-                             model_overrides=model_overrides)
-    root, paths = image_list(source)
-    cluster_images(root, paths, config, out=out, n_images=n_images, per_image=per_image, seed=seed,
-                   batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
-    return Path(out)
+    with claim([Output(Path(out), "out")], given(source), overwrite=True):
+        config = pipeline_config(preset, pipeline, panorama=panorama, panorama_overrides=panorama_overrides,
+                                 model_overrides=model_overrides)
+        root, paths = image_list(source)
+        cluster_images(root, paths, config, out=out, n_images=n_images, per_image=per_image, seed=seed,
+                       batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
+        return Path(out)

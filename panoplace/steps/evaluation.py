@@ -17,6 +17,7 @@ from panoplace.evaluation.report import write_report
 from panoplace.steps.indexing import descriptor_set
 from panoplace.steps.resolve import PathLike
 from panoplace.store import DescriptorSet, check_compatible
+from panoplace.outputs import claim, given, output_file
 
 log = logging.getLogger(__name__)
 
@@ -83,37 +84,39 @@ def evaluate(query: Union[PathLike, DescriptorSet], database: Union[PathLike, De
         >>> r.recall[1]
         1.0
     """
-    if ds < 1:
-        raise InputError(f"--ds must be >= 1, got {ds}")
-    q_set = descriptor_set(query)
-    d_set = descriptor_set(database)
-    check_compatible(q_set, d_set)
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    if data.queries is None or data.ground_truth is None:
-        raise DatasetError(f"dataset {dataset} has no queries and ground truth; give a spec with both "
-                           f"(e.g. DB.csv,QUERIES.csv or aligned:DB_DIR,QUERY_DIR)")
-    gt = data.ground_truth
-    if radius is not None:
-        if radius <= 0:
-            raise InputError(f"--radius must be > 0 metres, got {radius}")
-        if data.database.xy is None or data.queries.xy is None:
-            raise DatasetError("--radius needs positions for both database and query images")
-        gt = GroundTruth.from_positions(data.database.xy, data.queries.xy, radius, valid=gt.valid)
-    q_desc, q_ids = align_to_images(q_set, data.queries, "query")
-    d_desc, d_ids = align_to_images(d_set, data.database, "database")
-    result = evaluate_descriptors(
-        q_desc, d_desc, gt, matcher, ds=ds, mode=mode, vmin=vmin, vmax=vmax,
-        query_ids=q_ids, db_ids=d_ids, query_xy=data.queries.xy, db_xy=data.database.xy,
-        ns=recall_n, radii=within, fp_threshold=fp_threshold, **dict(matcher_options or {}))
-    if json:
-        log.info("metrics → %s", result.write_json(json))
-    if csv:
-        log.info("per-query rows → %s", result.write_csv(csv))
-    if report:
-        name = dataset if isinstance(dataset, (str, Path)) else "a dataset"
-        page = write_report(report, result, query_xy=data.queries.xy, db_xy=data.database.xy,
-                            query_paths=[str(p) for p in data.queries.abs_paths()],
-                            db_paths=[str(p) for p in data.database.abs_paths()],
-                            title=f"panoplace evaluate: {matcher} on {name}")
-        log.info("report → %s", page)
-    return result
+    with claim([output_file(csv, "csv"), output_file(json, "json"), output_file(report, "report", folder=True)],
+               given(query, database), overwrite=True):
+        if ds < 1:
+            raise InputError(f"--ds must be >= 1, got {ds}")
+        q_set = descriptor_set(query)
+        d_set = descriptor_set(database)
+        check_compatible(q_set, d_set)
+        data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+        if data.queries is None or data.ground_truth is None:
+            raise DatasetError(f"dataset {dataset} has no queries and ground truth; give a spec with both "
+                               f"(e.g. DB.csv,QUERIES.csv or aligned:DB_DIR,QUERY_DIR)")
+        gt = data.ground_truth
+        if radius is not None:
+            if radius <= 0:
+                raise InputError(f"--radius must be > 0 metres, got {radius}")
+            if data.database.xy is None or data.queries.xy is None:
+                raise DatasetError("--radius needs positions for both database and query images")
+            gt = GroundTruth.from_positions(data.database.xy, data.queries.xy, radius, valid=gt.valid)
+        q_desc, q_ids = align_to_images(q_set, data.queries, "query")
+        d_desc, d_ids = align_to_images(d_set, data.database, "database")
+        result = evaluate_descriptors(
+            q_desc, d_desc, gt, matcher, ds=ds, mode=mode, vmin=vmin, vmax=vmax,
+            query_ids=q_ids, db_ids=d_ids, query_xy=data.queries.xy, db_xy=data.database.xy,
+            ns=recall_n, radii=within, fp_threshold=fp_threshold, **dict(matcher_options or {}))
+        if json:
+            log.info("metrics → %s", result.write_json(json))
+        if csv:
+            log.info("per-query rows → %s", result.write_csv(csv))
+        if report:
+            name = dataset if isinstance(dataset, (str, Path)) else "a dataset"
+            page = write_report(report, result, query_xy=data.queries.xy, db_xy=data.database.xy,
+                                query_paths=[str(p) for p in data.queries.abs_paths()],
+                                db_paths=[str(p) for p in data.database.abs_paths()],
+                                title=f"panoplace evaluate: {matcher} on {name}")
+            log.info("report → %s", page)
+        return result

@@ -8,6 +8,7 @@ from typing import Optional, Union
 from panoplace.index import IndexParams, PlaceIndex, build_index, save_index
 from panoplace.steps.resolve import PathLike
 from panoplace.store import DescriptorSet, load_descriptors
+from panoplace.outputs import claim, given, output_file
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ def index(database: Union[PathLike, DescriptorSet], out: Optional[PathLike] = No
         >>> len(idx), idx.dim, idx.kind
         (5, 8, 'flat')
     """
-    ds = descriptor_set(database)
-    built = build_index(ds, kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, pca=pca)
-    if out is not None:
-        save_index(built, out)
-    shape = "x".join(str(s) for s in ds.descriptors.shape[1:])
-    log.info("indexed %d descriptors (%s, %s)%s", len(built), shape, kind, f" → {out}" if out is not None else "")
-    return built
+    with claim([output_file(out, "out")], given(database), overwrite=True):
+        ds = descriptor_set(database)
+        built = build_index(ds, kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, pca=pca)
+        if out is not None:
+            save_index(built, out)
+        shape = "x".join(str(s) for s in ds.descriptors.shape[1:])
+        log.info("indexed %d descriptors (%s, %s)%s", len(built), shape, kind, f" → {out}" if out is not None else "")
+        return built

@@ -28,6 +28,7 @@ from panoplace.matching.scene_rerank import SceneEvidence
 from panoplace.scene.predict import scene_probs_from_csv
 from panoplace.steps.resolve import PathLike, image_list, place_model
 from panoplace.store import DescriptorSet, is_sharded_store, load_descriptors
+from panoplace.outputs import claim, given, output_file
 
 log = logging.getLogger(__name__)
 
@@ -143,36 +144,38 @@ def localize(index: Union[PathLike, PlaceIndex], queries: Union[PathLike, Descri
         >>> [(r["query_id"], r["rank"], r["database_id"]) for r in found.rows if r["rank"] == 1]
         [('q1.png', 1, 'c.png'), ('q2.png', 1, 'a.png')]
     """
-    idx = index if isinstance(index, PlaceIndex) else load_index(index)
-    if nprobe is not None:
-        idx.set_nprobe(nprobe)
-    if isinstance(queries, DescriptorSet):
-        query_set = queries
-    elif Path(queries).suffix.lower() in STORE_SUFFIXES or is_sharded_store(queries):
-        query_set = load_descriptors(queries)
-    else:
-        if not Path(queries).exists():
-            raise InputError(f"no such query file or folder: {queries}")
-        query_set = describe_queries(queries, idx, checkpoint, batch_size, device, progress=progress)
-    idx.check_query(query_set)
-    scene = scene_evidence(scenes, database_scenes, query_set.ids, idx.ids, scene_weight, scene_mode,
-                           sequence=bool(sequence))
-    database = rows = xy = None
-    if database_set is not None:
-        database = database_set if isinstance(database_set, ImageSet) else load_dataset(database_set).database
-        rows = database.rows_for(idx.ids)
-        xy = database.xy[rows] if database.xy is not None else None
-    if sequence:
-        result = retrieve_sequence(idx, query_set, k, method=sequence, ds=ds, mode=mode)
-    else:
-        result = retrieve(idx, query_set, k, database_xy=xy, place_radius=place_radius, rotation=rotation,
-                          scene=scene)
-    table = prediction_rows(query_set.ids, result, idx.ids, database, rows)
-    if out is not None:
-        write_predictions(table, out)
-    method = f"sequence matching ({sequence})" if sequence else "retrieval"
-    if scene is not None:
-        method += f" with scene {scene_mode} (weight {scene_weight:g})"
-    found = Localization(list(query_set.ids), list(idx.ids), result, table, method)
-    log.info("%s%s", found.summary(), f"; wrote {out}" if isinstance(out, (str, Path)) else "")
-    return found
+    with claim([output_file(out, "out")], given(index, queries, scenes, database_scenes, checkpoint),
+               overwrite=True):
+        idx = index if isinstance(index, PlaceIndex) else load_index(index)
+        if nprobe is not None:
+            idx.set_nprobe(nprobe)
+        if isinstance(queries, DescriptorSet):
+            query_set = queries
+        elif Path(queries).suffix.lower() in STORE_SUFFIXES or is_sharded_store(queries):
+            query_set = load_descriptors(queries)
+        else:
+            if not Path(queries).exists():
+                raise InputError(f"no such query file or folder: {queries}")
+            query_set = describe_queries(queries, idx, checkpoint, batch_size, device, progress=progress)
+        idx.check_query(query_set)
+        scene = scene_evidence(scenes, database_scenes, query_set.ids, idx.ids, scene_weight, scene_mode,
+                               sequence=bool(sequence))
+        database = rows = xy = None
+        if database_set is not None:
+            database = database_set if isinstance(database_set, ImageSet) else load_dataset(database_set).database
+            rows = database.rows_for(idx.ids)
+            xy = database.xy[rows] if database.xy is not None else None
+        if sequence:
+            result = retrieve_sequence(idx, query_set, k, method=sequence, ds=ds, mode=mode)
+        else:
+            result = retrieve(idx, query_set, k, database_xy=xy, place_radius=place_radius, rotation=rotation,
+                              scene=scene)
+        table = prediction_rows(query_set.ids, result, idx.ids, database, rows)
+        if out is not None:
+            write_predictions(table, out)
+        method = f"sequence matching ({sequence})" if sequence else "retrieval"
+        if scene is not None:
+            method += f" with scene {scene_mode} (weight {scene_weight:g})"
+        found = Localization(list(query_set.ids), list(idx.ids), result, table, method)
+        log.info("%s%s", found.summary(), f"; wrote {out}" if isinstance(out, (str, Path)) else "")
+        return found

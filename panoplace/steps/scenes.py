@@ -4,6 +4,7 @@ a frozen base)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
@@ -15,6 +16,7 @@ from panoplace.models.scene import ScenePlaceModel
 from panoplace.scene.train import SceneTrainResult
 from panoplace.steps.resolve import ImageSource, PathLike, image_list, with_overrides
 from panoplace.presets import get_preset
+from panoplace.outputs import Output, claim, given
 
 __all__ = ["scene_predict", "scene_train"]
 
@@ -90,20 +92,21 @@ def scene_train(data: PathLike, out: PathLike, *, val: Optional[PathLike] = None
     Returns:
         :class:`~panoplace.scene.train.SceneTrainResult`.
     """
-    place_cut = None
-    preset_panorama: Optional[PanoramaConfig] = None
-    if preset is not None:
-        if checkpoint is not None or places365 is not None:
-            raise InputError("--preset builds a new base; leave out --checkpoint/--places365")
-        config = get_preset(preset)
-        preset_panorama, place_cut = config.panorama, config.model.cut
-        backbone = backbone if backbone is not None else config.model.backbone
-        weights = weights if weights is not None else config.model.weights
-    d = ModelConfig()
-    model, saved = base_model_for_training(checkpoint, places365, arch, backbone or d.backbone, weights or d.weights,
-                                           split, scene_cut, place_cut=place_cut)
-    pano = _panorama(saved or preset_panorama, panorama, panorama_overrides)
-    return train_scene(data, model, pano, out, val_source=val, val_fraction=val_fraction,
-                       category_set=category_set, hidden=hidden, dropout=dropout, epochs=epochs, lr=lr,
-                       weight_decay=weight_decay, seed=seed, confusion_png=confusion, log_csv=log,
-                       batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
+    with claim([Output(Path(out), "out")], given(data, val, checkpoint, places365), overwrite=True):
+        place_cut = None
+        preset_panorama: Optional[PanoramaConfig] = None
+        if preset is not None:
+            if checkpoint is not None or places365 is not None:
+                raise InputError("--preset builds a new base; leave out --checkpoint/--places365")
+            config = get_preset(preset)
+            preset_panorama, place_cut = config.panorama, config.model.cut
+            backbone = backbone if backbone is not None else config.model.backbone
+            weights = weights if weights is not None else config.model.weights
+        d = ModelConfig()
+        model, saved = base_model_for_training(checkpoint, places365, arch, backbone or d.backbone, weights or d.weights,
+                                               split, scene_cut, place_cut=place_cut)
+        pano = _panorama(saved or preset_panorama, panorama, panorama_overrides)
+        return train_scene(data, model, pano, out, val_source=val, val_fraction=val_fraction,
+                           category_set=category_set, hidden=hidden, dropout=dropout, epochs=epochs, lr=lr,
+                           weight_decay=weight_decay, seed=seed, confusion_png=confusion, log_csv=log,
+                           batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from panoplace.config import PanoramaConfig, PipelineConfig
@@ -11,6 +12,8 @@ from panoplace.steps.resolve import PathLike, place_model
 from panoplace.training import TrainConfig, Trainer, TrainResult, load_split, split_by_area
 from panoplace.models.checkpoint import load_linear_classifier
 from panoplace.training.trainer import prepare_model
+from panoplace.outputs import Output, claim
+from panoplace.outputs import given as given_paths
 
 __all__ = ["train"]
 
@@ -48,31 +51,33 @@ def train(train_db: Specs, out: PathLike, *, train_queries: Specs = (), val_db: 
     Returns:
         :class:`~panoplace.training.TrainResult` (``best``/``latest`` checkpoint paths, history).
     """
-    given = dict(options or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise InputError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
-    train_split = load_split(_specs(train_db), _specs(train_queries))
-    if val_area is not None:
-        if _specs(val_db) or _specs(val_queries):
-            raise InputError("give either --val-area or --val-db/--val-queries, not both")
-        train_split, val_split = split_by_area(train_split, val_area, gap=val_gap)
-    elif _specs(val_db):
-        val_split = load_split(_specs(val_db), _specs(val_queries))
-    else:
-        raise InputError("no validation data: give --val-db and --val-queries (other traverses) or --val-area")
-    if resume:
-        if checkpoint or preset or pipeline or attention or remain is not None or cam_classifier:
-            raise InputError("--resume continues the model in OUT/latest.pt: leave out --checkpoint, "
-                             "--attention, --remain and --cam-classifier" + (" (and --preset)" if preset else ""))
-        trainer = Trainer.resume(out, train_split, val_split, overrides=given, progress=progress)
-    else:
-        model, pano = place_model(checkpoint, preset=preset, pipeline=pipeline, panorama=panorama,
-                                  panorama_overrides=panorama_overrides, model_overrides=model_overrides)
-        config = TrainConfig(**given)
-        classifier = load_linear_classifier(cam_classifier) if cam_classifier else None
-        prepare_model(model, n_trainable=config.n_trainable, attention=attention, remain=remain,
-                      cam_classifier=classifier, seed=config.seed)
-        trainer = Trainer(model, pano, train_split, val_split, out, config, progress=progress)
-    return trainer.fit()
+    with claim([Output(Path(out), "out", folder=True, existing="resume")], given_paths(checkpoint, cam_classifier),
+               overwrite=True):
+        given = dict(options or {})
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise InputError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
+        train_split = load_split(_specs(train_db), _specs(train_queries))
+        if val_area is not None:
+            if _specs(val_db) or _specs(val_queries):
+                raise InputError("give either --val-area or --val-db/--val-queries, not both")
+            train_split, val_split = split_by_area(train_split, val_area, gap=val_gap)
+        elif _specs(val_db):
+            val_split = load_split(_specs(val_db), _specs(val_queries))
+        else:
+            raise InputError("no validation data: give --val-db and --val-queries (other traverses) or --val-area")
+        if resume:
+            if checkpoint or preset or pipeline or attention or remain is not None or cam_classifier:
+                raise InputError("--resume continues the model in OUT/latest.pt: leave out --checkpoint, "
+                                 "--attention, --remain and --cam-classifier" + (" (and --preset)" if preset else ""))
+            trainer = Trainer.resume(out, train_split, val_split, overrides=given, progress=progress)
+        else:
+            model, pano = place_model(checkpoint, preset=preset, pipeline=pipeline, panorama=panorama,
+                                      panorama_overrides=panorama_overrides, model_overrides=model_overrides)
+            config = TrainConfig(**given)
+            classifier = load_linear_classifier(cam_classifier) if cam_classifier else None
+            prepare_model(model, n_trainable=config.n_trainable, attention=attention, remain=remain,
+                          cam_classifier=classifier, seed=config.seed)
+            trainer = Trainer(model, pano, train_split, val_split, out, config, progress=progress)
+        return trainer.fit()

@@ -17,6 +17,7 @@ from panoplace.errors import DatasetError, InputError
 from panoplace.steps.resolve import PathLike
 from panoplace.store import check_compatible, load_descriptors
 from panoplace.training.pca import DEFAULT_MAX_SAMPLES, pca_recall_table, whiten_checkpoint
+from panoplace.outputs import Output, claim, given, output_file
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +69,29 @@ def pca(database: PathLike, checkpoint: PathLike, dim: int, out: PathLike, *,
     Returns:
         :class:`PcaResult`.
     """
-    wanted = [queries, db_set, query_set]
-    if any(w is not None for w in wanted) and not all(w is not None for w in wanted):
-        raise InputError("evaluation needs all of --queries, --db-set and --query-set")
-    path, mean, comps = whiten_checkpoint(checkpoint, database, dim, out, max_samples=max_samples, seed=seed)
-    log.info("whitened model (%d dims) -> %s", dim, path)
-    result = PcaResult(Path(path), mean, comps, recall_ns=list(recall))
-    if queries is not None and db_set is not None and query_set is not None:
-        db = load_descriptors(database)
-        q = load_descriptors(queries)
-        check_compatible(q, db)
-        pair = load_pair(db_set, query_set, radius=radius)
-        if pair.queries is None or pair.database.xy is None or pair.queries.xy is None:
-            raise DatasetError(f"{db_set} and {query_set} need positions for the recall table")
-        db_xy = pair.database.xy[pair.database.rows_for(db.ids)]
-        q_xy = pair.queries.xy[pair.queries.rows_for(q.ids)]
-        gt = GroundTruth.from_positions(db_xy, q_xy, radius)
-        dims = eval_dims or sorted({4096, 512, 128, dim}, reverse=True)
-        result.recall = pca_recall_table(db.descriptors, q.descriptors, gt, dims, ns=recall,
-                                         max_samples=max_samples, seed=seed)
-        if json:
-            write_text_atomic(json, jsonlib.dumps(
-                {("none" if d is None else str(d)): {str(n): r for n, r in rec.items()}
-                 for d, rec in result.recall.items()}, indent=2) + "\n")
-    return result
+    with claim([Output(Path(out), "out"), output_file(json, "json")], given(database, checkpoint, queries),
+               overwrite=True):
+        wanted = [queries, db_set, query_set]
+        if any(w is not None for w in wanted) and not all(w is not None for w in wanted):
+            raise InputError("evaluation needs all of --queries, --db-set and --query-set")
+        path, mean, comps = whiten_checkpoint(checkpoint, database, dim, out, max_samples=max_samples, seed=seed)
+        log.info("whitened model (%d dims) -> %s", dim, path)
+        result = PcaResult(Path(path), mean, comps, recall_ns=list(recall))
+        if queries is not None and db_set is not None and query_set is not None:
+            db = load_descriptors(database)
+            q = load_descriptors(queries)
+            check_compatible(q, db)
+            pair = load_pair(db_set, query_set, radius=radius)
+            if pair.queries is None or pair.database.xy is None or pair.queries.xy is None:
+                raise DatasetError(f"{db_set} and {query_set} need positions for the recall table")
+            db_xy = pair.database.xy[pair.database.rows_for(db.ids)]
+            q_xy = pair.queries.xy[pair.queries.rows_for(q.ids)]
+            gt = GroundTruth.from_positions(db_xy, q_xy, radius)
+            dims = eval_dims or sorted({4096, 512, 128, dim}, reverse=True)
+            result.recall = pca_recall_table(db.descriptors, q.descriptors, gt, dims, ns=recall,
+                                             max_samples=max_samples, seed=seed)
+            if json:
+                write_text_atomic(json, jsonlib.dumps(
+                    {("none" if d is None else str(d)): {str(n): r for n, r in rec.items()}
+                     for d, rec in result.recall.items()}, indent=2) + "\n")
+        return result

@@ -8,6 +8,7 @@ fail loudly, so a refusal that came after the compute shows as a traceback.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -32,8 +33,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, fast_checkpoint: Path) -> D
     save_index(build_index(load_descriptors(db)), root / "db.index")
     ck = root / "model.pt"
     ck.write_bytes(fast_checkpoint.read_bytes())
+    extracted = root / "extracted.h5"  # made by the checkpoint (pca needs that)
+    assert run_cli(["extract", str(csv), "--checkpoint", str(ck), "--out", str(extracted), "--no-progress"]).code == 0
     return {"root": root, "data": data, "images": data / "img", "csv": csv, "db": db, "q": q,
-            "index": root / "db.index", "ck": ck}
+            "index": root / "db.index", "ck": ck, "extracted": extracted}
 
 
 @pytest.fixture
@@ -228,3 +231,35 @@ def test_permission_denied_is_one_line(inputs: Dict[str, Path], tmp_path: Path, 
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     _refused(_verbs(inputs)["extract"](locked / "x.h5"), [inputs["root"]], "permission denied")
+
+
+# ----------------------------------------------------------------------------- a full disk at the final write
+def _fill_but(disk: Path, keep: int) -> None:
+    """Fill the file system of ``disk`` but ``keep`` bytes (room for the lock file, not the result)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(filler, max(filler.stat().st_size - keep, 0))
+
+
+FULL_DISK = {
+    "index": lambda i, o: ["index", str(i["db"]), str(o)],
+    "localize": lambda i, o: ["localize", "--index", str(i["index"]), str(i["q"]), "--out", str(o)],
+    "evaluate": lambda i, o: ["evaluate", str(i["q"]), str(i["db"]), "--dataset", f"{i['csv']},{i['csv']}",
+                              "--csv", str(o)],
+    "pca": lambda i, o: ["pca", str(i["extracted"]), "--checkpoint", str(i["ck"]), "--dim", "2", "--out", str(o)],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(FULL_DISK))
+def test_a_full_disk_at_the_final_write_is_one_line(verb: str, inputs: Dict[str, Path],
+                                                    small_disk: Callable[[str], Path]) -> None:
+    disk = small_disk("256k")
+    _fill_but(disk, 4096)
+    out = disk / "out.bin"
+    _refused(FULL_DISK[verb](inputs, out), [inputs["root"]], "no space left", "out.bin")
+    assert not out.exists() and not list(disk.glob(".out.bin*")) and not list(disk.glob("*.lock"))
