@@ -332,10 +332,11 @@ class PartialSpec:
 
     path: the partial store (``<out>.part``); config, fingerprint: what made the rows (the
     options that change outputs); extra: bytes hashed with the image list (e.g. category names).
-    on_other: a partial store made with another config or fingerprint is discarded
+    on_other: a partial store made with another config (the options) is discarded
     (``"restart"``) or refused with :class:`~panoplace.errors.OutputError` (``"refuse"``, what
-    the CLI does without ``--overwrite``). Rows of images whose file changed (size or mtime)
-    since they were stored are computed again (:class:`~panoplace.store.PartialStore`).
+    the CLI does without ``--overwrite``); one of other weights (fingerprint) is discarded. Rows
+    of images whose file changed (size or mtime) since they were stored are computed again
+    (:class:`~panoplace.store.PartialStore`).
     """
 
     path: Path

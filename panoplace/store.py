@@ -243,11 +243,13 @@ class PartialStore:
     each :meth:`append` is flushed before it returns, so a killed run loses at most the chunk in
     flight. Opening it again:
 
-    - its ``config``/``fingerprint`` (what made the rows: the options that change outputs) differ
-      from this run's: ``on_other="restart"`` discards it, ``"refuse"`` raises
+    - its ``config`` (the options that change outputs: model and panorama config) differs from
+      this run's: ``on_other="restart"`` discards it, ``"refuse"`` raises
       :class:`~panoplace.errors.OutputError` (the CLI without ``--overwrite``);
-    - its ``ids_hash`` (the image list) differs, it is unreadable (a disk that filled up during a
-      write) or of an older version: it is discarded with a warning and the run starts anew;
+    - its weights ``fingerprint`` differs (the checkpoint file changed since, or a model with
+      random weights), its ``ids_hash`` (the image list) differs, it is unreadable (a disk that
+      filled up during a write) or of an older version: every row depends on a changed input, so
+      it is discarded with a warning and the run starts anew;
     - otherwise the run resumes after the longest prefix of rows whose ids match ``expected_ids``
       and whose stamps match ``stamps``: an image changed since is computed again, with the rows
       after it.
@@ -273,7 +275,7 @@ class PartialStore:
         self._raw: Optional[IO[bytes]] = None
 
     def _h5(self, mode: str) -> h5py.File:
-        raw = open(self.path, "w+b" if mode == "w" else "r+b")
+        raw = open(self.path, "w+b" if mode == "w" else "r+b", buffering=0)
         try:
             f = h5py.File(raw, mode)
         except BaseException:
@@ -314,11 +316,11 @@ class PartialStore:
             try:
                 with writing(self.path):
                     f = self._h5("r+")
-                same_options = (f.attrs.get("config") == self.config_json
-                                and f.attrs.get("fingerprint") == self.fingerprint)
-                same_list = (f.attrs.get("ids_hash") == self.ids_hash
-                             and tuple(f["descriptors"].shape[1:]) == self.shape)
-                if same_options and same_list:
+                same_options = f.attrs.get("config") == self.config_json
+                same_inputs = (f.attrs.get("fingerprint") == self.fingerprint
+                               and f.attrs.get("ids_hash") == self.ids_hash
+                               and tuple(f["descriptors"].shape[1:]) == self.shape)
+                if same_options and same_inputs:
                     keep = self._resumable_rows(f)
                     if keep < int(f.attrs["done"]):
                         with writing(self.path):
@@ -327,10 +329,11 @@ class PartialStore:
                     log.info("resuming %s: %d images already done", self.path.name, keep)
                     return keep
                 if not same_options and self.on_other == "refuse":
-                    raise OutputError(f"{self.path} holds an interrupted run with other options (model, "
-                                      "config or weights); run with the same options to resume it, or "
-                                      "pass --overwrite to start over")
-                log.warning("partial store %s is from another run; starting anew", self.path)
+                    raise OutputError(f"{self.path} holds an interrupted run with other options (model or "
+                                      "panorama config); run with the same options to resume it, or pass "
+                                      "--overwrite to start over")
+                log.warning("partial store %s is from another run (%s); starting anew", self.path,
+                            "other options" if not same_options else "other model weights or images")
             except (OSError, KeyError, ValueError, TypeError):
                 log.warning("partial store %s is unreadable (an interrupted write?); starting anew", self.path)
             finally:
@@ -381,8 +384,6 @@ class PartialStore:
                 ds[n0:n0 + n] = values
             f.attrs["done"] = n0 + n  # last: a row counts once all its datasets hold it
             f.flush()
-            if self._raw is not None:
-                self._raw.flush()
 
     def read(self) -> tuple:
         """Return ``(descriptors, ids, ok)`` of everything stored so far."""

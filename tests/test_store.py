@@ -111,13 +111,17 @@ def test_partial_store_recomputes_changed_images_and_refuses_other_options(tmp_p
     np.testing.assert_array_equal(d, a[:1])
     assert kept == ["a"]
     resumed.close()
-    refused = PartialStore(path, CFG, "other-weights", "ids1", (4,), stamps=stamps, expected_ids=ids,
-                           on_other="refuse")
+    other_cfg = {**CFG, "panorama": {"n_crops": 99}}
+    refused = PartialStore(path, other_cfg, "fp", "ids1", (4,), stamps=stamps, expected_ids=ids, on_other="refuse")
     before = path.read_bytes()
     with pytest.raises(OutputError, match="other options.*--overwrite"):
         refused.open()
     assert path.read_bytes() == before
-    restarted = PartialStore(path, CFG, "other-weights", "ids1", (4,), stamps=stamps, expected_ids=ids)
+    new_weights = PartialStore(path, CFG, "other-weights", "ids1", (4,), stamps=stamps, expected_ids=ids,
+                               on_other="refuse")  # the checkpoint changed: an input, so start anew
+    assert new_weights.open() == 0
+    new_weights.close()
+    restarted = PartialStore(path, other_cfg, "fp", "ids1", (4,), stamps=stamps, expected_ids=ids)
     assert restarted.open() == 0
     restarted.remove()
 

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -67,12 +67,14 @@ def extract_argv(source: Path, ck: Path, out: Path, *extra: str) -> List[str]:
 _REFERENCES: Dict[tuple, bytes] = {}
 
 
-def reference(data: Dict[str, Path], out: Path, source: Path | None = None, ck: Path | None = None) -> None:
-    """The store of a clean run at ``out`` (made once per source, checkpoint and file contents)."""
+def reference(data: Dict[str, Path], out: Path, source: Path | None = None, ck: Path | None = None,
+              extra: Tuple[str, ...] = ()) -> None:
+    """The store of a clean run at ``out`` (made once per source, checkpoint, options and file contents)."""
     source, ck = source or data["csv"], ck or data["ck"]
-    key = (str(source), str(ck), tuple(f.stat().st_mtime_ns for f in sorted(source.parent.rglob("*.png"))))
+    key = (str(source), str(ck), ck.stat().st_mtime_ns, extra,
+           tuple(f.stat().st_mtime_ns for f in sorted(source.parent.rglob("*.png"))))
     if key not in _REFERENCES:
-        assert_success(run_cli(extract_argv(source, ck, out)))
+        assert_success(run_cli(extract_argv(source, ck, out, *extra)))
         _REFERENCES[key] = out.read_bytes()
     else:
         out.write_bytes(_REFERENCES[key])
@@ -121,24 +123,38 @@ def test_an_image_changed_between_kill_and_resume_is_described_again(data: Dict[
 
 
 def test_other_options_between_kill_and_resume_are_refused(data: Dict[str, Path], tmp_path: Path) -> None:
+    out, part = tmp_path / "out.h5", tmp_path / "out.h5.part"
+    kill_during_extraction(extract_argv(data["csv"], data["ck"], out), part)
+    snap = Snapshot([part, data["root"]])
+    other = extract_argv(data["csv"], data["ck"], out, "--crop-size", "48", "48")  # another panorama config
+    line = assert_clean_failure(run_cli(other), contains=[str(part), "--overwrite"])
+    assert "other options" in line
+    snap.assert_unchanged()
+    assert_success(run_cli(other + ["--overwrite"]))
+    ref = tmp_path / "ref.h5"
+    reference(data, ref, extra=("--crop-size", "48", "48"))
+    assert_same_store(out, ref)
+
+
+def test_a_checkpoint_replaced_between_kill_and_resume_starts_anew(data: Dict[str, Path], tmp_path: Path) -> None:
     import torch
 
     from panoplace.models.checkpoint import load_checkpoint, save_checkpoint
 
-    model, pano = load_checkpoint(data["ck"])
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(data["ck"].read_bytes())
+    out, part = tmp_path / "out.h5", tmp_path / "out.h5.part"
+    kill_during_extraction(extract_argv(data["csv"], ck, out), part)
+    model, pano = load_checkpoint(ck)
     torch.manual_seed(1)
     for p in model.parameters():
         p.data.normal_()
-    other = save_checkpoint(model, tmp_path / "other.pt", panorama=pano)
-    out, part = tmp_path / "out.h5", tmp_path / "out.h5.part"
-    kill_during_extraction(extract_argv(data["csv"], data["ck"], out), part)
-    snap = Snapshot([part, data["root"]])
-    line = assert_clean_failure(run_cli(extract_argv(data["csv"], other, out)), contains=[str(part), "--overwrite"])
-    assert "other options" in line
-    snap.assert_unchanged()
-    assert_success(run_cli(extract_argv(data["csv"], other, out, "--overwrite")))
+    save_checkpoint(model, ck, panorama=pano)  # retrained in place: same options, other weights
+    again = run_cli(extract_argv(data["csv"], ck, out))
+    assert_success(again)
+    assert "other model weights" in again.err
     ref = tmp_path / "ref.h5"
-    reference(data, ref, ck=other)
+    reference(data, ref, ck=ck)
     assert_same_store(out, ref)
 
 

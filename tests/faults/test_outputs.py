@@ -263,3 +263,42 @@ def test_a_full_disk_at_the_final_write_is_one_line(verb: str, inputs: Dict[str,
     out = disk / "out.bin"
     _refused(FULL_DISK[verb](inputs, out), [inputs["root"]], "no space left", "out.bin")
     assert not out.exists() and not list(disk.glob(".out.bin*")) and not list(disk.glob("*.lock"))
+
+
+# ----------------------------------------------------------------------------- resumed folders
+def test_unwrap_resumed_after_an_input_changed_redoes_that_output(tmp_path: Path) -> None:
+    import cv2
+
+    from tests.faults.harness import write_images
+
+    src = write_images(tmp_path / "raw", 3, (64, 64))
+    argv = ["unwrap", str(src), str(tmp_path / "out"), "--cx", "32", "--cy", "32", "--r-inner", "8",
+            "--r-outer", "30", "--width", "64", "--height", "16"]
+    assert run_cli(argv).code == 0
+    outs = sorted((tmp_path / "out").glob("*.png"))
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in outs}
+    img = cv2.imread(str(src / "0000000.png"))
+    cv2.imwrite(str(src / "0000000.png"), 255 - img)  # replaced after its output was written
+    assert run_cli(argv).code == 0
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in outs}
+    assert after["0000000.png"][0] != before["0000000.png"][0]
+    assert after["0000001.png"] == before["0000001.png"] and after["0000002.png"] == before["0000002.png"]
+
+
+# ----------------------------------------------------------------------------- a second writer
+@pytest.mark.parametrize("verb", ALL_VERBS)
+def test_a_second_writer_of_the_same_output_is_refused(verb: str, inputs: Dict[str, Path], tmp_path: Path,
+                                                      no_compute: None) -> None:
+    """Another writer holds the output's lock (here this process, through another open file: the
+    kernel's flock does not care which process): the verb refuses and names it."""
+    from panoplace.outputs import OutputLock, set_command
+
+    out = tmp_path / ("out" if verb in FOLDER_VERBS else "out.bin")
+    set_command("panoplace first --writer")
+    try:
+        with OutputLock(out):
+            _refused(_verbs(inputs)[verb](out), [inputs["root"]], "being written by another run",
+                     f"pid {os.getpid()}", "panoplace first --writer")
+    finally:
+        set_command(None)
+    assert not out.exists()
