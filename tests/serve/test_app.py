@@ -223,18 +223,19 @@ def test_sessions_are_independent_when_interleaved(client: TestClient, query_ima
 
 
 def test_session_limits_expiry_and_bad_frames(service: LocalisationService, query_images: List[Path]) -> None:
-    import time
-
     from panoplace.serve.sessions import SessionOptions
 
-    with TestClient(create_app(service, HttpOptions(sessions=SessionOptions(ttl_s=0.3, max_sessions=2)))) as c:
+    now = [1000.0]  # the sessions' clock, moved by hand: expiry must not depend on the machine's load
+    app = create_app(service, HttpOptions(sessions=SessionOptions(ttl_s=0.3, max_sessions=2)))
+    app.state.sessions.clock = lambda: now[0]
+    with TestClient(app) as c:
         s1 = c.post("/v1/sessions").json()["session_id"]
         c.post("/v1/sessions")
         r = c.post("/v1/sessions")
         assert r.status_code == 429 and "2 sessions are open" in r.json()["error"]
         r = c.post(f"/v1/sessions/{s1}/frames", content=b"\xff\xd8\xff\xe0 truncated")
         assert r.status_code == 400 and "truncated" in r.json()["error"]
-        time.sleep(0.5)
+        now[0] += 0.5
         r = c.post(f"/v1/sessions/{s1}/frames", content=query_images[0].read_bytes())
         assert r.status_code == 404 and "expired" in r.json()["error"]
         assert c.post("/v1/sessions").status_code == 201  # the idle ones made room
