@@ -8,15 +8,18 @@ metadata holds the pipeline config (JSON), the weights fingerprint and the quant
 :class:`OnnxPlaceModel` can stand in for the :class:`~panoplace.models.build.PlaceModel` in
 :func:`panoplace.extract.extract` and write stores that say what made them.
 
-``int8=True`` applies ONNX Runtime's dynamic quantisation (weights to int8, activations
-quantised on the fly) to the exported graph's ``int8_ops`` layers: by default the MatMul/Gemm
-(linear) layers -- all of a ViT's blocks and the heads of the new aggregators -- and not the
-convolutions: ONNX Runtime's dynamic ``ConvInteger`` ran EfficientNet-Lite0 at 0.6x the speed of
-eager torch on this CPU (float ONNX Runtime: 3.5x; measured under load, see
-``benchmarks/bench_onnx.py``, which also runs the all-layers variant). Static (calibrated)
-quantisation is what speeds convolutions up; it is not offered. The int8 model is another
-model: its descriptors carry the fingerprint ``<fingerprint>-int8`` and do not mix with the float
-model's.
+``int8="static"`` (the int8 that makes a CNN faster) quantises the backbone with calibration
+crops from the user's own images (:mod:`panoplace.quantize`: QDQ, per-channel int8 weights,
+MinMax-calibrated uint8 activations, the first backbone stages kept float until the
+descriptors' cosine to the float model reaches ``min_cosine`` on held-out calibration crops).
+``int8=True`` / ``"dynamic"`` applies ONNX Runtime's dynamic quantisation (weights to int8,
+activations quantised on the fly) to the ``int8_ops`` layers: by default the MatMul/Gemm (linear)
+layers -- all of a ViT's blocks and the heads of the new aggregators -- and not the
+convolutions: ONNX Runtime's dynamic ``ConvInteger`` runs EfficientNet-Lite0 far slower than
+eager torch and its descriptors fall to cosine ~0.4 (``benchmarks/bench_onnx.py``). An int8
+model is another model: its descriptors carry the fingerprint ``<fingerprint>-int8`` (dynamic)
+or ``<fingerprint>-int8s-<hash of the int8 file>`` (static: it depends on the calibration
+images) and do not mix with the float model's.
 
 The exporter is torch's TorchScript-based ``torch.onnx.export`` (``dynamo=False``; opset 17):
 one self-contained file and a few seconds per model. A model that cannot be exported (e.g. a
@@ -25,6 +28,7 @@ whitening layer that was never fitted) is one :class:`~panoplace.errors.InputErr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -40,6 +44,7 @@ from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
 from panoplace.models.build import PlaceModel, weights_fingerprint
 from panoplace.panorama.crops import crop_windows
+from panoplace.quantize import MIN_COSINE, quantize_static_int8
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,15 @@ PathLike = Union[str, Path]
 OPSET = 17
 INT8_OPS: Tuple[str, ...] = ("MatMul", "Gemm")  # see the module docstring
 INT8_ALL_OPS: Tuple[str, ...] = ("Conv", "MatMul", "Gemm")
+INT8_MODES = ("none", "dynamic", "static")
+
+
+def int8_mode(int8: Union[bool, str]) -> str:
+    """``"none"``, ``"dynamic"`` or ``"static"`` from an ``int8`` argument (True means dynamic)."""
+    mode = ("dynamic" if int8 else "none") if isinstance(int8, bool) else str(int8)
+    if mode not in INT8_MODES:
+        raise InputError(f"unknown int8 quantisation {int8!r}; choose one of {list(INT8_MODES)}")
+    return mode
 
 
 def _first_line(err: BaseException) -> str:
@@ -94,25 +108,35 @@ class _UInt8Model(nn.Module):
         return self.model(x * self.scale - self.shift)
 
 
-def export_onnx(model: PlaceModel, out: PathLike, panorama: PanoramaConfig, int8: bool = False,
-                int8_ops: Tuple[str, ...] = INT8_OPS) -> Path:
+def export_onnx(model: PlaceModel, out: PathLike, panorama: PanoramaConfig, int8: Union[bool, str] = False,
+                int8_ops: Tuple[str, ...] = INT8_OPS, calibration: Optional[np.ndarray] = None,
+                min_cosine: float = MIN_COSINE) -> Path:
     """Write ``model`` for ``panorama``'s crops as an ONNX file (atomically).
 
     Args:
         model: the place model (put in eval mode here).
         out: the ``.onnx`` file to write.
         panorama: decides K and the crop size the graph takes.
-        int8: dynamic int8 quantisation of the weights (see the module docstring).
-        int8_ops: the ONNX operator types quantised with ``int8``.
+        int8: ``False``/``"none"``, ``True``/``"dynamic"`` or ``"static"`` (see the module docstring).
+        int8_ops: the ONNX operator types quantised with dynamic int8.
+        calibration: static int8's calibration crops, ``(N, K, H, W, 3)`` uint8
+            (:func:`panoplace.quantize.calibration_crops`).
+        min_cosine: static int8's least cosine to the float descriptors on held-out calibration crops.
 
     Returns:
         the path written.
 
     Raises:
-        InputError: the [onnx] extra is missing, or the model cannot be exported.
+        InputError: the [onnx] extra is missing, the model cannot be exported or quantised, or
+            static int8 has no calibration crops.
     """
     onnx, _ = require_onnx()
     out = Path(out)
+    mode = int8_mode(int8)
+    if mode == "static" and calibration is None:
+        raise InputError("static int8 quantisation needs calibration images")
+    if mode != "static" and calibration is not None:
+        raise InputError("calibration images are only used by static int8 quantisation")
     model = model.cpu().eval()
     k = panorama_crops(panorama)
     h, w = panorama.crop_size
@@ -126,7 +150,8 @@ def export_onnx(model: PlaceModel, out: PathLike, panorama: PanoramaConfig, int8
     out.parent.mkdir(parents=True, exist_ok=True)
     fingerprint = weights_fingerprint(model)
     with atomic_path(out) as tmp:
-        fp32 = Path(str(tmp) + ".fp32.onnx") if int8 else Path(tmp)
+        quantized = mode != "none"
+        fp32 = Path(str(tmp) + ".fp32.onnx") if quantized else Path(tmp)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -137,24 +162,31 @@ def export_onnx(model: PlaceModel, out: PathLike, panorama: PanoramaConfig, int8
             fp32.unlink(missing_ok=True)
             raise InputError(f"cannot export this model to ONNX: {_first_line(err)}") from None
         try:
-            if int8:
+            quantization = "none"
+            if mode == "dynamic":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=list(int8_ops))
                 fingerprint += "-int8"
+                quantization = f"int8-dynamic:{','.join(int8_ops)}"
+            elif mode == "static" and calibration is not None:
+                result = quantize_static_int8(fp32, tmp, calibration, min_cosine)
+                fingerprint += "-int8s-" + hashlib.sha256(Path(tmp).read_bytes()).hexdigest()[:12]
+                quantization = result.describe()
+                log.info("static int8: %s", quantization)
             proto = onnx.load(str(tmp))
             meta = {"panoplace_config": json.dumps(PipelineConfig(panorama, model.config).to_dict()),
                     "panoplace_fingerprint": fingerprint,
-                    "panoplace_quantization": f"int8-dynamic:{','.join(int8_ops)}" if int8 else "none",
+                    "panoplace_quantization": quantization,
                     "panoplace_output_shape": json.dumps(list(expected.shape[1:]))}
             for key, value in meta.items():
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = key, value
             onnx.save(proto, str(tmp))
         finally:
-            if int8:
+            if quantized:
                 fp32.unlink(missing_ok=True)
-    log.info("exported %s (%s) to %s", model.config.aggregator, "int8" if int8 else "fp32", out)
+    log.info("exported %s (%s) to %s", model.config.aggregator, "fp32" if mode == "none" else f"int8 {mode}", out)
     return out
 
 
@@ -166,7 +198,8 @@ class OnnxPlaceModel:
     Attributes:
         config: the :class:`ModelConfig` of the exported model.
         panorama: the :class:`PanoramaConfig` it was exported for.
-        fingerprint: the weights fingerprint (``-int8`` appended for a quantised file).
+        fingerprint: the weights fingerprint (``-int8`` / ``-int8s-<hash>`` appended for a
+            quantised file, see the module docstring).
 
     Shape:
         - Input: ``(B, K, H, W, 3)`` uint8 crops (:meth:`preprocess` leaves them as they are:

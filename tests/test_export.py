@@ -113,3 +113,55 @@ def test_export_cli_then_extract_with_onnxruntime(tmp_path: Path, image_dir: Pat
     err = capsys.readouterr().err
     assert code == 2 and "exported for 2 crops" in err
     assert "Traceback" not in err and sum("error:" in line for line in err.splitlines()) == 1
+
+
+def test_export_cli_static_int8_then_extract(tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="efficientnet_lite0", weights="imagenet", aggregator="gem"))
+    ckpt = save_checkpoint(model, tmp_path / "m.pt", panorama=PANO)
+    out = tmp_path / "m8.onnx"
+    assert main(["export", str(ckpt), "--onnx", str(out), "--int8", "--calibration-images", str(image_dir),
+                 "--calibration-count", "4", "--no-progress"]) == 0
+    runtime = OnnxPlaceModel(out)
+    assert runtime.quantization.startswith("int8-static:") and runtime.quantization.endswith("calibration=3")
+    common = ["--workers", "0", "--no-progress"]
+    assert main(["extract", str(image_dir), "--checkpoint", str(out), "--runtime", "onnxruntime",
+                 "--out", str(tmp_path / "ort8.h5"), *common]) == 0
+    root, paths = list_images(image_dir)
+    eager = extract(root, paths, model, PANO, num_workers=0, progress=False).descriptors
+    int8 = load_descriptors(tmp_path / "ort8.h5")
+    assert int8.fingerprint == runtime.fingerprint != eager.fingerprint
+    assert float(_cos(torch.from_numpy(int8.descriptors), torch.from_numpy(eager.descriptors)).min()) >= 0.99
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--int8", "static"], "--int8 static needs --calibration-images"),
+    (["--int8"], "--int8 static needs --calibration-images"),
+    (["--int8", "dynamic", "--calibration-images", "{images}"], "--calibration-images is only used by --int8 static"),
+    (["--calibration-count", "3"], "--calibration-count is only used by --int8 static"),
+    (["--int8", "--calibration-images", "{images}", "--min-cosine", "nan"], "--min-cosine must be between"),
+    (["--int8", "--calibration-images", "{images}", "--calibration-count", "0"], "--calibration-count must be >= 1"),
+    (["--int8", "--calibration-images", "{missing}"], "calibration images: no such file or folder"),
+    (["--int8", "--calibration-images", "{empty}"], "calibration images: no images"),
+])
+def test_export_cli_calibration_mistakes_are_one_line(tmp_path: Path, image_dir: Path, extra: list, message: str,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    ckpt = save_checkpoint(_model("gem_fc", {"fc_dim": 8}), tmp_path / "m.pt", panorama=PANO)
+    (tmp_path / "empty").mkdir()
+    names = {"images": str(image_dir), "missing": str(tmp_path / "nope"), "empty": str(tmp_path / "empty")}
+    code = main(["export", str(ckpt), "--onnx", str(tmp_path / "o.onnx"), *[a.format(**names) for a in extra]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and sum("error:" in line for line in err.splitlines()) == 1
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_export_cli_never_overwrites_an_input(tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = save_checkpoint(_model("gem_fc", {"fc_dim": 8}), tmp_path / "m.pt", panorama=PANO)
+    image = image_dir / "002.png"
+    before = {p: p.read_bytes() for p in [ckpt, image]}
+    for target in (ckpt, image):
+        code = main(["export", str(ckpt), "--onnx", str(target), "--int8", "--calibration-images", str(image_dir)])
+        err = capsys.readouterr().err
+        assert code == 2 and "is also an input of this command" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in before} == before

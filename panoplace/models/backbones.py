@@ -246,8 +246,10 @@ def _shufflenet_v2_layout() -> _Layout:
 
 def _same_pads(size: Sequence[int], conv: nn.Conv2d) -> List[int]:
     """TensorFlow "SAME" padding of ``conv`` on an input of ``size`` (H, W), as the F.pad list
-    ``[left, right, top, bottom]`` (right/bottom get the extra pixel when the total is odd)."""
-    ih, iw = size
+    ``[left, right, top, bottom]`` (right/bottom get the extra pixel when the total is odd).
+    Python ints even when traced for ONNX export (the graph's crop size is fixed), so that the
+    pads are constants there and ONNX Runtime folds each Pad into its Conv."""
+    ih, iw = int(size[0]), int(size[1])
     kh, kw = conv.weight.shape[-2:]
     sh, sw = conv.stride
     dh, dw = conv.dilation
@@ -340,7 +342,11 @@ class LiteMBConv(nn.Module):
         # training takes the plain path: the in-place zeroing below would break autograd, and
         # BatchNorm in training mode would count the padded border in its batch statistics
         grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if self.expand and not _is_symmetric(pads) and not grad and not self.training:
+        # an ONNX export takes the plain path too: the zeroing would be four ScatterND nodes (a
+        # third of ONNX Runtime's time, and float islands in an int8 graph), and ONNX Runtime
+        # folds a constant Pad into the Conv anyway
+        fast = not grad and not self.training and not torch.jit.is_tracing()
+        if self.expand and not _is_symmetric(pads) and fast:
             # Stride 2 needs asymmetric padding. Padding the expansion copies a tensor 6x wider
             # than the block's input; pad the input instead (the 1x1 expansion is pointwise),
             # then zero the border again (a zero pixel expands to relu6(bias), not 0). The same
