@@ -1,4 +1,4 @@
-"""Eager torch vs ONNX Runtime vs ONNX Runtime int8 (dynamic quantisation) on this CPU.
+"""Eager torch vs ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic and static) on this CPU.
 
 For each model: images/s of ``panoplace extract`` over the corridor set (111 queries + 111
 database images, plain 224x224, batches of 8, decoding in the main process), the cosine
@@ -9,32 +9,46 @@ as ``bench_corridor.py``) the corridor Recall@1/5.
 Targets (issue 14): fp32 cosine >= 0.999; int8 cosine >= 0.99 and >= 1.5x eager images/s with
 corridor Recall@1 within 1 point of eager.
 
+int8 rows: "dynamic" is ONNX Runtime's dynamic quantisation of the MatMul/Gemm layers (the
+old ``--int8``) or of the convolutions too (``ConvInteger``). "static" is
+``panoplace export --int8 static --calibration-images`` (:mod:`panoplace.quantize`): QDQ,
+per-channel int8 weights, MinMax-calibrated uint8 activations, only the backbone quantised,
+calibrated on 64 of the corridor database images (48 calibrate, 16 held out), and the first
+backbone stages kept float until the held-out cosine reaches 0.99; "all stages" is the same with
+no stage kept float (``--min-cosine -1``), to show what the search buys.
+
+How the static defaults were chosen (on the corridor *database*, 2026-12-01 03:15-03:45, load
+average 3-11 on the 2 cores; cosine min over the 111 database images, NetVLAD model above):
+- QDQ per-channel MinMax, every node quantised: cosine min 0.914, median 0.947, R@1 0.901:
+  NetVLAD's residual (a MatMul minus a product of two sums) and the L2 normalisations lose
+  too much in 8 bits. Backbone only: 0.948 min / 0.961 median.
+- Calibration method on the backbone-only variant: Percentile (99.999 and 99.99) and Entropy
+  gave the same 0.947-0.948 as MinMax (EfficientNet-Lite0's activations are ReLU6-bounded);
+  ``QDQDisableWeightAdjustForInt32Bias``: no change. MinMax kept (the cheapest; the histogram
+  methods also failed on a near-constant tensor of the head).
+- Per-stage sensitivity (only one stage int8): stem 0.986, block0 0.950, block1 0.987, blocks
+  2-7 0.996-0.999 each. Keeping stem+block0 float: 0.981; stem+block0+block1 float: 0.991. So
+  the export tries "all int8", then "stem float", ... and keeps the first variant reaching 0.99
+  on held-out calibration images; here that is stem, block0 and block1 float.
+- Graph: the exported EfficientNet first carried four ScatterND nodes (the eager stride-2
+  fast path's in-place zeroing) that took 35 % of ONNX Runtime's fp32 time and left float
+  islands in the int8 graph; exports now take the plain SAME-padding path (``backbones.py``),
+  and the int8 path folds the constant Pads into the convolutions (Pad was a third of the
+  int8 graph's time). ``quant_pre_process`` (shape inference + constant folding) runs first.
+- Not tried: QOperator format (ONNX Runtime turns QDQ into the same QLinearConv kernels on the
+  CPU), reduce_range (for CPUs without VNNI; this one has avx512_vnni).
+Confirmation (not used to choose anything): the corridor *queries* (cosine and Recall@1 in the
+table) and ``--confirm-count`` Nordland winter thumbnails (another domain; cosine only).
+
 Other rows (``--heads``) are untrained models that measure export, speed and agreement, not
 accuracy: the new aggregators on the same backbone with the sizes ``bench_aggregators.py``
-trains, or SALAD on DINOv2 ViT-S/14 (random weights; the ViT is where int8 MatMul layers are). Eager and ONNX Runtime both use every core. Each timing is
-the median of ``--repeats`` passes over the 222 images (after one warm-up pass).
+trains, or SALAD on DINOv2 ViT-S/14 (random weights; the ViT is where int8 MatMul layers are).
+Eager and ONNX Runtime both use every core. Each timing is the median of ``--repeats`` passes
+over the 222 images (after one warm-up pass).
 
-Run: .venv/bin/python benchmarks/bench_onnx.py [--repeats 3]
+Run: .venv/bin/python benchmarks/bench_onnx.py [--repeats 3] [--heads]
 
-Measured 2026-12-01 00:40-01:10 on this machine's 2 cores shared with ~8 other jobs (load
-average 20-25 throughout, so absolute images/s are several times below an idle machine; the
-ratios come from one run), ``--repeats 3``, the NetVLAD rows (the ``salad-vits14`` rows did not
-finish before the session's deadline; they are not measured):
-
-    model                   runtime                                   images/s  vs eager  cos min  cos median  R@1    R@5    D
-    netvlad K=32 (k-means)  eager torch                               3.9       1.00x     1.00000  1.00000     0.919  1.000  2560
-    netvlad K=32 (k-means)  onnxruntime fp32                          5.6       1.45x     1.00000  1.00000     0.919  1.000  2560
-    netvlad K=32 (k-means)  onnxruntime int8 (default: MatMul/Gemm)   4.1       1.05x     1.00000  1.00000     0.919  1.000  2560
-    netvlad K=32 (k-means)  onnxruntime int8 (+ Conv)                 0.7       0.18x     0.35996  0.48358     0.784  1.000  2560
-
-Against the targets: fp32 cosine >= 0.999: met (1.00000 to 5 decimals); int8 cosine >= 0.99 and
-Recall@1 within 1 point: met (0.919 = eager), but only because the default int8 variant leaves
-the convolutions in float (NetVLAD's weights are all convolutions), so it is not an int8 model
-of the backbone; int8 >= 1.5x eager: NOT met (1.05x; float ONNX Runtime alone gives 1.45x).
-Quantising the convolutions too (ONNX Runtime's dynamic ConvInteger) is both slow (0.18x eager)
-and wrong for this network (cosine 0.36-0.48, R@1 0.784): EfficientNet-Lite0's depthwise convs
-do not survive per-tensor dynamic int8. That is why convolutions are not quantised by default;
-static (calibrated, per-channel) quantisation would be needed for a real int8 CNN.
+MEASURED_PLACEHOLDER
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,8 +71,9 @@ from panoplace.config import ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.data import load_dataset
 from panoplace.evaluation.pipeline import evaluate_descriptors
 from panoplace.export import INT8_ALL_OPS, INT8_OPS, OnnxPlaceModel, export_onnx
-from panoplace.extract import extract
+from panoplace.extract import extract, list_images
 from panoplace.models.build import build_model
+from panoplace.quantize import CALIBRATION_COUNT, calibration_crops
 
 REPO = Path(__file__).resolve().parents[1]
 HEADS: Dict[str, Dict[str, Any]] = {  # the sizes bench_aggregators.py trains
@@ -91,9 +107,22 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+def confirm(model: Any, onnx: OnnxPlaceModel, source: Path, count: int, panorama: PanoramaConfig) -> np.ndarray:
+    """Cosines of ``onnx``'s descriptors to ``model``'s on ``count`` images of ``source`` spread over it."""
+    root, paths = list_images(source)
+    pick = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, count).round().astype(int))]
+    kw = dict(num_workers=0, progress=False, batch_size=8)
+    a = extract(root, pick, model, panorama, **kw).descriptors.descriptors
+    b = extract(root, pick, onnx, panorama, **kw).descriptors.descriptors
+    return cosines(b, a)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "corridor"))
+    ap.add_argument("--confirm", default=str(REPO.parent / "shared" / "data" / "nordland_thumbs" / "winter"),
+                    help="images the static int8 default was not chosen on (cosine to eager only)")
+    ap.add_argument("--confirm-count", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--heads", nargs="*", default=["salad-vits14"],
                     help="other rows: gem_fc, mixvpr, boq, salad (EfficientNet-Lite0) or salad-vits14 (DINOv2 "
@@ -115,24 +144,40 @@ def main() -> None:
         agg = name.split("-")[0]
         models[name] = build_model(ModelConfig(aggregator=agg, aggregator_params=HEADS[agg], **backbone))
     rows: List[List[str]] = []
+    notes: List[str] = []
     nq = len(ds.queries)
+    # static int8 calibrates on the corridor database (the map a user has: its `ref/` folder), 64 images
+    calib = calibration_crops(ds.database.root, panorama, CALIBRATION_COUNT)
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models.items():
             eager, t_eager = timed(model, ds, panorama, args.repeats)
             r_eager = evaluate_descriptors(eager[:nq], eager[nq:], ds.ground_truth).recall
-            variants = [("eager torch", None, ()), ("onnxruntime fp32", False, ()),
-                        ("onnxruntime int8 (default: MatMul/Gemm)", True, INT8_OPS),
-                        ("onnxruntime int8 (+ Conv)", True, INT8_ALL_OPS)]
-            for label, int8, ops in variants:
-                if int8 is None:
+            variants: List[tuple] = [
+                ("eager torch", None), ("onnxruntime fp32", {}),
+                ("onnxruntime int8 dynamic (MatMul/Gemm)", {"int8": "dynamic", "int8_ops": INT8_OPS}),
+                ("onnxruntime int8 dynamic (+ Conv)", {"int8": "dynamic", "int8_ops": INT8_ALL_OPS}),
+                ("onnxruntime int8 static (default)", {"int8": "static", "calibration": calib}),
+                ("onnxruntime int8 static, all stages", {"int8": "static", "calibration": calib, "min_cosine": -1.0})]
+            for i, (label, kw) in enumerate(variants):
+                if kw is None:
                     desc, sec, rec = eager, t_eager, r_eager
                     cos = np.ones(1)
                 else:
-                    path = export_onnx(model, Path(tmp) / f"{name.split()[0]}_{int8}_{len(ops)}.onnx", panorama,
-                                       int8=bool(int8), int8_ops=ops or INT8_OPS)
-                    desc, sec = timed(OnnxPlaceModel(path), ds, panorama, args.repeats)
+                    t = time.perf_counter()
+                    path = export_onnx(model, Path(tmp) / f"{name.split()[0]}_{i}.onnx", panorama, **kw)
+                    t_export = time.perf_counter() - t
+                    onnx = OnnxPlaceModel(path)
+                    desc, sec = timed(onnx, ds, panorama, args.repeats)
                     rec = evaluate_descriptors(desc[:nq], desc[nq:], ds.ground_truth).recall
                     cos = cosines(desc, eager)
+                    if kw.get("int8") == "static":
+                        notes.append(f"{name} / {label}: export {t_export:.0f} s; {onnx.quantization}; corridor "
+                                     f"queries cos min {cos[:nq].min():.5f} median {np.median(cos[:nq]):.5f}")
+                        if Path(args.confirm).is_dir():
+                            c = confirm(model, onnx, Path(args.confirm), args.confirm_count, panorama)
+                            notes.append(f"  confirmation on {len(c)} images of {args.confirm}: cos min {c.min():.5f} "
+                                         f"median {np.median(c):.5f}")
+                        print(notes[-1], flush=True)
                 rows.append([name, label, f"{n_img / sec:.1f}", f"{t_eager / sec:.2f}x", f"{cos.min():.5f}",
                              f"{np.median(cos):.5f}", f"{rec[1]:.3f}", f"{rec[5]:.3f}", str(eager.shape[-1])])
                 print("  ".join(rows[-1]), flush=True)
@@ -143,6 +188,10 @@ def main() -> None:
           f"median of {args.repeats}; load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end")
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print()
+    for note in notes:
+        print(note)
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
 if __name__ == "__main__":
