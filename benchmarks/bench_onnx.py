@@ -48,7 +48,41 @@ over the 222 images (after one warm-up pass).
 
 Run: .venv/bin/python benchmarks/bench_onnx.py [--repeats 3] [--heads]
 
-MEASURED_PLACEHOLDER
+Measured 2026-12-01 04:58-05:00 at normal priority on this machine's 2 cores shared with other
+engineers' niced jobs (``uptime``: load average 6.3 at the start, 7.6 at the end; 05:00:22 up
+6:52, load average 7.60, 7.70, 8.43), ``--repeats 3 --heads`` (NetVLAD rows only: the
+``salad-vits14`` rows did not finish in an earlier session and were not run):
+
+    model                   runtime                                 images/s  vs eager  cos min  cos median  R@1    R@5    D
+    netvlad K=32 (k-means)  eager torch                             82.8      1.00x     1.00000  1.00000     0.919  1.000  2560
+    netvlad K=32 (k-means)  onnxruntime fp32                        123.2     1.49x     1.00000  1.00000     0.919  1.000  2560
+    netvlad K=32 (k-means)  onnxruntime int8 dynamic (MatMul/Gemm)  120.6     1.46x     1.00000  1.00000     0.919  1.000  2560
+    netvlad K=32 (k-means)  onnxruntime int8 dynamic (+ Conv)       22.6      0.27x     0.35996  0.48358     0.784  1.000  2560
+    netvlad K=32 (k-means)  onnxruntime int8 static (default)       317.4     3.83x     0.99121  0.99442     0.919  1.000  2560
+    netvlad K=32 (k-means)  onnxruntime int8 static, all stages     379.9     4.59x     0.94609  0.96707     0.919  1.000  2560
+
+    netvlad K=32 (k-means) / onnxruntime int8 static (default): export 6 s; int8-static:qdq,per-channel,minmax;float-stages=stem,block0,block1;check-cosine-min=0.9917;calibration=48; corridor queries cos min 0.99371 median 0.99500
+      confirmation on 300 images of /work/shared/data/nordland_thumbs/winter: cos min 0.99570 median 0.99774
+    netvlad K=32 (k-means) / onnxruntime int8 static, all stages: export 2 s; int8-static:qdq,per-channel,minmax;float-stages=none;check-cosine-min=0.9506;calibration=48; corridor queries cos min 0.95451 median 0.97047
+      confirmation on 300 images of /work/shared/data/nordland_thumbs/winter: cos min 0.93119 median 0.96341
+    05:00:22 up  6:52,  0 user,  load average: 7.60, 7.70, 8.43
+
+A first run two minutes earlier (04:51-04:52, load 6.7-7.7, ``--skip "+ Conv"`` because the
+dynamic ConvInteger row had taken ~20 min under load 20 before) gave eager 103.9 img/s, fp32
+1.10x, dynamic MatMul/Gemm 1.09x, static default 3.70x and static all stages 3.76x, with the
+same cosines and recalls: eager torch's images/s moves most with the load; the static rows
+stay >= 3.7x in both.
+
+Against the targets:
+- fp32 cosine >= 0.999: met (1.00000 to 5 decimals).
+- int8 cosine >= 0.99: met by the static default: min 0.99121 over the 222 corridor images
+  (0.99371 on the 111 queries, which calibration never saw; 0.99570 on 300 Nordland winter
+  thumbnails, another domain). Not met by "all stages" (0.946) nor by dynamic + Conv (0.360).
+- int8 >= 1.5x eager images/s: met by the static default (3.83x; 3.70x in the first run).
+  Dynamic MatMul/Gemm is float ONNX Runtime in speed (1.46x), dynamic + Conv 0.27x.
+- corridor Recall@1 within 1 point of eager: met (0.919 = eager; R@5 1.000 = eager).
+Keeping stem, block0 and block1 float costs little speed here (3.83x vs 4.59x all stages in
+this run, 3.70x vs 3.76x in the first) and buys 0.045 of minimum cosine.
 """
 
 from __future__ import annotations
@@ -123,6 +157,9 @@ def main() -> None:
     ap.add_argument("--confirm", default=str(REPO.parent / "shared" / "data" / "nordland_thumbs" / "winter"),
                     help="images the static int8 default was not chosen on (cosine to eager only)")
     ap.add_argument("--confirm-count", type=int, default=300)
+    ap.add_argument("--skip", nargs="*", default=[], metavar="LABEL",
+                    help="leave out the rows whose runtime label contains one of these (e.g. '+ Conv': "
+                         "dynamic ConvInteger takes ~20 min on a busy 2-core machine)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--heads", nargs="*", default=["salad-vits14"],
                     help="other rows: gem_fc, mixvpr, boq, salad (EfficientNet-Lite0) or salad-vits14 (DINOv2 "
@@ -159,6 +196,8 @@ def main() -> None:
                 ("onnxruntime int8 static (default)", {"int8": "static", "calibration": calib}),
                 ("onnxruntime int8 static, all stages", {"int8": "static", "calibration": calib, "min_cosine": -1.0})]
             for i, (label, kw) in enumerate(variants):
+                if any(skip in label for skip in args.skip):
+                    continue
                 if kw is None:
                     desc, sec, rec = eager, t_eager, r_eager
                     cos = np.ones(1)

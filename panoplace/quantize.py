@@ -17,7 +17,7 @@ What it does, in order:
    crop fusion, normalisations and whitening stay float: they cost little and NetVLAD's
    residuals (a difference of two large sums) and the L2 normalisations do not survive 8 bits;
 3. the first backbone stages are where 8-bit activations lose most (EfficientNet-Lite0: the
-   stem and the first two blocks, each alone costs 0.01-0.03 of descriptor cosine on the
+   stem and the first two blocks, each alone costs 0.01-0.05 of descriptor cosine on the
    corridor; blocks 2-7 together about 0.005). So the stages are tried in order: first all
    quantised, then the first stage kept float, then the first two, ... and the first variant
    whose descriptors reach ``min_cosine`` (minimum over held-out calibration crops, against
