@@ -5,8 +5,10 @@
 the index for the frame's top ``k`` database frames, keeps the last ``ds`` frames, and scores
 the candidates those frames make plausible with the windowed HMM (default) or SeqSLAM, along
 the chains and links of the map's :class:`~panoplace.matching.graph.MapGraph`. Cost per frame
-does not grow with the map beyond the index search: one row of differences over a few hundred
-database frames and a ``ds``-step pass over them.
+does not grow with the map beyond the index search: one row of differences over a few thousand
+database frames (earlier rows' values are cached) and a ``ds``-step pass over them, in compiled
+kernels (:mod:`panoplace.matching.sparse_kernels`; per-frame figures on a million-frame map in
+``benchmarks/bench_city_localisation.py``).
 
 Relocalisation: the window restarts from a uniform belief at its first frame, so ``ds``
 frames after a jump (a kidnapped robot, a gap in the drive) no frame from before the jump
@@ -40,8 +42,8 @@ from panoplace.errors import InputError
 from panoplace.index import PlaceIndex
 from panoplace.matching.graph import MapGraph
 from panoplace.matching.rotation import heading_step, match_rotation
-from panoplace.matching.sequence import HMMParams, SeqSLAMParams, window_offsets
-from panoplace.matching.sparse import IndexVectors, QueryRow, calibrate, follow, score_window
+from panoplace.matching.sequence import HMMParams, SeqSLAMParams
+from panoplace.matching.sparse import IndexVectors, SparseWindow, calibrate, follow
 from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -122,14 +124,16 @@ class OnlineLocaliser:
             raise InputError(f"the map graph has {self.graph.n} frames but the index {len(index)}")
         self.params = params
         self.vectors = IndexVectors(index)
-        self.offsets = window_offsets(params.matcher.ds, "online")
-        self.rows: Deque[QueryRow] = deque(maxlen=int(params.matcher.ds))
+        self.window = SparseWindow(self.vectors, self.graph, params.matcher, params.switch, int(params.k))
+        self.rows: Deque[int] = deque(maxlen=int(params.matcher.ds))  # serials of the frames in the window
+        self._serial = 0
         self._jumps_max = 2 + int(np.ceil(params.matcher.vmax))
         self.reset()
 
     def reset(self) -> None:
         """Forget every frame seen (a new drive)."""
         self.rows.clear()
+        self.window.clear()
         self._last: Optional[int] = None
         self._track: Optional[np.ndarray] = None
         self._since = 0  # frames since the reset or the last relocalisation
@@ -157,10 +161,11 @@ class OnlineLocaliser:
         vec = self.vectors.prepare(d)
         sims, ids = self.index.search(d if d.ndim == 1 else d[None], int(self.params.k))
         ok = ids[0] >= 0
-        self.rows.append(QueryRow(vec, self.graph.rank[ids[0][ok]], sims[0][ok]))
-        window = [None] * (len(self.offsets) - len(self.rows)) + list(self.rows)
-        s = score_window(window, self.offsets, self.params.matcher, self.vectors, self.graph, self.params.switch,
-                         self._track)
+        serial = self._serial
+        self._serial += 1
+        self.window.add(serial, vec, self.graph.rank[ids[0][ok]])
+        self.rows.append(serial)
+        s = self.window.score(serial, self._track)
         self._since += 1
         self._track = None if s is None else follow(s, self.params.matcher, self.graph)
         if s is None:  # the index returned nothing (IVF-PQ probed only empty cells)

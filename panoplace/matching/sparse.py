@@ -25,6 +25,8 @@ the sequence matcher only looks at frames the window's candidates make plausible
 Memory is O(Q · k · ds) for the candidates plus the cached differences of the ``ds`` frames
 of one window; no Q x N matrix is ever built. Offline and online (causal) windows as in the
 dense matchers; :mod:`panoplace.matching.online` runs the same computation frame by frame.
+:class:`SparseWindow` holds a window's frames and cached values; the per-window work runs in
+the compiled kernels of :mod:`panoplace.matching.sparse_kernels`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Union
 
 import faiss
 import numpy as np
@@ -49,15 +51,17 @@ from panoplace.matching.sequence import (
     trajectory_shifts,
     transition_kernel,
     velocities,
+    window_lengths,
     window_offsets,
 )
 from panoplace.matching.sequence.hmm import calibrate_mass
 from panoplace.matching.sequence.seqslam import calibrate_ratio
+from panoplace.matching.sparse_kernels import claim_columns, expand, hmm_window, pick_slots, seqslam_window, window_candidates
 from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexVectors", "QueryRow", "SparseScores", "candidate_ranks", "follow", "score_window", "sparse_match"]
+__all__ = ["IndexVectors", "SparseScores", "SparseWindow", "calibrate", "follow", "sparse_match"]
 
 SparseParams = Union[HMMParams, SeqSLAMParams]
 
@@ -94,11 +98,18 @@ class IndexVectors:
             ivf.make_direct_map()
             self.inner = inner
             self.dim = int(inner.d)
-            self.cache_rows = int(min(cache_rows, self.n))
-            self.slot_of = np.full(self.n, -1, np.int32)
-            self.owner = np.full(self.cache_rows, -1, np.int64)
-            self.cache = np.zeros((self.cache_rows, self.dim), np.float32)
-            self.next_slot = 0
+        self.cache_rows = int(min(cache_rows, self.n))
+        self.slot_of = np.full(self.n if self.flat is None else 1, -1, np.int32)
+        self._alloc(self.cache_rows if self.flat is None else 1)
+        self._stamp = 0
+
+    def _alloc(self, rows: int) -> None:
+        self.cache_rows = int(rows)
+        self.slot_of[:] = -1
+        self.owner = np.full(self.cache_rows, -1, np.int64)
+        self.used = np.full(self.cache_rows, -1, np.int64)
+        self.cursor = np.zeros(1, np.int64)
+        self.cache = np.zeros((self.cache_rows, self.dim), np.float32)
 
     def prepare(self, query: np.ndarray) -> np.ndarray:
         """The query as the index compares it: fused, in the index's coded space. ``(D,)`` or
@@ -115,29 +126,46 @@ class IndexVectors:
                 q = faiss.downcast_VectorTransform(self.transform.chain.at(i)).apply(q)
         return np.ascontiguousarray(q[0], np.float32)
 
+    def new_stamp(self) -> int:
+        """A fresh stamp for one request: cache slots marked with it are not recycled by it."""
+        self._stamp += 1
+        return self._stamp
+
+    def reserve(self, rows: int) -> None:
+        """Make the cache hold at least twice ``rows`` vectors (or the whole map), so that one
+        request of ``rows`` vectors never recycles a slot it uses (empties a cache it grows)."""
+        if self.flat is None and self.cache_rows < min(self.n, 2 * int(rows)):
+            self._alloc(min(self.n, max(2 * self.cache_rows, 2 * int(rows))))
+
+    def fill(self, ids: np.ndarray, stamp: int) -> None:
+        """Decode the vectors of ``ids`` (unique, not cached) into slots that the request
+        ``stamp`` does not use; marks them used by it."""
+        slots = pick_slots(self.used, stamp, self.cursor, len(ids))
+        old = self.owner[slots]
+        self.slot_of[old[old >= 0]] = -1
+        self.owner[slots] = ids
+        self.slot_of[ids] = slots
+        self.cache[slots] = self.inner.reconstruct_batch(ids)
+
+    def table(self) -> np.ndarray:
+        """The vectors the compiled kernels read: the flat index's own, else the cache
+        (rows addressed through :attr:`slot_of`). Shape: ``(rows, dim)``."""
+        return self.flat if self.flat is not None else self.cache
+
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Database vectors of ``ids`` in the compared space. Shape: ``(m,)`` → ``(m, dim)``."""
         ids = np.asarray(ids, dtype=np.int64)
         if self.flat is not None:
             return self.flat[ids]
-        slots = self.slot_of[ids]
-        miss = np.flatnonzero(slots < 0)
-        if len(miss):
-            need = np.unique(ids[miss])
-            for a in range(0, len(need), self.cache_rows):
-                chunk = need[a:a + self.cache_rows]
-                vec = self.inner.reconstruct_batch(chunk)
-                s = (self.next_slot + np.arange(len(chunk))) % self.cache_rows
-                old = self.owner[s]
-                self.slot_of[old[old >= 0]] = -1
-                self.owner[s] = chunk
-                self.slot_of[chunk] = s
-                self.cache[s] = vec
-                self.next_slot = int((self.next_slot + len(chunk)) % self.cache_rows)
-                if a + self.cache_rows < len(need):  # larger than the cache: answer directly
-                    return np.stack([self.inner.reconstruct(int(i)) for i in ids]).astype(np.float32)
-            slots = self.slot_of[ids]
-        return self.cache[slots]
+        need = np.unique(ids)
+        if len(need) > self.cache_rows // 2:  # larger than the cache: answer directly
+            return self.inner.reconstruct_batch(ids).astype(np.float32)
+        stamp = self.new_stamp()
+        slots = self.slot_of[need]
+        self.used[slots[slots >= 0]] = stamp
+        if (slots < 0).any():
+            self.fill(need[slots < 0], stamp)
+        return self.cache[self.slot_of[ids]]
 
     def similarities(self, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Similarity of a prepared query to database ``ids``. Shape: ``(dim,)``, ``(m,)`` → ``(m,)``."""
@@ -146,136 +174,6 @@ class IndexVectors:
             d = v - q[None, :]
             return (1.0 - 0.5 * np.einsum("ij,ij->i", d, d)).astype(np.float32)
         return (v @ q).astype(np.float32)
-
-
-class QueryRow:
-    """One query frame: its prepared vector, top-k candidates and cached differences.
-
-    Attributes:
-        vec: float32 ``(dim,)``; top: int64 ``(k,)`` candidate *ranks* (best first) and
-        top_sims float32 ``(k,)``; cols/vals: sorted ranks with computed differences
-        ``1 - similarity``.
-    """
-
-    def __init__(self, vec: np.ndarray, top: np.ndarray, top_sims: np.ndarray) -> None:
-        self.vec = vec
-        self.top = top
-        self.top_sims = top_sims
-        self.cols = np.zeros(0, np.int64)
-        self.vals = np.zeros(0, np.float32)
-        self.zcols = np.zeros(0, np.int64)
-        self.zvals = np.zeros(0, np.float32)
-
-    def differences(self, ranks: np.ndarray, vectors: IndexVectors, graph: MapGraph) -> np.ndarray:
-        """``1 - similarity`` at sorted unique ``ranks`` (computed once, then cached)."""
-        pos = np.searchsorted(self.cols, ranks)
-        have = pos < len(self.cols)
-        have[have] = self.cols[pos[have]] == ranks[have]
-        if not have.all():
-            new = ranks[~have]
-            vals = 1.0 - vectors.similarities(self.vec, graph.order[new])
-            cols = np.concatenate([self.cols, new])
-            allv = np.concatenate([self.vals, vals.astype(np.float32)])
-            o = np.argsort(cols, kind="stable")
-            self.cols, self.vals = cols[o], allv[o]
-            pos = np.searchsorted(self.cols, ranks)
-        return self.vals[pos]
-
-
-def _expand(ranks: np.ndarray, lo_off: int, hi_off: int, graph: MapGraph) -> np.ndarray:
-    """Sorted unique ranks ``r + o`` for ``o`` in ``[lo_off, hi_off]`` that stay on r's chain.
-
-    ``ranks`` must be sorted; the result is built as a union of intervals (no sort)."""
-    if len(ranks) == 0:
-        return np.zeros(0, np.int64)
-    s = np.maximum(graph.lo(ranks), ranks + lo_off)
-    e = np.minimum(graph.hi(ranks) - 1, ranks + hi_off)
-    ok = s <= e
-    s, e = s[ok], e[ok]
-    if len(s) == 0:
-        return np.zeros(0, np.int64)
-    reach = np.maximum.accumulate(e)
-    new = np.ones(len(s), bool)
-    new[1:] = s[1:] > reach[:-1] + 1
-    first = np.flatnonzero(new)
-    starts = s[first]
-    ends = np.maximum.reduceat(e, first)
-    ends = np.maximum.accumulate(ends)
-    length = ends - starts + 1
-    base = np.repeat(starts - np.concatenate([[0], np.cumsum(length)[:-1]]), length)
-    return (base + np.arange(int(length.sum()))).astype(np.int64)
-
-
-def enhanced(row: QueryRow, ranks: np.ndarray, half: int, vectors: IndexVectors, graph: MapGraph) -> np.ndarray:
-    """Contrast-enhanced differences of ``row`` at sorted unique ``ranks``: z-scores over the
-    frames ``r - half .. r + half`` of r's chain (cut at its ends), as
-    :func:`~panoplace.matching.sequence.enhance_contrast` does over the database; cached in
-    the row (one matcher, one ``half``, per row). float32 ``(m,)``."""
-    if len(ranks) == 0:
-        return np.zeros(0, np.float32)
-    pos = np.searchsorted(row.zcols, ranks)
-    have = pos < len(row.zcols)
-    have[have] = row.zcols[pos[have]] == ranks[have]
-    if have.all():
-        return row.zvals[pos]
-    new = ranks[~have]
-    ext = _expand(new, -half, half, graph)
-    d = row.differences(ext, vectors, graph).astype(np.float64)
-    c1 = np.concatenate([[0.0], np.cumsum(d)])
-    c2 = np.concatenate([[0.0], np.cumsum(d * d)])
-    lo, hi = graph.lo(new), graph.hi(new)
-    a = np.searchsorted(ext, np.maximum(lo, new - half))
-    b = np.searchsorted(ext, np.minimum(hi, new + half + 1))
-    cnt = (b - a).astype(np.float64)
-    mean = (c1[b] - c1[a]) / cnt
-    var = (c2[b] - c2[a]) / cnt - mean * mean
-    x = d[np.searchsorted(ext, new)]
-    z = ((x - mean) / np.sqrt(np.maximum(var, 1e-12))).astype(np.float32)
-    cols = np.concatenate([row.zcols, new])
-    vals = np.concatenate([row.zvals, z])
-    o = np.argsort(cols, kind="stable")
-    row.zcols, row.zvals = cols[o], vals[o]
-    return row.zvals[np.searchsorted(row.zcols, ranks)]
-
-
-def _spread(params: SparseParams, offsets: np.ndarray) -> int:
-    """Frames ``w`` that the candidates are widened by to cover speeds vmin..vmax."""
-    t = int(np.abs(offsets).max()) if len(offsets) else 0
-    return int(math.ceil(t * (params.vmax - params.vmin) / 2.0)) + 1
-
-
-def candidate_ranks(tops: Sequence[Optional[np.ndarray]], offsets: np.ndarray, params: SparseParams,
-                    graph: MapGraph, track: Optional[np.ndarray] = None) -> np.ndarray:
-    """Candidate ranks of one query from the top-k ranks of the frames of its window.
-
-    Args:
-        tops: per window offset ``t`` (same order as ``offsets``), the top-k ranks of frame
-            ``i + t`` or None where the frame does not exist.
-        track: ranks where the previous query's best matches lead to (one step on at the mean
-            speed), so that a sequence already found is kept through stretches where no frame
-            of the window retrieves its place.
-
-    Returns:
-        sorted unique int64 ranks: each ``c - round(v t)`` along c's chain (``v`` the mean
-        speed), widened by ``±w`` frames (see the module docstring).
-    """
-    v = 0.5 * (params.vmin + params.vmax)
-    w = _spread(params, offsets)
-    centres = []
-    for t, top in zip(offsets.tolist(), tops):
-        if top is None or len(top) == 0:
-            continue
-        top = top[top >= 0]
-        x = t * v
-        s = int(np.sign(x) * np.floor(abs(x) + 0.5 + 1e-9))
-        c = top - s
-        ok = (c >= graph.lo(top)) & (c < graph.hi(top))
-        centres.append(c[ok])
-    if track is not None and len(track):
-        centres.append(np.asarray(track, np.int64))
-    if not centres:
-        return np.zeros(0, np.int64)
-    return _expand(np.unique(np.concatenate(centres)), -w, w, graph)
 
 
 @dataclass
@@ -293,140 +191,136 @@ class SparseScores:
     confidence: float
 
 
-def _seqslam_window(rows: Sequence[Optional[QueryRow]], offsets: np.ndarray, cand: np.ndarray,
-                    params: SeqSLAMParams, vectors: IndexVectors, graph: MapGraph) -> SparseScores:
-    shifts = trajectory_shifts(offsets, velocities(params.vmin, params.vmax, params.n_velocities))
-    half = int(params.enhance_window) // 2
-    lo, hi = graph.lo(cand), graph.hi(cand)
-    cost = np.full(len(cand), np.inf, np.float32)
-    accs = np.zeros((shifts.shape[0], len(cand)), np.float32)
-    count = 0
-    for ti, row in enumerate(rows):
-        if row is None:
-            continue
-        count += 1
-        pos = cand[None, :] + shifts[:, ti][:, None]  # (V, m)
-        ok = (pos >= lo[None, :]) & (pos < hi[None, :])
-        need = np.unique(pos[ok])
-        z = enhanced(row, need, half, vectors, graph)
-        vals = np.zeros(pos.shape, np.float32)
-        vals[ok] = z[np.searchsorted(need, pos[ok])]
-        accs += vals
-    cost = accs.min(axis=0) / np.float32(count) + np.float32(enhance_bound(params.enhance_window))
-    b = int(np.argmin(cost))
-    far = (graph.chain_of[cand] != graph.chain_of[cand[b]]) | (np.abs(cand - cand[b]) > params.uniqueness_radius)
-    b2 = cost[far].min() if far.any() else np.inf
-    conf = float(b2 / max(float(cost[b]), 1e-9)) if np.isfinite(b2) else 1.0
-    return SparseScores(cand, cost.astype(np.float32), b, conf)
+def _spread(params: SparseParams, offsets: np.ndarray) -> int:
+    """Frames ``w`` that the candidates are widened by to cover speeds vmin..vmax."""
+    t = int(np.abs(offsets).max()) if len(offsets) else 0
+    return int(math.ceil(t * (params.vmax - params.vmin) / 2.0)) + 1
 
 
-def _transitions(cols: np.ndarray, params: HMMParams, graph: MapGraph, switch: float
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Transitions among ``cols`` (sorted ranks): (source positions, target positions, weights)."""
-    jumps, probs = transition_kernel(params.vmin, params.vmax, params.jump_std)
-    lo, hi = graph.lo(cols), graph.hi(cols)
-    lsrc, ltgt = graph.links(cols)
-    n_links = np.bincount(lsrc, minlength=len(cols))
-    stay = np.where(n_links > 0, 1.0 - switch, 1.0)
-    srcs, dsts, ws = [], [], []
-    for d, p in zip(jumps.tolist(), probs.tolist()):
-        w = p * (1.0 - params.teleport)
-        x = cols + d
-        pos = np.minimum(np.searchsorted(cols, x), len(cols) - 1)
-        ok = (x >= lo) & (x < hi) & (cols[pos] == x)
-        srcs.append(np.flatnonzero(ok))
-        dsts.append(pos[ok])
-        ws.append((w * stay[ok]).astype(np.float32))
-        if len(lsrc):
-            xt = ltgt + d
-            tl, th = graph.lo(ltgt), graph.hi(ltgt)
-            pos = np.minimum(np.searchsorted(cols, xt), len(cols) - 1)
-            ok = (xt >= tl) & (xt < th) & (cols[pos] == xt)
-            srcs.append(lsrc[ok])
-            dsts.append(pos[ok])
-            ws.append((w * switch / n_links[lsrc[ok]]).astype(np.float32))
-    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
+class SparseWindow:
+    """The query frames of a sliding window and everything computed for them, for
+    :meth:`score` (the compiled kernels of :mod:`panoplace.matching.sparse_kernels`).
 
-
-def _hmm_window(rows: Sequence[Optional[QueryRow]], offsets: np.ndarray, cand: np.ndarray, params: HMMParams,
-                vectors: IndexVectors, graph: MapGraph, switch: float) -> SparseScores:
-    jumps, _ = transition_kernel(params.vmin, params.vmax, params.jump_std)
-    reach_lo = min(0, int(min(t * jumps.max() if t < 0 else t * jumps.min() for t in offsets.tolist())))
-    reach_hi = max(0, int(max(t * jumps.min() if t < 0 else t * jumps.max() for t in offsets.tolist())))
-    cols = _expand(cand, reach_lo, reach_hi, graph)
-    m = len(cols)
-    src, dst, w = _transitions(cols, params, graph, switch)
-    half = int(params.enhance_window) // 2
-    tele = np.float32(params.teleport / graph.n)
-    scale = np.float32(-1.0 / params.sigma)
-
-    def emission(row: QueryRow) -> np.ndarray:
-        z = enhanced(row, cols, half, vectors, graph)
-        z -= z.min()
-        z *= scale
-        return np.exp(z)
-
-    def forward(x: np.ndarray) -> np.ndarray:
-        return (np.bincount(dst, weights=x[src] * w, minlength=m) + tele * x.sum()).astype(np.float32)
-
-    def backward(x: np.ndarray) -> np.ndarray:
-        return (np.bincount(src, weights=x[dst] * w, minlength=m) + tele * x.sum()).astype(np.float32)
-
-    past = [k for k, t in enumerate(offsets.tolist()) if t <= 0]
-    future = [k for k, t in enumerate(offsets.tolist()) if t > 0]
-    alpha = np.full(m, 1.0 / graph.n, np.float32)
-    prev_exists = False
-    for j, k in enumerate(past):
-        if j > 0 and prev_exists:
-            alpha = forward(alpha)
-        row = rows[k]
-        if row is not None:
-            alpha *= emission(row)
-        alpha /= alpha.sum()
-        prev_exists = row is not None
-    beta = np.ones(m, np.float32)
-    for k in reversed(future):
-        row = rows[k]
-        if row is not None:
-            beta = backward(beta * emission(row))
-            beta /= beta.sum()
-    post = alpha * beta
-    post /= post.sum()
-    keep = np.searchsorted(cols, cand)
-    p = post[keep]
-    b = int(np.argmax(p))
-    rb = cand[b]
-    near = (graph.chain_of[cols] == graph.chain_of[rb]) & (np.abs(cols - rb) <= params.uniqueness_radius)
-    lsrc, ltgt = graph.links(cols[near])
-    mass = float(post[near].sum())
-    if len(ltgt):
-        pos = np.minimum(np.searchsorted(cols, ltgt), m - 1)
-        linked = np.unique(pos[(cols[pos] == ltgt)])
-        linked = linked[~near[linked]]
-        mass += float(post[linked].sum())
-    cost = -np.log(np.maximum(p, np.float32(1e-30))).astype(np.float32)
-    return SparseScores(cand, cost, b, min(mass, 1.0))
-
-
-def score_window(rows: Sequence[Optional[QueryRow]], offsets: np.ndarray, params: SparseParams,
-                 vectors: IndexVectors, graph: MapGraph, switch: float = 0.1,
-                 track: Optional[np.ndarray] = None) -> Optional[SparseScores]:
-    """Score the candidates of the query at offset 0 of its window.
+    Frames are numbered by the caller (``serial``, increasing; query index offline, a frame
+    counter online); frame ``s`` lives at ring position ``s % R`` (``R`` = the window length).
+    A column table keeps, per database rank in use, each row's difference and z-score, so that
+    consecutive windows recompute only what is new. Memory: ``R x slots x 24`` bytes (about
+    8 MB at ``ds`` 20; the table grows when a window needs more than half of it) plus 4 bytes
+    per database frame.
 
     Args:
-        rows: per window offset, the :class:`QueryRow` of frame ``i + t`` (None if missing).
-        offsets: :func:`~panoplace.matching.sequence.window_offsets` of ``params``.
-        track: extra candidate ranks (see :func:`candidate_ranks`).
-
-    Returns:
-        :class:`SparseScores`, or None when the window has no candidate.
+        vectors: the index's :class:`IndexVectors`.
+        graph: the map's :class:`MapGraph`.
+        params: :class:`HMMParams` or :class:`SeqSLAMParams` (``ds`` and ``mode`` give the window).
+        switch: probability per step that the HMM follows a link of the graph.
+        k: candidates per frame (the width of the rows' top-k table).
     """
-    cand = candidate_ranks([None if r is None else r.top for r in rows], offsets, params, graph, track)
-    if len(cand) == 0:
-        return None
-    if isinstance(params, SeqSLAMParams):
-        return _seqslam_window(rows, offsets, cand, params, vectors, graph)
-    return _hmm_window(rows, offsets, cand, params, vectors, graph, switch)
+
+    def __init__(self, vectors: IndexVectors, graph: MapGraph, params: SparseParams, switch: float = 0.1,
+                 k: int = 10, slots: int = 1 << 14) -> None:
+        self.vectors, self.graph, self.params, self.switch = vectors, graph, params, float(switch)
+        self.offsets = window_offsets(params.ds, params.mode)
+        size = len(self.offsets)
+        self.rvec = np.zeros((size, vectors.dim), np.float32)
+        self.rserial = np.full(size, -1, np.int64)
+        self.rtop = np.full((size, max(1, int(k))), -1, np.int64)
+        v = 0.5 * (params.vmin + params.vmax)
+        x = self.offsets.astype(np.float64) * v
+        self.centre_shift = (np.sign(x) * np.floor(np.abs(x) + 0.5 + 1e-9)).astype(np.int64)
+        self.spread = _spread(params, self.offsets)
+        self.half = int(params.enhance_window) // 2
+        self.graph_arrays = (graph.order, graph.chain_start, graph.chain_of, graph.link_ptr,
+                             graph.link_idx)
+        if isinstance(params, HMMParams):
+            jumps, probs = transition_kernel(params.vmin, params.vmax, params.jump_std)
+            t = self.offsets.tolist()
+            self.reach = (min(0, int(min(o * jumps.max() if o < 0 else o * jumps.min() for o in t))),
+                          max(0, int(max(o * jumps.min() if o < 0 else o * jumps.max() for o in t))))
+            self.jumps = jumps.astype(np.int64)
+            self.jw = np.array([p * (1.0 - params.teleport) for p in probs.tolist()], np.float64)
+            self.past = np.array([j for j, o in enumerate(t) if o <= 0], np.int64)
+            self.future = np.array([j for j, o in enumerate(t) if o > 0], np.int64)
+        else:
+            self.shifts = trajectory_shifts(self.offsets, velocities(params.vmin, params.vmax, params.n_velocities))
+            self.reach = (int(self.shifts.min()), int(self.shifts.max()))
+        self._slot_of = np.full(graph.n, -1, np.int32)
+        self._allocate(slots)
+        self._stamp = 0
+
+    def _allocate(self, slots: int) -> None:
+        size = len(self.offsets)
+        self._slot_of[:] = -1
+        self._slot_rank = np.full(slots, -1, np.int64)
+        self._used = np.full(slots, -1, np.int64)
+        self._cursor = np.zeros(1, np.int64)
+        self._diff = np.zeros((slots, size), np.float32)
+        self._dstamp = np.full((slots, size), -1, np.int64)
+        self._zval = np.zeros((slots, size), np.float32)
+        self._zstamp = np.full((slots, size), -1, np.int64)
+
+    def add(self, serial: int, vec: np.ndarray, top: np.ndarray) -> None:
+        """Put frame ``serial`` in the window: its prepared vector (:meth:`IndexVectors.prepare`,
+        ``(dim,)``) and top-k candidate ranks (``(<= k,)``, best first)."""
+        p = int(serial) % len(self.rserial)
+        self.rvec[p] = vec
+        self.rtop[p] = -1
+        n = min(len(top), self.rtop.shape[1])
+        self.rtop[p, :n] = top[:n]
+        self.rserial[p] = int(serial)
+
+    def clear(self) -> None:
+        """Forget every frame (serials must keep increasing: cached values stay stamped)."""
+        self.rserial[:] = -1
+
+    def rows(self, i: int) -> np.ndarray:
+        """Ring position of each window offset of query ``i`` (``-1``: frame not in the window)."""
+        j = i + self.offsets
+        p = j % len(self.rserial)
+        return np.where((j >= 0) & (self.rserial[p] == j), p, -1).astype(np.int64)
+
+    def score(self, i: int, track: Optional[np.ndarray] = None) -> Optional[SparseScores]:
+        """Score the candidates of query ``i`` (its window's frames must have been added).
+
+        Args:
+            track: extra candidate ranks: where the previous query's best matches lead (see
+                :func:`follow`), so that a sequence already found is kept through stretches where
+                no frame of the window retrieves its place.
+
+        Returns:
+            :class:`SparseScores`, or None when the window has no candidate. The candidates are
+            each top-k rank ``c`` of frame ``i + t`` moved to ``c - round(v t)`` along its chain
+            (``v`` the mean speed) and widened by ``±w`` frames (see the module docstring).
+        """
+        g = self.graph_arrays
+        rows = self.rows(i)
+        tr = np.zeros(0, np.int64) if track is None else np.asarray(track, np.int64)
+        cand = window_candidates(self.rtop, rows, self.centre_shift, tr, self.spread, g[1], g[2])
+        if len(cand) == 0:
+            return None
+        ext = expand(cand, self.reach[0] - self.half, self.reach[1] + self.half, g[1], g[2])
+        if 2 * len(ext) >= len(self._slot_rank):
+            self._allocate(1 << int(np.ceil(np.log2(2 * len(ext) + 1))))
+        vec = self.vectors
+        vec.reserve(len(ext))
+        self._stamp += 1
+        vstamp = vec.new_stamp()
+        direct = vec.flat is not None
+        missing = claim_columns(ext, self._stamp, self._slot_of, self._slot_rank, self._used, self._cursor,
+                                self._dstamp, self._zstamp, g[0], direct, vec.slot_of, vec.used, vstamp)
+        if len(missing):
+            vec.fill(missing, vstamp)
+        table = (self._slot_of, self._diff, self._dstamp, self._zval, self._zstamp, self.rserial, self.rvec,
+                 vec.table(), direct, vec.slot_of, vec.l2)
+        p = self.params
+        if isinstance(p, SeqSLAMParams):
+            cost, b, conf = seqslam_window(cand, rows, self.shifts, np.float32(enhance_bound(p.enhance_window)),
+                                           self.half, int(p.uniqueness_radius), g, *table)
+        else:
+            cols = expand(cand, self.reach[0], self.reach[1], g[1], g[2])
+            cost, b, conf = hmm_window(cand, cols, rows, self.past, self.future, self.jumps, self.jw, self.switch,
+                                       np.float32(p.teleport / self.graph.n), np.float32(-1.0 / p.sigma), self.half,
+                                       int(p.uniqueness_radius), self.graph.n, g, *table)
+        return SparseScores(cand, cost, int(b), float(conf))
 
 
 def follow(s: SparseScores, params: SparseParams, graph: MapGraph, n_best: int = 3) -> np.ndarray:
@@ -483,30 +377,23 @@ def sparse_match(index: PlaceIndex, queries: np.ndarray, params: SparseParams = 
     vectors = IndexVectors(index)
     sims, ids = index.search(q, int(k))
     nq = len(q)
-    offsets = window_offsets(params.ds, params.mode)
-    rows: Dict[int, QueryRow] = {}
-
-    def row(i: int) -> Optional[QueryRow]:
-        if i < 0 or i >= nq:
-            return None
-        if i not in rows:
-            ok = ids[i] >= 0
-            rows[i] = QueryRow(vectors.prepare(q[i]), graph.rank[ids[i][ok]], sims[i][ok])
-        return rows[i]
+    window = SparseWindow(vectors, graph, params, switch, int(k))
+    last = int(window.offsets.max())
+    added = 0
 
     best = np.full(nq, -1, np.int64)
     score = np.full(nq, np.inf, np.float32)
     raw = np.zeros(nq, np.float32)
     cands = np.full((nq, int(n_out)), -1, np.int64)
     costs = np.full((nq, int(n_out)), np.inf, np.float32)
-    lengths = np.zeros(nq, np.int64)
+    lengths = window_lengths(nq, window.offsets)
     track: Optional[np.ndarray] = None
     for i in tqdm(range(nq), desc="sparse sequence matching", disable=not progress, unit="query"):
-        window: List[Optional[QueryRow]] = [row(i + t) for t in offsets.tolist()]
-        for stale in [j for j in rows if j < i + int(offsets.min())]:
-            del rows[stale]
-        lengths[i] = sum(r is not None for r in window)
-        s = score_window(window, offsets, params, vectors, graph, switch, track)
+        while added < min(nq, i + last + 1):
+            ok = ids[added] >= 0
+            window.add(added, vectors.prepare(q[added]), graph.rank[ids[added][ok]])
+            added += 1
+        s = window.score(i, track)
         if s is None:
             track = None
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["enhance_rows", "hmm_rows", "seqslam_rows"]
+__all__ = ["enhance_rows", "hmm_rows", "pairwise_sum", "seqslam_rows"]
 
 
 
@@ -86,7 +86,7 @@ def _block_sum(x: np.ndarray, a: int, n: int) -> np.float32:  # pragma: no cover
 
 
 @numba.njit(nogil=True, cache=True)
-def _sum(x: np.ndarray) -> np.float32:  # pragma: no cover - compiled
+def pairwise_sum(x: np.ndarray) -> np.float32:  # pragma: no cover - compiled
     """Sum of a float32 vector with numpy's pairwise summation (bit-identical to ``x.sum()``),
     so that ties and rounding match the numpy implementation."""
     n = x.shape[0]
@@ -216,7 +216,7 @@ def _propagate(x: np.ndarray, jumps: np.ndarray, weights: np.ndarray, tele: np.f
                out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[j] = sum_d w_d x[j - sign * d] + tele * mean(x)`` (forward ``sign = 1``)."""
     n = x.shape[0]
-    add = tele * (_sum(x) / np.float32(n))
+    add = tele * (pairwise_sum(x) / np.float32(n))
     out[:] = 0.0
     for k in range(jumps.shape[0]):
         s = jumps[k] * sign
@@ -231,7 +231,7 @@ def _propagate(x: np.ndarray, jumps: np.ndarray, weights: np.ndarray, tele: np.f
 
 @numba.njit(nogil=True, cache=True)
 def _normalise(x: np.ndarray) -> None:  # pragma: no cover - compiled
-    t32 = np.float32(_sum(x))
+    t32 = np.float32(pairwise_sum(x))
     for j in range(x.shape[0]):
         x[j] = x[j] / t32
 
@@ -284,7 +284,7 @@ def hmm_rows(E: np.ndarray, past: np.ndarray, future: np.ndarray, jumps: np.ndar
         tmp[:] = 0.0
         for j in range(max(0, bj - radius), min(n, bj + radius + 1)):
             tmp[j] = alpha[j]
-        conf[i] = _sum(tmp)
+        conf[i] = pairwise_sum(tmp)
         if keep:
             for j in range(n):
                 scores[i, j] = -np.log(max(alpha[j], np.float32(1e-30)))
