@@ -86,9 +86,23 @@ def assert_same_store(a: Path, b: Path) -> None:
     np.testing.assert_array_equal(x.descriptors, y.descriptors)
 
 
+def rows_stored(part: Path) -> Callable[[], bool]:
+    """A ``ready`` for :func:`kill_when`: the partial store grew after it was created (rows are in)."""
+    sizes: List[int] = []
+
+    def ready() -> bool:
+        if not part.exists():
+            return False
+        size = part.stat().st_size
+        if not sizes:
+            sizes.append(size)
+        return size > sizes[0]
+    return ready
+
+
 def kill_during_extraction(argv: List[str], part: Path) -> None:
     proc = start_cli_process(argv, env=slow("panoplace.store:PartialStore.append:0.7"))
-    assert kill_when(proc, seen_for(part.exists, 1.6), timeout=240), "the run ended before it was killed"
+    assert kill_when(proc, rows_stored(part), timeout=240), "the run ended before it was killed"
     assert part.exists()
 
 
