@@ -235,6 +235,9 @@ def check_compatible(query: DescriptorSet, database: DescriptorSet) -> None:
         )
 
 
+_PART_BUFFER = 16 * 2**20  # bytes buffered between HDF5 and the partial store's file
+
+
 class PartialStore:
     """An HDF5 store that grows chunk by chunk, for resumable extraction.
 
@@ -275,7 +278,9 @@ class PartialStore:
         self._raw: Optional[IO[bytes]] = None
 
     def _h5(self, mode: str) -> h5py.File:
-        raw = open(self.path, "w+b" if mode == "w" else "r+b", buffering=0)
+        # a large Python buffer: HDF5 writes land in it, and a full disk fails in raw.flush(), outside
+        # HDF5 (a write failing inside HDF5's file-object callback can leave it to crash at exit)
+        raw = open(self.path, "w+b" if mode == "w" else "r+b", buffering=_PART_BUFFER)
         try:
             f = h5py.File(raw, mode)
         except BaseException:
@@ -357,6 +362,8 @@ class PartialStore:
             f.attrs["ids_hash"] = self.ids_hash
             f.attrs["done"] = 0
             f.flush()
+            if self._raw is not None:
+                self._raw.flush()
         return 0
 
     def _truncate(self, f: h5py.File, n: int) -> None:
@@ -384,6 +391,8 @@ class PartialStore:
                 ds[n0:n0 + n] = values
             f.attrs["done"] = n0 + n  # last: a row counts once all its datasets hold it
             f.flush()
+            if self._raw is not None:
+                self._raw.flush()
 
     def read(self) -> tuple:
         """Return ``(descriptors, ids, ok)`` of everything stored so far."""

@@ -87,16 +87,26 @@ def assert_same_store(a: Path, b: Path) -> None:
 
 
 def rows_stored(part: Path) -> Callable[[], bool]:
-    """A ``ready`` for :func:`kill_when`: the partial store grew after it was created (rows are in)."""
-    sizes: List[int] = []
+    """A ``ready`` for :func:`kill_when`: the partial store grew beyond its size once created (its
+    empty datasets, 0.3 s after the file appeared), i.e. an append is being written, and 0.35 s
+    passed since (it is finished: the next one sleeps 0.7 s first)."""
+    appeared: List[float] = []
+    created: List[int] = []
+    grown: List[float] = []
 
     def ready() -> bool:
         if not part.exists():
             return False
-        size = part.stat().st_size
-        if not sizes:
-            sizes.append(size)
-        return size > sizes[0]
+        now, size = time.monotonic(), part.stat().st_size
+        if not appeared:
+            appeared.append(now)
+        if not created:
+            if now - appeared[0] >= 0.3 and size > 0:
+                created.append(size)
+            return False
+        if size > created[0] and not grown:
+            grown.append(now)
+        return bool(grown) and now - grown[0] >= 0.35
     return ready
 
 
