@@ -425,8 +425,13 @@ def load_index(path: PathLike, mmap: bool = True) -> PlaceIndex:
             train_residual = float(f.attrs.get("train_residual", 0.0))
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError(f"cannot read index file {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: its config attribute is not a JSON object; the index file is damaged")
     if raw is not None:
-        index = faiss.deserialize_index(np.asarray(raw, dtype=np.uint8))
+        try:
+            index = faiss.deserialize_index(np.asarray(raw, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise InputError(f"cannot read the faiss index in {path}: {str(exc).strip().splitlines()[-1]}") from None
     else:
         file = path.parent / sidecar
         if Path(sidecar).name != sidecar or not file.is_file():
@@ -438,6 +443,9 @@ def load_index(path: PathLike, mmap: bool = True) -> PlaceIndex:
             index = faiss.read_index(str(file), flags)
         except RuntimeError as exc:
             raise InputError(f"cannot read the faiss file {file}: {str(exc).strip().splitlines()[-1]}") from None
+    if index.ntotal != len(ids):
+        raise InputError(f"{path}: its faiss index holds {index.ntotal} vectors but the file lists {len(ids)} ids; "
+                         "the index is damaged or its faiss file belongs to another index")
     return PlaceIndex(index, ids, config, fingerprint, shape, params, crops, train_residual=train_residual)
 
 

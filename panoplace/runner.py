@@ -56,6 +56,7 @@ from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS, is_image_file
 from panoplace.panorama.project import PanoramaProjector
 from panoplace.prefetch import Prefetcher
 from panoplace.store import PartialStore
+from panoplace.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def list_images(source: PathLike) -> Tuple[Path, List[str]]:
         return Path(imageset.root), list(imageset.paths)
     if is_image_file(src):
         return src.parent, [src.name]
-    lines = [ln.strip() for ln in src.read_text().splitlines()]
+    lines = [ln.strip() for ln in read_text(src, "image list").splitlines()]
     paths = [ln for ln in lines if ln and not ln.startswith("#")]
     if not paths:
         raise InputError(f"image list {src} is empty")

@@ -132,8 +132,15 @@ def load_descriptors(path: PathLike) -> DescriptorSet:
             ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][...]]
             config = json.loads(f.attrs.get("config", "{}"))
             fingerprint = str(f.attrs.get("fingerprint", ""))
-    except OSError as exc:
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: its config attribute is not valid JSON ({exc.msg}); the store is damaged") from None
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError(f"cannot read descriptor file {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: its config attribute is not a JSON object; the store is damaged")
+    if desc.dtype.kind != "f" or desc.ndim not in (2, 3) or len(desc) != len(ids):
+        raise InputError(f"{path}: its descriptors ({desc.dtype}, shape {desc.shape}) are not a float (N, D) or "
+                         f"(N, K, D) array with one row per id ({len(ids)}); the store is damaged")
     return DescriptorSet(desc, ids, config, fingerprint)
 
 

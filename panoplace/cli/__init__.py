@@ -12,10 +12,11 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Optional, Sequence, TextIO
+from typing import NoReturn, Optional, Sequence, TextIO
 
 from panoplace import __version__
 from panoplace.atomic import write_errno, write_error
+from panoplace.cli.argtypes import ValueRefusal, check_paths
 from panoplace.errors import PanoplaceError
 from panoplace.outputs import set_command
 
@@ -41,9 +42,27 @@ VERBS = [
 log = logging.getLogger("panoplace")
 
 
+class OptionValueRefused(Exception):
+    """An option value refused by a type of :mod:`panoplace.cli.argtypes`; ``str()`` is the one
+    error line ``panoplace VERB: error: argument --OPT: ...`` that :func:`main` prints."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors for a refused option value (a :mod:`panoplace.cli.argtypes`
+    type) are one line and exit 2 from :func:`main` (no usage block); other errors (unknown
+    options, bad choices, missing arguments) stay argparse's usage + error and ``SystemExit``.
+    Sub-parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        exc = sys.exc_info()[1]
+        if isinstance(exc, argparse.ArgumentError) and isinstance(exc.__context__, ValueRefusal):
+            raise OptionValueRefused(f"{self.prog}: error: {message}")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available verb registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="panoplace",
         description="Visual place recognition on panoramic images.",
     )
@@ -90,13 +109,18 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``panoplace`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except OptionValueRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
     set_command(" ".join(["panoplace", *(sys.argv[1:] if argv is None else [str(a) for a in argv])]))
     try:
+        check_paths(args)  # inputs that must exist: one error line before anything runs
         return int(args.func(args) or 0)
     except PanoplaceError as exc:
         print(f"panoplace {args.verb}: error: {exc}", file=sys.stderr)

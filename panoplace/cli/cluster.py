@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from panoplace.cli.argtypes import device, existing_path, non_negative_int, positive_int, seed
 from panoplace.cli.common import (add_model_args, add_overwrite_arg, add_panorama_args, add_preset_arg, model_overrides,
                                   panorama_overrides)
 from panoplace.steps import cluster
@@ -20,19 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace cluster runs/world/day/equirect --projection equirect --crops 4 "
                "--num-clusters 32 --out runs/model.pt",
     )
-    p.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
+    p.add_argument("source", type=existing_path("image source", "no such file or folder: {path}"), help="a folder of images, a .txt list of image paths, or a dataset CSV")
     p.add_argument("--out", "-o", required=True, help="checkpoint to write (.pt)")
     add_model_args(p, checkpoint=False)
     add_preset_arg(p)
     add_panorama_args(p)
     p.add_argument("--vladv2", action="store_true", default=None, help="NetVLAD v2 initialisation (with bias)")
-    p.add_argument("--images", type=int, default=500, help="images to sample (default 500)")
-    p.add_argument("--per-image", type=int, default=100, help="local features per image (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--images", type=positive_int, default=500, help="images to sample (default 500)")
+    p.add_argument("--per-image", type=positive_int, default=100, help="local features per image (default 100)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default 8)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
                    help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--device", default="auto", type=device, help="auto (GPU when present), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_overwrite_arg(p, "a checkpoint at --out")
     p.set_defaults(func=run)

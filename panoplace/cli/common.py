@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional, Tuple
 
+from panoplace.cli.argtypes import existing_file, float_between, positive_int, weights
 from panoplace.config import AGGREGATORS, FUSIONS, PROJECTIONS, ModelConfig, PanoramaConfig, PipelineConfig
 from panoplace.errors import InputError
 from panoplace.models.build import PlaceModel
@@ -18,6 +19,14 @@ from panoplace.panorama.annular import load_geometry
 from panoplace.panorama.dualfisheye import load_calibration
 from panoplace.presets import PRESETS
 from panoplace.steps.resolve import pipeline_config, place_model, with_overrides
+
+#: Angles around the panorama (window width, stride): (0, 360] degrees.
+DEGREES_AROUND = float_between(0.0, 360.0, lo_open=True)
+#: Elevations: [-90, 90] degrees.
+ELEVATION = float_between(-90.0, 90.0)
+
+#: argparse dests of :func:`add_model_args` other than ``--checkpoint`` (what a checkpoint fixes).
+MODEL_DESTS = ["backbone", "weights", "cut", "aggregator", "num_clusters", "fusion", "agg_param"]
 
 
 def add_overwrite_arg(p: "argparse._ActionsContainer", what: str = "an output of an earlier run") -> None:
@@ -55,17 +64,19 @@ def add_panorama_args(p: argparse.ArgumentParser) -> None:
                    help="plain image, equirectangular band, panoramic annular image, dual-fisheye "
                         "frame (two fisheyes side by side) or horizontal-cross cubemap "
                         "(default: from the checkpoint or preset, else plain)")
-    g.add_argument("--calibration", metavar="JSON", default=None,
+    g.add_argument("--calibration", metavar="JSON", default=None, type=existing_file("calibration file"),
                    help="annular: annulus geometry file (from `panoplace unwrap --save-calibration`; "
                         "without one the annulus is auto-calibrated); dual-fisheye: lens calibration "
                         "(centres, radii, field of view, rotation; without one the default for the frame size)")
-    g.add_argument("--crops", type=int, default=None, metavar="K",
+    g.add_argument("--crops", type=positive_int, default=None, metavar="K",
                    help="K equal crops around the panorama")
-    g.add_argument("--window-deg", type=float, default=None, help="sliding window width in degrees")
-    g.add_argument("--stride-deg", type=float, default=None, help="sliding window stride in degrees")
-    g.add_argument("--crop-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+    g.add_argument("--window-deg", type=DEGREES_AROUND, default=None,
+                   help="sliding window width in degrees, in (0, 360] (with --stride-deg)")
+    g.add_argument("--stride-deg", type=DEGREES_AROUND, default=None,
+                   help="sliding window stride in degrees, in (0, 360] (with --window-deg)")
+    g.add_argument("--crop-size", type=positive_int, nargs=2, default=None, metavar=("H", "W"),
                    help="size each crop is resized to (default 224 224)")
-    g.add_argument("--elevation", type=float, nargs=2, default=None, metavar=("TOP", "BOTTOM"),
+    g.add_argument("--elevation", type=ELEVATION, nargs=2, default=None, metavar=("TOP", "BOTTOM"),
                    help="elevation band kept from an equirectangular panorama, degrees")
 
 
@@ -81,17 +92,17 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
     """Options that decide the model (ignored parts are taken from --checkpoint)."""
     g = p.add_argument_group("model")
     if checkpoint:
-        g.add_argument("--checkpoint", metavar="FILE", default=None,
+        g.add_argument("--checkpoint", metavar="FILE", default=None, type=existing_file("checkpoint"),
                        help="model checkpoint (panoplace, seed or pytorch-NetVlad format); "
                             "its config is used as is")
     d = ModelConfig()
     g.add_argument("--backbone", default=None, help=f"backbone name (default {d.backbone})")
-    g.add_argument("--weights", default=None,
+    g.add_argument("--weights", default=None, type=weights,
                    help="imagenet (offline for efficientnet_lite0), none, or a weights file (default imagenet)")
     g.add_argument("--cut", default=None, help="layer the local features come from (backbone-specific)")
     g.add_argument("--aggregator", choices=AGGREGATORS, default=None,
                    help=f"pooling of local features (default {d.aggregator})")
-    g.add_argument("--num-clusters", type=int, default=None,
+    g.add_argument("--num-clusters", type=positive_int, default=None,
                    help=f"NetVLAD clusters (default {d.num_clusters})")
     g.add_argument("--fusion", choices=FUSIONS, default=None,
                    help="how crop descriptors become one panoramic descriptor (default add)")
@@ -132,6 +143,9 @@ def panorama_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     if args.crop_size is not None:
         d["crop_size"] = list(args.crop_size)
     if args.elevation is not None:
+        top, bottom = args.elevation
+        if top <= bottom:
+            raise InputError(f"--elevation TOP BOTTOM: TOP ({top:g}) must be above BOTTOM ({bottom:g})")
         d["elevation"] = list(args.elevation)
     return d
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from panoplace.cli.argtypes import non_negative_int, positive_float, positive_int, seed
 from panoplace.demo import QUERY_CONDITIONS, DemoConfig
 
 
@@ -23,19 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="run again into a --out that holds a finished demo (default: refuse; an interrupted "
                         "demo resumes its rendering without it)")
-    p.add_argument("--seed", type=int, default=d.seed, help="world seed (default 0)")
-    p.add_argument("--frames", type=int, default=d.frames, help=f"frames per drive (default {d.frames})")
-    p.add_argument("--spacing-m", type=float, default=d.spacing_m, help="metres between frames (default 5)")
+    p.add_argument("--seed", type=seed, default=d.seed, help="world seed (default 0)")
+    p.add_argument("--frames", type=positive_int, default=d.frames, help=f"frames per drive (default {d.frames})")
+    p.add_argument("--spacing-m", type=positive_float, default=d.spacing_m, help="metres between frames (default 5)")
     p.add_argument("--conditions", default=",".join(QUERY_CONDITIONS),
                    help=f"query drives, comma-separated (default {','.join(QUERY_CONDITIONS)})")
     p.add_argument("--projection", choices=("equirect", "annular"), default=d.projection,
                    help="render equirectangular panoramas or panoramic annular images "
                         "(auto-calibrated and unwrapped) (default equirect)")
-    p.add_argument("--radius", type=float, default=d.radius,
+    p.add_argument("--radius", type=positive_float, default=d.radius,
                    help=f"ground-truth radius in metres (default {d.radius:g})")
-    p.add_argument("--ds", type=int, default=d.ds, help=f"sequence length in frames (default {d.ds})")
-    p.add_argument("--num-clusters", type=int, default=d.num_clusters, help="NetVLAD clusters (default 32)")
-    p.add_argument("--workers", type=int, default=d.workers, help="decoding workers (default: none on 1-2 cores, else up to 4)")
+    p.add_argument("--ds", type=positive_int, default=d.ds, help=f"sequence length in frames (default {d.ds})")
+    p.add_argument("--num-clusters", type=positive_int, default=d.num_clusters, help="NetVLAD clusters (default 32)")
+    p.add_argument("--workers", type=non_negative_int, default=d.workers, help="decoding workers (default: none on 1-2 cores, else up to 4)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from panoplace.cli.argtypes import existing_path, finite_float, positive_float, positive_int, refuse_unless
 from panoplace.cli.common import add_overwrite_arg, spec_paths
+from panoplace.errors import InputError
 from panoplace.evaluation.metrics import DEFAULT_NS, DEFAULT_RADII
 from panoplace.matching.sequence import MATCHERS, MODES
 from panoplace.steps import evaluate
 from panoplace.outputs import Output, claim
+
+DEFAULT_DS = 10
+DEFAULT_VMIN = 0.8
+DEFAULT_VMAX = 1.2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace evaluate runs/winter.h5 runs/summer.h5 "
                "--dataset aligned:data/summer,data/winter,tol=2 --matcher hmm --ds 20 --report runs/report",
     )
-    p.add_argument("query", help="query descriptor store (.h5, from `panoplace extract`)")
-    p.add_argument("database", help="database descriptor store (.h5)")
+    p.add_argument("query", type=existing_path("query descriptor store"), help="query descriptor store (.h5, from `panoplace extract`)")
+    p.add_argument("database", type=existing_path("database descriptor store"), help="database descriptor store (.h5)")
     p.add_argument("--dataset", required=True, metavar="SPEC",
                    help="dataset with queries and ground truth, e.g. aligned:DB_DIR,QUERY_DIR,tol=2, "
                         "a VPR-Bench folder, a Pittsburgh .mat, or DB.csv,QUERIES.csv "
@@ -32,22 +38,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--matcher", choices=MATCHERS, default="single",
                    help="single: nearest database frame per query; seqslam / hmm: sequence matching "
                         "over --ds frames; seqslam_classic: OpenSeqSLAM baseline (default single)")
-    p.add_argument("--ds", type=int, default=10, help="sequence length in frames (default 10)")
-    p.add_argument("--mode", choices=MODES, default="offline",
+    p.add_argument("--ds", type=positive_int, default=None, help=f"sequence length in frames (default {DEFAULT_DS})")
+    p.add_argument("--mode", choices=MODES, default=None,
                    help="offline: window centred on each query (uses later frames); online: only "
                         "the current and earlier frames (default offline)")
-    p.add_argument("--vmin", type=float, default=0.8, help="slowest database frames per query frame (default 0.8)")
-    p.add_argument("--vmax", type=float, default=1.2, help="fastest database frames per query frame (default 1.2)")
-    p.add_argument("--radius", type=float, default=None, metavar="METRES",
+    p.add_argument("--vmin", type=positive_float, default=None,
+                   help=f"slowest database frames per query frame (default {DEFAULT_VMIN})")
+    p.add_argument("--vmax", type=positive_float, default=None,
+                   help=f"fastest database frames per query frame (default {DEFAULT_VMAX})")
+    p.add_argument("--radius", type=positive_float, default=None, metavar="METRES",
                    help="ground-truth radius: positives are database images within this distance "
                         "(needs positions; default: the dataset's own ground truth)")
-    p.add_argument("--within", type=float, nargs="+", default=list(DEFAULT_RADII), metavar="METRES",
+    p.add_argument("--within", type=positive_float, nargs="+", default=list(DEFAULT_RADII), metavar="METRES",
                    help="distances for the fraction localised within X m and its false-positive "
                         f"rate (default {' '.join(str(int(r)) for r in DEFAULT_RADII)})")
-    p.add_argument("--fp-threshold", type=float, default=None, metavar="CONF",
+    p.add_argument("--fp-threshold", type=finite_float, default=None, metavar="CONF",
                    help="confidence above which a prediction counts for the false-positive rate "
                         "(default: every prediction)")
-    p.add_argument("--recall-n", type=int, nargs="+", default=list(DEFAULT_NS), metavar="N",
+    p.add_argument("--recall-n", type=positive_int, nargs="+", default=list(DEFAULT_NS), metavar="N",
                    help=f"the N of Recall@N (default {' '.join(map(str, DEFAULT_NS))})")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="write an HTML report (plots, metrics, per-query CSV) into DIR")
@@ -58,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_unless(args.matcher != "single", args, ["ds", "mode", "vmin", "vmax"],
+                  "to sequence matchers (--matcher seqslam, hmm or seqslam_classic)")
+    args.vmin = DEFAULT_VMIN if args.vmin is None else args.vmin
+    args.vmax = DEFAULT_VMAX if args.vmax is None else args.vmax
+    if args.vmax < args.vmin:
+        raise InputError(f"--vmax ({args.vmax:g}) must not be smaller than --vmin ({args.vmin:g})")
+    args.ds = DEFAULT_DS if args.ds is None else args.ds
+    args.mode = "offline" if args.mode is None else args.mode
     with claim([Output(args.csv, "--csv") if args.csv else None, Output(args.json, "--json") if args.json else None, Output(args.report, "--report", folder=True) if args.report else None], [args.query, args.database, *spec_paths(args.dataset)], overwrite=args.overwrite):
         return _run(args)
 

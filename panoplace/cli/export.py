@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import List
 
+from panoplace.cli.argtypes import existing_file
 from panoplace.cli.common import add_overwrite_arg, add_panorama_args, panorama_from_args
 from panoplace.errors import InputError
 from panoplace.export import export_onnx
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace export runs/model.pt --onnx runs/model.onnx --int8 static "
                "--calibration-images map_images/",
     )
-    p.add_argument("checkpoint", help="place-model checkpoint (any format `extract --checkpoint` reads)")
+    p.add_argument("checkpoint", type=existing_file("checkpoint"), help="place-model checkpoint (any format `extract --checkpoint` reads)")
     p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
     p.add_argument("--int8", nargs="?", const="static", choices=("static", "dynamic"), default=None,
                    help="int8 quantisation (ONNX Runtime); a different model: its descriptors do not mix with "

@@ -6,7 +6,9 @@ import argparse
 import logging
 from typing import Any
 
+from panoplace.cli.argtypes import device, existing_path, non_negative_int, positive_int, refuse_unless
 from panoplace.cli.common import (
+    MODEL_DESTS,
     add_model_args,
     add_overwrite_arg,
     add_panorama_args,
@@ -24,6 +26,8 @@ from panoplace.steps import extract
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SHARD_SIZE = 256
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -35,16 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace extract runs/world/day/equirect --projection equirect --crops 4 "
                "--checkpoint runs/model.pt --out runs/day.h5",
     )
-    p.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
+    p.add_argument("source", type=existing_path("image source", "no such file or folder: {path}"), help="a folder of images, a .txt list of image paths, or a dataset CSV")
     p.add_argument("--out", "-o", required=True,
                    help="descriptor store to write (.h5; a folder of shards with --engine ray)")
     add_model_args(p)
     add_preset_arg(p, "a model built without --checkpoint (GeM/avg/max; NetVLAD needs `panoplace cluster`)")
     add_panorama_args(p)
-    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default 8)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
                    help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--device", default="auto", type=device, help="auto (GPU when present), cpu or cuda")
     p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                    help="run the model in torch (default) or run an ONNX file of `panoplace export` given as "
                         "--checkpoint with ONNX Runtime on the CPU (needs the [onnx] extra)")
@@ -63,8 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "folder of shards + manifest.json (re-runs skip finished shards)")
     g.add_argument("--address", default=None,
                    help="Ray cluster address HOST:PORT or auto (default: local mode on this machine's cores)")
-    g.add_argument("--shard-size", type=int, default=256, help="--engine ray: images per shard (default 256)")
-    g.add_argument("--actors", type=int, default=None,
+    g.add_argument("--shard-size", type=positive_int, default=None,
+                   help=f"--engine ray: images per shard (default {DEFAULT_SHARD_SIZE})")
+    g.add_argument("--actors", type=positive_int, default=None,
                    help="--engine ray: actors (default: the cluster's CPUs, or its GPUs)")
     p.set_defaults(func=run)
 
@@ -76,7 +81,18 @@ def _output(args: argparse.Namespace) -> Output:
                   hint="pass --overwrite to replace it, or --append to add new images to it")
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options that would change nothing for this run (before any output is claimed)."""
+    refuse_unless(args.engine == "ray", args, ["address", "actors", "shard_size"], "with --engine ray")
+    if args.engine == "ray":
+        refuse_unless(False, args, ["workers"], "to the local engine (Ray actors decode in their own process)")
+    if args.runtime == "onnxruntime":
+        refuse_unless(False, args, MODEL_DESTS + ["preset", "append", "half"],
+                      "to models built by panoplace: an ONNX file fixes its model (--runtime onnxruntime)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     with claim([_output(args)], [args.source, args.checkpoint, args.calibration], overwrite=args.overwrite):
         return _run(args)
 
@@ -100,7 +116,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("--append and --half are for the local engine (a Ray run resumes by shards)")
         root, paths = list_images(args.source)
         model, panorama = model_and_panorama_from_args(args)
-        res = extract_ray(root, paths, model, panorama, args.out, shard_size=args.shard_size,
+        shard_size = DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size
+        res = extract_ray(root, paths, model, panorama, args.out, shard_size=shard_size,
                           batch_size=args.batch_size, actors=args.actors, device=args.device,
                           on_error=args.on_error, address=args.address, progress=not args.no_progress)
         log.info("%d images → %s (%d shards, %d computed now, %.1f images/s)", res.n_ok, args.out,
@@ -108,8 +125,6 @@ def _run(args: argparse.Namespace) -> int:
         if res.skipped:
             log.warning("%d image(s) skipped", len(res.skipped))
         return 0
-    if args.address or args.actors is not None:
-        raise InputError("--address and --actors are for --engine ray")
     result = extract(args.source, args.out, checkpoint=args.checkpoint, preset=args.preset,
                      panorama_overrides=panorama_overrides(args), model_overrides=model_overrides(args),
                      batch_size=args.batch_size, num_workers=args.workers, device=args.device,

@@ -6,6 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from panoplace.cli.argtypes import existing_file, existing_path, finite_float, non_negative_float, positive_float, refuse_unless
+from panoplace.ingest.tracks import DEFAULT_MAX_GAP_S
+
 log = logging.getLogger(__name__)
 
 
@@ -26,21 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples: panoplace ingest drive.mp4 --track drive.gpx --every-m 5 --out runs/drive; "
                "panoplace ingest photos/ --out runs/photos",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="one video file, or photo files/folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", type=existing_path("input"), help="one video file, or photo files/folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (new, or an earlier ingest to resume)")
-    p.add_argument("--track", metavar="FILE", default=None,
+    p.add_argument("--track", metavar="FILE", default=None, type=existing_file("track file"),
                    help="GPS track: .gpx, NMEA log (.nmea/.nma/.log/.txt) or .csv with time,lat,lon "
                         "(times in seconds or ISO 8601); required for video")
     s = p.add_mutually_exclusive_group()
-    s.add_argument("--every-s", type=float, default=None, metavar="S", help="keep a video frame every S seconds")
-    s.add_argument("--every-m", type=float, default=None, metavar="M", help="keep a video frame every M metres of travel")
+    s.add_argument("--every-s", type=positive_float, default=None, metavar="S", help="keep a video frame every S seconds")
+    s.add_argument("--every-m", type=positive_float, default=None, metavar="M", help="keep a video frame every M metres of travel")
     t = p.add_argument_group("clocks")
     t.add_argument("--video-start", default=None, metavar="TIME",
                    help="track time of the video's first frame: seconds or ISO 8601 (default: the track's first fix)")
-    t.add_argument("--time-offset", type=float, default=0.0, metavar="S",
+    t.add_argument("--time-offset", type=finite_float, default=None, metavar="S",
                    help="seconds added to camera times (video time or EXIF DateTimeOriginal) to get "
                         "track times (default 0)")
-    t.add_argument("--max-gap", type=float, default=10.0, metavar="S",
+    t.add_argument("--max-gap", type=non_negative_float, default=None, metavar="S",
                    help="no position between two fixes more than S seconds apart (default 10; 0 = any gap)")
     p.add_argument("--condition", default=None, help="condition tag written to every row (e.g. day, night)")
     p.add_argument("--sequence", default=None, help="sequence tag (default: the video's name, or 'photos')")
@@ -63,7 +66,11 @@ def _run(args: argparse.Namespace) -> int:
     inputs = [Path(x) for x in args.inputs]
     track = load_track(args.track) if args.track else None
     start = parse_time(args.video_start, "--video-start") if args.video_start is not None else None
-    sync = TimeSync(start=start, offset_s=args.time_offset, max_gap_s=args.max_gap if args.max_gap > 0 else None)
+    # camera clocks and gaps matter only where a time is placed on a track
+    refuse_unless(track is not None, args, ["time_offset", "max_gap"], "with --track (camera times placed on a GPS track)")
+    offset = 0.0 if args.time_offset is None else args.time_offset
+    max_gap = DEFAULT_MAX_GAP_S if args.max_gap is None else args.max_gap
+    sync = TimeSync(start=start, offset_s=offset, max_gap_s=max_gap if max_gap > 0 else None)
     videos = [x for x in inputs if x.suffix.lower() in VIDEO_EXTENSIONS]
     if videos:
         if len(inputs) != 1:

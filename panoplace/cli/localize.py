@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from panoplace.cli.argtypes import (
+    device,
+    existing_file,
+    existing_path,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    refuse_unless,
+)
 from panoplace.cli.common import add_overwrite_arg, spec_paths
 from panoplace.outputs import Output, claim
 from panoplace.steps import localize
-from panoplace.steps.localization import SCENE_MODES
+from panoplace.steps.localization import DEFAULT_PLACE_RADIUS, SCENE_MODES, STORE_SUFFIXES
+from panoplace.store import is_sharded_store
+
+DEFAULT_DS = 10
+DEFAULT_SCENE_WEIGHT = 0.1
+DEFAULT_BATCH_SIZE = 8
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,31 +41,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace localize --index runs/day.index runs/night.h5 --k 5 "
                "--database-set runs/world/day/frames.csv --out runs/predictions.csv",
     )
-    p.add_argument("--index", required=True, help="index file from `panoplace index`")
+    p.add_argument("--index", required=True, type=existing_file("index file"), help="index file from `panoplace index`")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("query", nargs="?", default=None,
+    src.add_argument("query", nargs="?", default=None, type=existing_path("query"),
                      help="query descriptor store (.h5), or an image, a folder of images, a .txt "
                           "list or a dataset CSV")
-    src.add_argument("--image", default=None, help="one query image (or a folder of images)")
-    p.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
+    src.add_argument("--image", default=None, type=existing_path("query image"), help="one query image (or a folder of images)")
+    p.add_argument("--k", type=positive_int, default=5, help="matches per query (default 5)")
     p.add_argument("--out", "-o", default=None, help="predictions CSV to write (default: stdout)")
     p.add_argument("--database-set", metavar="DATASET_SPEC", default=None,
                    help="the database's dataset (CSV, folder or spec, see `load_dataset`) to report "
                         "positions and to tell different places apart for the confidence")
-    p.add_argument("--place-radius", type=float, default=25.0,
-                   help="metres beyond which a match is a different place (confidence; default 25)")
-    p.add_argument("--nprobe", type=int, default=None, help="IVF-PQ cells visited per query")
+    p.add_argument("--place-radius", type=positive_float, default=None,
+                   help="with --database-set: metres beyond which a match is a different place (confidence; "
+                        f"default {DEFAULT_PLACE_RADIUS:g})")
+    p.add_argument("--nprobe", type=positive_int, default=None, help="IVF-PQ cells visited per query")
     p.add_argument("--no-rotation", action="store_true",
                    help="per-crop descriptors: skip rotation re-ranking and heading estimation")
     sc = p.add_argument_group("scene-aware re-ranking (scene CSVs from `panoplace scene predict`)")
-    sc.add_argument("--scenes", metavar="QUERY_CSV", default=None,
+    sc.add_argument("--scenes", metavar="QUERY_CSV", default=None, type=existing_file("query scene CSV"),
                     help="scene CSV of the query images: candidates are re-ranked by how well their "
                          "scene agrees with the query's (needs --database-scenes)")
-    sc.add_argument("--database-scenes", metavar="DB_CSV", default=None,
+    sc.add_argument("--database-scenes", metavar="DB_CSV", default=None, type=existing_file("database scene CSV"),
                     help="scene CSV of the database images (the images the index was built from)")
-    sc.add_argument("--scene-weight", type=float, default=0.1,
-                    help="similarity added per unit of scene agreement (default 0.1)")
-    sc.add_argument("--scene-mode", choices=SCENE_MODES, default="rerank",
+    sc.add_argument("--scene-weight", type=non_negative_float, default=None,
+                    help=f"--scene-mode rerank: similarity added per unit of scene agreement (default {DEFAULT_SCENE_WEIGHT:g})")
+    sc.add_argument("--scene-mode", choices=SCENE_MODES, default=None,
                     help="rerank: add weight x Bhattacharyya agreement to the score (the CSV's score is "
                          "then the sum); filter: drop candidates whose top-1 scene differs (a query none "
                          "of whose candidates agrees keeps its list)")
@@ -58,19 +74,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     seq.add_argument("--sequence", nargs="?", const="hmm", default=None, choices=("hmm", "seqslam"),
                      help="treat the queries as an ordered sequence (method: hmm or seqslam; default hmm; "
                           "give the query before it or name the method)")
-    seq.add_argument("--ds", type=int, default=10, help="sequence length in frames (default 10)")
-    seq.add_argument("--mode", choices=("offline", "online"), default="offline",
+    seq.add_argument("--ds", type=positive_int, default=None, help=f"sequence length in frames (default {DEFAULT_DS})")
+    seq.add_argument("--mode", choices=("offline", "online"), default=None,
                      help="offline: centred window; online: past frames only (default offline)")
     ext = p.add_argument_group("describing query images")
-    ext.add_argument("--checkpoint", default=None,
+    ext.add_argument("--checkpoint", default=None, type=existing_file("checkpoint"),
                      help="model checkpoint the database descriptors were made with (needed for NetVLAD)")
-    ext.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    ext.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    ext.add_argument("--batch-size", type=positive_int, default=None, help=f"images per batch (default {DEFAULT_BATCH_SIZE})")
+    ext.add_argument("--device", default=None, type=device, help="auto (GPU when present, the default), cpu or cuda")
     add_overwrite_arg(p, "a predictions CSV at --out")
     p.set_defaults(func=run)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options that would change nothing for this run."""
+    refuse_unless(args.sequence is not None, args, ["ds", "mode"], "with --sequence")
+    refuse_unless(args.sequence is None, args, ["place_radius"],
+                  "to frame-by-frame retrieval (the confidence of sequence matching does not use it)")
+    refuse_unless(args.database_set is not None, args, ["place_radius"], "with --database-set (positions)")
+    refuse_unless(args.scenes is not None, args, ["scene_mode", "scene_weight"], "with --scenes")
+    refuse_unless(args.scene_mode in (None, "rerank"), args, ["scene_weight"], "to --scene-mode rerank")
+    query = args.image or args.query
+    store = Path(query).suffix.lower() in STORE_SUFFIXES or is_sharded_store(query)
+    refuse_unless(not store, args, ["checkpoint", "batch_size", "device"],
+                  "to query images; the queries are descriptors already")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     out = Output(args.out, "--out") if args.out else None
     inputs = [args.index, args.query, args.image, args.scenes, args.database_scenes, args.checkpoint,
               *spec_paths(args.database_set)]
@@ -80,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     localize(args.index, args.image or args.query, args.out if args.out else sys.stdout, k=args.k,
-             database_set=args.database_set, place_radius=args.place_radius, nprobe=args.nprobe,
-             rotation=not args.no_rotation, scenes=args.scenes, database_scenes=args.database_scenes,
-             scene_weight=args.scene_weight, scene_mode=args.scene_mode, sequence=args.sequence, ds=args.ds,
-             mode=args.mode, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
-             progress=not args.quiet)
+             database_set=args.database_set,
+             place_radius=DEFAULT_PLACE_RADIUS if args.place_radius is None else args.place_radius,
+             nprobe=args.nprobe, rotation=not args.no_rotation, scenes=args.scenes,
+             database_scenes=args.database_scenes,
+             scene_weight=DEFAULT_SCENE_WEIGHT if args.scene_weight is None else args.scene_weight,
+             scene_mode="rerank" if args.scene_mode is None else args.scene_mode, sequence=args.sequence,
+             ds=DEFAULT_DS if args.ds is None else args.ds, mode="offline" if args.mode is None else args.mode,
+             checkpoint=args.checkpoint,
+             batch_size=DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size,
+             device="auto" if args.device is None else args.device, progress=not args.quiet)
     return 0

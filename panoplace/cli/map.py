@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from panoplace.cli.argtypes import device, existing_path, positive_int
 from panoplace.cli.common import add_model_args, add_overwrite_arg, add_panorama_args, model_and_panorama_from_args
 from panoplace.index import INDEX_KINDS
 
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace map build runs/demo/world/day/frames.csv "
                "--checkpoint runs/demo/model_netvlad.pt --out runs/map",
     )
-    b.add_argument("frames", metavar="FRAMES_CSV", help="dataset CSV of the map's images with positions")
+    b.add_argument("frames", metavar="FRAMES_CSV", type=existing_path("frames CSV"), help="dataset CSV of the map's images with positions")
     b.add_argument("--out", "-o", required=True, metavar="MAP_DIR", help="map folder to write")
     add_model_args(b)
     add_panorama_args(b)
@@ -40,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "reports headings (larger index)")
     b.add_argument("--name", default=None, help="the map's name (default: the folder's name)")
     b.add_argument("--index-kind", choices=INDEX_KINDS, default="flat", help="search index kind (default flat)")
-    b.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    b.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    b.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default 8)")
+    b.add_argument("--device", default="auto", type=device, help="auto (GPU when present), cpu or cuda")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_overwrite_arg(b, "a finished map in --out (an interrupted build resumes without it)")
     b.set_defaults(func=run_build)

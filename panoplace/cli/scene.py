@@ -14,6 +14,19 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from panoplace.cli.argtypes import (
+    device,
+    existing_file,
+    existing_path,
+    float_between,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    refuse_unless,
+    seed,
+    weights,
+)
 from panoplace.cli.common import add_overwrite_arg, add_panorama_args, add_preset_arg, panorama_overrides
 from panoplace.config import ModelConfig
 from panoplace.outputs import Output, claim
@@ -22,13 +35,15 @@ from panoplace.steps import scene_predict, scene_train
 
 log = logging.getLogger(__name__)
 
+DEFAULT_VAL_FRACTION = 0.2
+
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
-    g.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default 8)")
+    g.add_argument("--workers", type=non_negative_int, default=None,
                    help="DataLoader decoding workers (default: none on 1-2 cores, else up to 4)")
-    g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    g.add_argument("--device", default="auto", type=device, help="auto (GPU when present), cpu or cuda")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -59,20 +74,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace scene predict photos/ --places365 wideresnet18_places365.pth.tar "
                "--categories categories_places365.txt --csv scenes.csv --out places.h5",
     )
-    pr.add_argument("source", help="a folder of images, a .txt list of image paths, or a dataset CSV")
+    pr.add_argument("source", type=existing_path("image source"), help="a folder of images, a .txt list of image paths, or a dataset CSV")
     pr.add_argument("--csv", required=True, help="scene CSV to write (image,rank,category,probability)")
     pr.add_argument("--out", "-o", default=None, help="place descriptor store to write (.h5); optional")
-    pr.add_argument("--top", type=int, default=10, help="categories per image in the CSV (default 10)")
+    pr.add_argument("--top", type=positive_int, default=10, help="categories per image in the CSV (default 10)")
     g = pr.add_argument_group("model")
     g.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="scene checkpoint from `panoplace scene train` (config, categories and weights inside)")
     g.add_argument("--places365", metavar="FILE", default=None,
+                   type=existing_file("Places365 checkpoint", "{what} {path} does not exist"),
                    help="official Places365 checkpoint (resnet18_places365.pth.tar or wideresnet18_places365.pth.tar)")
-    g.add_argument("--categories", metavar="FILE", default=None,
+    g.add_argument("--categories", metavar="FILE", default=None, type=existing_file("category list"),
                    help="categories_places365.txt (default: the file of that name beside --places365)")
     g.add_argument("--arch", default=None, choices=("resnet18_places365", "wideresnet18_places365", "resnet50_places365"),
                    help="Places365 architecture when the file name does not say it")
-    g.add_argument("--place-checkpoint", metavar="FILE", default=None,
+    g.add_argument("--place-checkpoint", metavar="FILE", default=None, type=existing_file("place checkpoint"),
                    help="place model built on the same Places365 weights (e.g. `panoplace cluster --backbone "
                         "resnet18_places365 --weights FILE`); default: GeM over layer4")
     g.add_argument("--aggregator", choices=("gem", "avg", "max"), default=None,
@@ -97,35 +113,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(config, category list, weights), a confusion-matrix PNG and a CSV log.",
         epilog="example: panoplace scene train my_places/ --out runs/scene.pt --epochs 30",
     )
-    tr.add_argument("data", help="ImageFolder-style folder DATA/<category>/*.jpg, or a dataset CSV with a scene column")
+    tr.add_argument("data", type=existing_path("training data"), help="ImageFolder-style folder DATA/<category>/*.jpg, or a dataset CSV with a scene column")
     tr.add_argument("--out", "-o", required=True, help="scene checkpoint to write (.pt)")
-    tr.add_argument("--val", default=None, help="validation images (same layout); default: --val-fraction of DATA")
-    tr.add_argument("--val-fraction", type=float, default=0.2, help="share of each category held out (default 0.2)")
+    tr.add_argument("--val", default=None, type=existing_path("validation data"), help="validation images (same layout); default: --val-fraction of DATA")
+    tr.add_argument("--val-fraction", type=float_between(0.0, 1.0, lo_open=True, hi_open=True), default=None,
+                    help=f"without --val: share of each category held out (default {DEFAULT_VAL_FRACTION:g})")
     tr.add_argument("--category-set", default=None,
                     help="name of the category set written with the model (default: procedural-world for "
                          "the world's scene labels, else the folder name)")
     tr.add_argument("--confusion", default=None, help="confusion-matrix PNG (default <out>_confusion.png)")
     tr.add_argument("--log", default=None, help="per-epoch CSV log (default <out>_log.csv)")
     g = tr.add_argument_group("model (the frozen base)")
-    g.add_argument("--checkpoint", metavar="FILE", default=None,
+    g.add_argument("--checkpoint", metavar="FILE", default=None, type=existing_file("checkpoint"),
                    help="a scene checkpoint (its head is replaced) or a place checkpoint (its place branch is kept)")
-    g.add_argument("--places365", metavar="FILE", default=None, help="official Places365 checkpoint as the base")
+    g.add_argument("--places365", metavar="FILE", default=None, type=existing_file("Places365 checkpoint"),
+                   help="official Places365 checkpoint as the base")
     g.add_argument("--arch", default=None, choices=("resnet18_places365", "wideresnet18_places365", "resnet50_places365"),
                    help="Places365 architecture when the file name does not say it")
     g.add_argument("--backbone", default=None,
                    help=f"backbone without --checkpoint/--places365 (default: the preset's, else {ModelConfig().backbone})")
-    g.add_argument("--weights", default=None, help="its weights: imagenet (offline for efficientnet_lite0), "
+    g.add_argument("--weights", default=None, type=weights, help="its weights: imagenet (offline for efficientnet_lite0), "
                                                    "none, or a file (default: the preset's, else imagenet)")
     g.add_argument("--split", default=None, help="trunk layer where the shared base ends (default: the place cut)")
     g.add_argument("--scene-cut", default=None, help="trunk layer the scene head pools (default: the whole trunk)")
     add_preset_arg(g, "a new base without --checkpoint/--places365 (its backbone, weights and panorama)")
     g = tr.add_argument_group("training")
-    g.add_argument("--hidden", type=int, default=0, help="hidden units of an MLP head (default 0 = linear)")
-    g.add_argument("--dropout", type=float, default=0.0, help="dropout on the head's input (default 0)")
-    g.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
-    g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (split, initialisation, order)")
+    g.add_argument("--hidden", type=non_negative_int, default=0, help="hidden units of an MLP head (default 0 = linear)")
+    g.add_argument("--dropout", type=float_between(0.0, 1.0, hi_open=True), default=0.0, help="dropout on the head's input (default 0)")
+    g.add_argument("--epochs", type=positive_int, default=30, help="epochs (default 30)")
+    g.add_argument("--lr", type=positive_float, default=3e-3, help="AdamW learning rate (default 3e-3)")
+    g.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    g.add_argument("--seed", type=seed, default=0, help="random seed (split, initialisation, order)")
     add_overwrite_arg(tr, "the checkpoint, confusion matrix and log of an earlier run")
     add_panorama_args(tr)
     _add_run_args(tr)
@@ -158,6 +176,10 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    refuse_unless(args.val is None, args, ["val_fraction"], "without --val (it holds out part of DATA)")
+    refuse_unless(args.checkpoint is None and args.places365 is None, args, ["backbone", "weights"],
+                  "to a new base (without --checkpoint/--places365, which fix the backbone and its weights)")
+    refuse_unless(args.places365 is not None, args, ["arch"], "with --places365")
     stem = Path(args.out).with_suffix("")
     outs = [Output(args.out, "--out"), Output(Path(args.confusion or f"{stem}_confusion.png"), "--confusion"),
             Output(Path(args.log or f"{stem}_log.csv"), "--log")]
@@ -167,7 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    res = scene_train(args.data, args.out, val=args.val, val_fraction=args.val_fraction,
+    res = scene_train(args.data, args.out, val=args.val,
+                      val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
                       category_set=args.category_set, checkpoint=args.checkpoint, places365=args.places365,
                       arch=args.arch, preset=args.preset, backbone=args.backbone, weights=args.weights,
                       split=args.split, scene_cut=args.scene_cut, panorama_overrides=panorama_overrides(args),

@@ -8,7 +8,17 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from panoplace.cli.argtypes import (
+    device,
+    existing_dir,
+    existing_file,
+    non_negative_float,
+    port,
+    positive_float,
+    positive_int,
+)
 from panoplace.errors import InputError
+from panoplace.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "otherwise. Needs the serve extra: pip install 'panoplace[serve]'.",
         epilog="example: panoplace serve runs/map --port 8080   (then open http://127.0.0.1:8080/)",
     )
-    p.add_argument("map_dir", metavar="MAP_DIR", help="map folder from `panoplace map build`")
+    p.add_argument("map_dir", metavar="MAP_DIR", type=existing_dir("map folder"), help="map folder from `panoplace map build`")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the service)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    p.add_argument("--token-file", metavar="FILE", default=None,
+    p.add_argument("--port", type=port, default=8080, help="port (default 8080)")
+    p.add_argument("--token-file", metavar="FILE", default=None, type=existing_file("token file"),
                    help=f"require 'Authorization: Bearer TOKEN' on /v1/* and /metrics, the token read from "
                         f"FILE (or from the environment variable {TOKEN_ENV})")
-    p.add_argument("--max-upload-mb", type=float, default=16.0, help="largest request body in MiB (default 16)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000,
+    p.add_argument("--max-upload-mb", type=positive_float, default=16.0, help="largest request body in MiB (default 16)")
+    p.add_argument("--max-pixels", type=positive_int, default=40_000_000,
                    help="largest decoded image in pixels (default 40 000 000)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (repeatable; default: CORS off)")
-    p.add_argument("--k", type=int, default=5, help="candidates returned by default (default 5)")
-    p.add_argument("--max-batch", type=int, default=16,
+    p.add_argument("--k", type=positive_int, default=5, help="candidates returned by default (default 5)")
+    p.add_argument("--max-batch", type=positive_int, default=16,
                    help="images per model call at most (default 16; on a small, busy CPU 1 can be faster, see "
                         "benchmarks/bench_serve.py)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
+    p.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
                    help="how long an image waits for others to share its model call (default 5 ms)")
-    p.add_argument("--session-ttl", type=float, default=300.0,
+    p.add_argument("--session-ttl", type=positive_float, default=300.0,
                    help="seconds after which an idle session is closed (default 300)")
-    p.add_argument("--max-sessions", type=int, default=256, help="sessions open at once at most (default 256)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--max-sessions", type=positive_int, default=256, help="sessions open at once at most (default 256)")
+    p.add_argument("--device", default="auto", type=device, help="auto (GPU when present), cpu or cuda")
     p.set_defaults(func=run)
 
 
@@ -55,9 +65,7 @@ def read_token(token_file: Optional[str]) -> Optional[str]:
     """The bearer token from ``token_file`` or the environment, or None for no auth."""
     if token_file:
         path = Path(token_file)
-        if not path.is_file():
-            raise InputError(f"token file not found: {path}")
-        token = path.read_text(encoding="utf-8").strip()
+        token = read_text(path, "token file").strip()
         if not token:
             raise InputError(f"token file {path} is empty")
         return token
@@ -77,8 +85,6 @@ def run(args: argparse.Namespace) -> int:
     from panoplace.serve.service import LocalisationService, ServiceOptions
     from panoplace.serve.sessions import SessionOptions
 
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be between 1 and 65535, got {args.port}")
     http = HttpOptions(token=read_token(args.token_file), max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                        cors_origins=list(args.cors_origin),
                        sessions=SessionOptions(ttl_s=args.session_ttl, max_sessions=args.max_sessions))

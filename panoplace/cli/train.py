@@ -6,6 +6,17 @@ import argparse
 import logging
 from typing import Any, Dict
 
+from panoplace.cli.argtypes import (
+    device,
+    existing_file,
+    float_between,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    refuse_unless,
+    seed,
+)
 from panoplace.cli.common import (add_model_args, add_overwrite_arg, add_panorama_args, add_preset_arg, model_overrides,
                                   panorama_overrides, spec_paths)
 from panoplace.errors import InputError
@@ -16,6 +27,8 @@ from panoplace.training.mining import CACHE_KINDS
 from panoplace.training.trainer import OPTIMIZERS, TrainConfig
 
 log = logging.getLogger(__name__)
+
+DEFAULT_VAL_GAP = 25.0
 
 # argparse dest -> TrainConfig field, for the options that map one to one.
 _CONFIG_OPTIONS = {
@@ -53,11 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "spec that holds queries too (.mat, @UTM database/+queries/)")
     g.add_argument("--val-db", nargs="+", default=[], metavar="SPEC", help="database traverse(s) for validation")
     g.add_argument("--val-queries", nargs="+", default=[], metavar="SPEC", help="query traverse(s) for validation")
-    g.add_argument("--val-area", type=float, default=None, metavar="FRACTION",
+    g.add_argument("--val-area", type=float_between(0.0, 1.0, lo_open=True, hi_open=True), default=None, metavar="FRACTION",
                    help="instead of --val-db/--val-queries: train on the first FRACTION of the route along "
                         "its main axis and validate on the rest")
-    g.add_argument("--val-gap", type=float, default=25.0, metavar="M",
-                   help="metres left out between the training and validation areas (default 25)")
+    g.add_argument("--val-gap", type=non_negative_float, default=None, metavar="M",
+                   help=f"--val-area: metres left out between the training and validation areas (default {DEFAULT_VAL_GAP:g})")
     p.add_argument("--out", "-o", required=True, help="output folder (checkpoints and logs)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/latest.pt (model, panorama, optimizer, schedule, hard negatives); "
@@ -68,58 +81,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_panorama_args(p)
 
     t = p.add_argument_group("training")
-    t.add_argument("--n-trainable", type=int, default=None,
+    t.add_argument("--n-trainable", type=non_negative_int, default=None,
                    help="trainable tail units of the backbone, the rest frozen (default: as the checkpoint)")
     t.add_argument("--attention", choices=("learned", "cam"), default=None,
                    help="add spatial attention before aggregation: a learned head, or the class activation "
                         "map of --cam-classifier")
-    t.add_argument("--remain", type=float, default=None,
+    t.add_argument("--remain", type=float_between(0.0, 1.0, lo_open=True), default=None,
                    help="fraction of local features the attention keeps (default 0.5; 1 = weight only)")
-    t.add_argument("--cam-classifier", metavar="FILE", default=None,
+    t.add_argument("--cam-classifier", metavar="FILE", default=None, type=existing_file("CAM classifier file"),
                    help="linear scene classifier over the local features for --attention cam (a state dict "
                         "with weight/bias or fc.weight/fc.bias, e.g. a Places365 checkpoint)")
-    t.add_argument("--epochs", type=int, default=None, help=f"maximum epochs (default {d.epochs})")
-    t.add_argument("--batch-size", type=int, default=None,
+    t.add_argument("--epochs", type=positive_int, default=None, help=f"maximum epochs (default {d.epochs})")
+    t.add_argument("--batch-size", type=positive_int, default=None,
                    help=f"tuples (query, positive, negatives) per step (default {d.batch_size})")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"default {d.optimizer}")
-    t.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.lr:g})")
-    t.add_argument("--momentum", type=float, default=None, help=f"SGD momentum (default {d.momentum})")
-    t.add_argument("--weight-decay", type=float, default=None, help=f"default {d.weight_decay:g}")
-    t.add_argument("--lr-step", type=int, default=None,
+    t.add_argument("--lr", type=positive_float, default=None, help=f"learning rate (default {d.lr:g})")
+    t.add_argument("--momentum", type=float_between(0.0, 1.0, hi_open=True), default=None, help=f"SGD momentum (default {d.momentum})")
+    t.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"default {d.weight_decay:g}")
+    t.add_argument("--lr-step", type=non_negative_int, default=None,
                    help=f"epochs between learning-rate steps, 0 = constant (default {d.lr_step})")
-    t.add_argument("--lr-gamma", type=float, default=None, help=f"learning-rate factor per step (default {d.lr_gamma})")
-    t.add_argument("--attention-lr-mult", type=float, default=None,
+    t.add_argument("--lr-gamma", type=positive_float, default=None, help=f"learning-rate factor per step (default {d.lr_gamma})")
+    t.add_argument("--attention-lr-mult", type=positive_float, default=None,
                    help=f"learning-rate factor of the attention head (default {d.attention_lr_mult:g})")
     t.add_argument("--train-bn", action="store_const", const=True, default=None,
                    help="update BatchNorm statistics of the trainable units (default: keep them)")
     m = p.add_argument_group("mining and loss")
-    m.add_argument("--margin", type=float, default=None, help=f"triplet margin, squared distances (default {d.margin})")
+    m.add_argument("--margin", type=non_negative_float, default=None, help=f"triplet margin, squared distances (default {d.margin})")
     m.add_argument("--loss", choices=LOSSES, default=None,
                    help="triplet (NetVLAD's ranking loss) or multi-similarity (MixVPR/BoQ/SALAD's; alpha 1, "
                         f"beta 50, base 0, epsilon 0.1) (default {d.loss})")
-    m.add_argument("--pos-radius", type=float, default=None, help=f"metres for positives (default {d.pos_radius:g})")
-    m.add_argument("--neg-radius", type=float, default=None, help=f"metres beyond which negatives lie (default {d.neg_radius:g})")
-    m.add_argument("--neg-sample", type=int, default=None,
+    m.add_argument("--pos-radius", type=positive_float, default=None, help=f"metres for positives (default {d.pos_radius:g})")
+    m.add_argument("--neg-radius", type=positive_float, default=None, help=f"metres beyond which negatives lie (default {d.neg_radius:g})")
+    m.add_argument("--neg-sample", type=positive_int, default=None,
                    help=f"random negatives per query and round (default {d.n_neg_sample})")
-    m.add_argument("--negatives", type=int, default=None, help=f"hard negatives per tuple (default {d.n_neg})")
-    m.add_argument("--cache-refresh", type=int, default=None,
+    m.add_argument("--negatives", type=positive_int, default=None, help=f"hard negatives per tuple (default {d.n_neg})")
+    m.add_argument("--cache-refresh", type=positive_int, default=None,
                    help=f"queries between refreshes of the descriptor cache (default {d.cache_refresh})")
     m.add_argument("--cache", choices=CACHE_KINDS, default=None,
                    help="descriptor cache in memory or in an HDF5 file in OUT (default auto: memory up to 2 GiB)")
     m.add_argument("--frozen-cache", choices=("auto", "on", "off"), default=None,
                    help="compute the frozen backbone units once per image and keep their output in memory "
                         "(default auto: when it fits in 2 GiB)")
-    m.add_argument("--queries-per-epoch", type=int, default=None, help="cap on the queries of an epoch")
+    m.add_argument("--queries-per-epoch", type=positive_int, default=None, help="cap on the queries of an epoch")
     v = p.add_argument_group("validation and run")
-    v.add_argument("--val-radius", type=float, default=None,
+    v.add_argument("--val-radius", type=positive_float, default=None,
                    help=f"metres for validation ground truth (default {d.val_radius:g})")
-    v.add_argument("--recall", type=int, nargs="+", default=None, metavar="N",
+    v.add_argument("--recall", type=positive_int, nargs="+", default=None, metavar="N",
                    help="validation Recall@N; the first N picks the best checkpoint (default 1 5 10 20)")
-    v.add_argument("--patience", type=int, default=None,
+    v.add_argument("--patience", type=non_negative_int, default=None,
                    help=f"stop after that many epochs without a better validation recall, 0 = never (default {d.patience})")
-    v.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
-    v.add_argument("--workers", type=int, default=None, help=f"DataLoader decoding workers (default {d.num_workers})")
-    v.add_argument("--device", default=None, help="auto (GPU when present), cpu or cuda")
+    v.add_argument("--seed", type=seed, default=None, help=f"random seed (default {d.seed})")
+    v.add_argument("--workers", type=non_negative_int, default=None, help=f"DataLoader decoding workers (default {d.num_workers})")
+    v.add_argument("--device", default=None, type=device, help="auto (GPU when present), cpu or cuda")
     v.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -128,7 +141,22 @@ def _given_options(args: argparse.Namespace) -> Dict[str, Any]:
     return {field: getattr(args, dest) for dest, field in _CONFIG_OPTIONS.items() if getattr(args, dest) is not None}
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse training options that would change nothing (they apply to another mode)."""
+    refuse_unless(args.val_area is not None, args, ["val_gap"], "with --val-area")
+    refuse_unless(args.attention == "cam", args, ["cam_classifier"], "with --attention cam")
+    if args.optimizer is not None or not args.resume:  # with --resume the saved optimizer applies
+        optimizer = TrainConfig.optimizer if args.optimizer is None else args.optimizer
+        refuse_unless(optimizer == "sgd", args, ["momentum"], "to --optimizer sgd")
+    if args.lr_step == 0:
+        refuse_unless(False, args, ["lr_gamma"], "when the learning rate steps (--lr-step > 0)")
+    if args.pos_radius is not None and args.neg_radius is not None and args.neg_radius < args.pos_radius:
+        raise InputError(f"--neg-radius ({args.neg_radius:g} m) must not be smaller than --pos-radius "
+                         f"({args.pos_radius:g} m)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     if args.resume and args.overwrite:
         raise InputError("--resume continues the training in --out and --overwrite starts a new one: give one")
     out = Output(args.out, "--out", folder=True, existing="resume" if args.resume else "refuse",
@@ -141,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     result = train(args.train_db, args.out, train_queries=args.train_queries, val_db=args.val_db,
-                   val_queries=args.val_queries, val_area=args.val_area, val_gap=args.val_gap,
+                   val_queries=args.val_queries, val_area=args.val_area,
+                   val_gap=DEFAULT_VAL_GAP if args.val_gap is None else args.val_gap,
                    checkpoint=args.checkpoint, preset=args.preset, panorama_overrides=panorama_overrides(args),
                    model_overrides=model_overrides(args), attention=args.attention, remain=args.remain,
                    cam_classifier=args.cam_classifier, resume=args.resume, options=_given_options(args),

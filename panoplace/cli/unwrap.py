@@ -5,6 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 
+from panoplace.cli.argtypes import (
+    existing_dir,
+    existing_file,
+    finite_float,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    refuse_unless,
+)
+from panoplace.errors import InputError
+
+DEFAULT_CALIBRATE_FROM = 16
 log = logging.getLogger(__name__)
 
 
@@ -24,21 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: panoplace unwrap pal/raw pal/unwrapped --width 2048 --height 512 "
                "--save-calibration pal/annulus.json",
     )
-    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of panoramic annular images")
+    p.add_argument("input_dir", metavar="INPUT_DIR", type=existing_dir("input folder", "no such folder: {path}"), help="folder of panoramic annular images")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder the panoramas are written to")
     g = p.add_argument_group("geometry")
-    g.add_argument("--calibration", metavar="JSON", default=None,
+    g.add_argument("--calibration", metavar="JSON", default=None, type=existing_file("calibration file"),
                    help="annulus geometry file (as written by --save-calibration); default: "
                         "OUTPUT_DIR/annulus.json of an earlier run, else auto-calibrate")
-    g.add_argument("--calibrate-from", type=int, default=16, metavar="N",
+    g.add_argument("--calibrate-from", type=positive_int, default=None, metavar="N",
                    help="auto-calibrate from the median of up to N images spread over the folder (default 16)")
     g.add_argument("--save-calibration", metavar="JSON", default=None,
                    help="also write the geometry used to this file (for `extract --calibration`)")
-    g.add_argument("--cx", type=float, default=None, help="annulus centre x in pixels (overrides the calibration)")
-    g.add_argument("--cy", type=float, default=None, help="annulus centre y in pixels, y down (overrides)")
-    g.add_argument("--r-inner", type=float, default=None, help="inner radius in pixels (overrides)")
-    g.add_argument("--r-outer", type=float, default=None, help="outer radius in pixels (overrides)")
-    g.add_argument("--start-deg", type=float, default=None,
+    g.add_argument("--cx", type=finite_float, default=None, help="annulus centre x in pixels (overrides the calibration)")
+    g.add_argument("--cy", type=finite_float, default=None, help="annulus centre y in pixels, y down (overrides)")
+    g.add_argument("--r-inner", type=non_negative_float, default=None, help="inner radius in pixels (overrides)")
+    g.add_argument("--r-outer", type=positive_float, default=None, help="outer radius in pixels (overrides)")
+    g.add_argument("--start-deg", type=finite_float, default=None,
                    help="image direction of output column 0: degrees from the +x axis (right), "
                         "counter-clockwise as displayed, 90 = up (default 0)")
     g.add_argument("--clockwise", action=argparse.BooleanOptionalAction, default=None,
@@ -47,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--outer-top", action=argparse.BooleanOptionalAction, default=None,
                    help="output row 0 is the outer radius (default); --no-outer-top flips rows")
     o = p.add_argument_group("output")
-    o.add_argument("--width", type=int, default=2048, help="panorama width in pixels (default 2048)")
-    o.add_argument("--height", type=int, default=512, help="panorama height in pixels (default 512)")
+    o.add_argument("--width", type=positive_int, default=2048, help="panorama width in pixels (default 2048)")
+    o.add_argument("--height", type=positive_int, default=512, help="panorama height in pixels (default 512)")
     o.add_argument("--overwrite", action="store_true",
                    help="rewrite existing outputs and recalibrate (default: keep them and resume)")
     o.add_argument("--on-error", choices=("stop", "skip"), default="stop",
@@ -70,11 +82,15 @@ def _run(args: argparse.Namespace) -> int:
     from panoplace.panorama.annular import load_geometry
     from panoplace.panorama.folder import unwrap_folder
 
+    refuse_unless(args.calibration is None, args, ["calibrate_from"],
+                  "when the annulus is auto-calibrated (not with --calibration)")
+    if args.r_inner is not None and args.r_outer is not None and args.r_inner >= args.r_outer:
+        raise InputError(f"--r-inner ({args.r_inner:g}) must be smaller than --r-outer ({args.r_outer:g})")
     geometry = load_geometry(args.calibration) if args.calibration else None
     overrides = {"cx": args.cx, "cy": args.cy, "r_inner": args.r_inner, "r_outer": args.r_outer,
                  "start_deg": args.start_deg, "clockwise": args.clockwise, "outer_is_top": args.outer_top}
     result = unwrap_folder(args.input_dir, args.output_dir, geometry, out_width=args.width,
-                           out_height=args.height, calibrate_from=args.calibrate_from, overrides=overrides,
+                           out_height=args.height, calibrate_from=DEFAULT_CALIBRATE_FROM if args.calibrate_from is None else args.calibrate_from, overrides=overrides,
                            save_calibration=args.save_calibration, overwrite=args.overwrite,
                            on_error=args.on_error, progress=not args.no_progress)
     g = result.geometry

@@ -26,36 +26,73 @@ ground truth comes from positions (:func:`load_pair`). Explicit kinds:
 - ``csv:FILE``, ``utm:DIR``, ``vprbench:DIR``, ``mat:FILE[,db_root=DIR][,query_root=DIR]``
 - ``patchnetvlad:INDEX.txt,QUERY.txt,GT.npz[,root=DIR]``
 - ``aligned:DIR_A,DIR_B[,tol=2][,reverse]`` (A = database, B = queries, images in natural name
-  order; positives ± ``tol`` frames, default 2; ``reverse``: query i ↔ database ``N-1-i``)
+  order; positives ± ``tol`` frames, default 2; ``reverse`` or ``reverse=true``: query i ↔
+  database ``N-1-i``; ``reverse=false`` is parsed as false, not cast)
 - ``pal:DB_DIR,QUERY_DIR`` (queries' ``Overlap.txt`` marks the valid ones)
 - ``pair:DB,QUERY`` (each side any single-set spec path)
 
-``radius=METRES`` sets the positive radius wherever ground truth comes from positions
-(default 25, or the file's own ``posDistThr``).
+``radius=METRES`` (> 0) sets the positive radius wherever ground truth comes from positions
+(default 25, or the file's own ``posDistThr``). An option that does nothing for the dataset's
+kind (``radius`` for aligned folders or VPR-Bench, ``tol``/``reverse`` outside ``aligned``) is
+refused, as are values out of range (``radius=0``, ``tol=-1``, ``reverse=maybe``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from panoplace.data import formats
 from panoplace.data.frames import ImageSet, latlon_to_xy, load_csv
 from panoplace.data.groundtruth import DEFAULT_RADIUS, GroundTruth
-from panoplace.errors import DatasetError
+from panoplace.booleans import parse_bool
+from panoplace.errors import DatasetError, InputError
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
 KINDS = ("csv", "mat", "utm", "vprbench", "patchnetvlad", "aligned", "pal", "pair")
-_OPTIONS = {
-    "radius": float, "tol": int, "tolerance": int, "reverse": bool,
-    "db_root": str, "query_root": str, "root": str,
+
+
+def _positive_metres(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _frames(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _flag(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except InputError:
+        raise ValueError(text) from None
+
+
+# option -> (parser, what a valid value is)
+_OPTIONS: Dict[str, Tuple[Callable[[str], Any], str]] = {
+    "radius": (_positive_metres, "a number of metres > 0"), "tol": (_frames, "a number of frames >= 0"),
+    "tolerance": (_frames, "a number of frames >= 0"),
+    "reverse": (_flag, "a boolean (true/false, yes/no, on/off, 1/0)"),
+    "db_root": (str, "a path"), "query_root": (str, "a path"), "root": (str, "a path"),
+}
+# the kinds each option changes something for (given with another kind it is refused)
+_OPTION_KINDS = {
+    "radius": ("utm-pair", "mat", "patchnetvlad", "pair", "pal"),
+    "tol": ("aligned",), "reverse": ("aligned",),
+    "db_root": ("mat",), "query_root": ("mat",), "root": ("patchnetvlad",),
 }
 
 
@@ -109,11 +146,11 @@ def parse_spec(spec: Union[str, Path]) -> DatasetSpec:
             continue
         key, eq, value = part.partition("=")
         if eq and key in _OPTIONS:
-            caster = _OPTIONS[key]
+            caster, valid = _OPTIONS[key]
             try:
                 options["tol" if key == "tolerance" else key] = caster(value)
             except ValueError:
-                raise DatasetError(f"dataset option {key}={value!r} is not a valid {caster.__name__}") from None
+                raise DatasetError(f"dataset option {key}={value!r}: must be {valid}") from None
         elif eq and "/" not in key and not Path(part).exists():
             raise DatasetError(f"unknown dataset option {key!r}; valid options: {sorted(_OPTIONS)}")
         elif part in ("reverse", "reversed"):
@@ -123,6 +160,16 @@ def parse_spec(spec: Union[str, Path]) -> DatasetSpec:
     if not paths:
         raise DatasetError(f"dataset spec {spec!r} names no path")
     return DatasetSpec(kind, paths, options)
+
+
+def _check_options(options: Dict[str, Any], kind: str) -> None:
+    """Refuse options that would change nothing for a dataset of ``kind`` (e.g. ``radius`` where
+    the ground truth is not made from positions, ``reverse`` outside ``aligned``)."""
+    for key in options:
+        kinds = _OPTION_KINDS.get(key, ())
+        if kind not in kinds:
+            raise DatasetError(f"dataset option {key} does nothing for a {kind} dataset "
+                               f"(it applies to: {', '.join(kinds)})")
 
 
 def _need(spec: DatasetSpec, n: int, usage: str) -> None:
@@ -231,13 +278,14 @@ def load_dataset(spec: Union[str, Path]) -> Dataset:
                 )
     if kind == "utm" and len(s.paths) == 1 and formats.folder_kind(Path(s.paths[0])) == "utm-pair":
         kind = "utm-pair"
+    _check_options(opts, kind)
     if kind in ("csv", "utm") or (kind == "pal" and len(s.paths) == 1):
         _need(s, 1, "one path")
         imageset, _ = _load_single(Path(s.paths[0]), kind)
         return Dataset(imageset)
     if kind == "utm-pair":
         root = Path(s.paths[0])
-        radius = float(radius_opt or DEFAULT_RADIUS)
+        radius = DEFAULT_RADIUS if radius_opt is None else float(radius_opt)
         database = formats.load_utm_folder(root / "database", name=f"{root.name}_database")
         queries = formats.load_utm_folder(root / "queries", name=f"{root.name}_queries")
         return Dataset(database, queries, _positives(database, queries, radius), radius)
@@ -245,12 +293,12 @@ def load_dataset(spec: Union[str, Path]) -> Dataset:
         _need(s, 1, "one .mat file")
         database, queries, radius = formats.load_pittsburgh_mat(
             s.paths[0], db_root=opts.get("db_root"), query_root=opts.get("query_root"))
-        radius = float(radius_opt or radius)
+        radius = float(radius if radius_opt is None else radius_opt)
         return Dataset(database, queries, _positives(database, queries, radius), radius)
     if kind == "patchnetvlad":
         _need(s, 3, "INDEX.txt,QUERY.txt,GT.npz")
         database, queries, radius = formats.load_patchnetvlad(s.paths[0], s.paths[1], s.paths[2], root=opts.get("root"))
-        radius = float(radius_opt or radius)
+        radius = float(radius if radius_opt is None else radius_opt)
         return Dataset(database, queries, _positives(database, queries, radius), radius)
     if kind == "vprbench":
         _need(s, 1, "one folder")
@@ -258,12 +306,13 @@ def load_dataset(spec: Union[str, Path]) -> Dataset:
     if kind == "aligned":
         _need(s, 2, "DIR_A,DIR_B (database, queries)")
         database, queries, gt = formats.load_aligned(
-            s.paths[0], s.paths[1], tolerance=int(opts.get("tol", 2)), reverse=bool(opts.get("reverse", False)))
+            s.paths[0], s.paths[1], tolerance=int(opts.get("tol", 2)), reverse=opts.get("reverse", False) is True)
         return Dataset(database, queries, gt)
     if kind in ("pair", "pal"):
         _need(s, 2, "DB,QUERY")
         for p in s.paths:
             if kind == "pal" and not (Path(p) / formats.PAL_GPS).is_file():
                 raise DatasetError(f"PAL traverse {p}: missing {formats.PAL_GPS}")
-        return load_pair(s.paths[0], s.paths[1], radius=float(radius_opt or DEFAULT_RADIUS))
+        return load_pair(s.paths[0], s.paths[1],
+                         radius=DEFAULT_RADIUS if radius_opt is None else float(radius_opt))
     raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {list(KINDS)}")

@@ -43,6 +43,7 @@ from panoplace.data.frames import (
 )
 from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import DatasetError
+from panoplace.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def read_image_list(path: PathLike) -> List[str]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"image list not found: {path}")
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    lines = [ln.strip() for ln in read_text(path, "image list").splitlines()]
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
@@ -402,7 +403,7 @@ PAL_OVERLAP = "Overlap.txt"
 
 def _numeric_lines(path: Path) -> List[List[float]]:
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(read_text(path, "PAL text file").splitlines()):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

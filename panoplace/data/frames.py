@@ -20,6 +20,7 @@ Lat/lon → metres: every point of a set is projected into the UTM zone of the *
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ import utm
 from panoplace.atomic import atomic_path
 from panoplace.errors import DatasetError
 from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS, is_image_file
+from panoplace.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -235,11 +237,13 @@ def load_csv(path: PathLike, name: Optional[str] = None) -> ImageSet:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset CSV not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_text(path, "dataset CSV"), newline=""))
+    try:
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
         rows = list(reader)
+    except csv.Error as exc:
+        raise DatasetError(f"{path} is not a readable CSV: {exc}") from None
     if "image" not in header:
         raise DatasetError(f"{path}: missing column 'image' (columns: {header})")
     for a, b in (("lat", "lon"), ("x", "y")):

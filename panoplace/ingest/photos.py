@@ -31,7 +31,7 @@ from panoplace.ingest.exif import apply_orientation, read_exif
 from panoplace.ingest.output import IngestFolder, IngestResult, Skipped
 from panoplace.ingest.tracks import Track
 from panoplace.ingest.video import TimeSync
-from panoplace.panorama.project import write_image
+from panoplace.panorama.project import file_truncation, write_image
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ def ingest_photos(inputs: Sequence[PathLike], out_dir: PathLike, track: Optional
               "sizes": [f.stat().st_size for f in files], "track": track.source if track else None,
               "offset_s": sync.offset_s, "max_gap_s": sync.max_gap_s, "condition": condition,
               "sequence": sequence, "jpeg_quality": jpeg_quality}
+    for f in files:  # a cut-short photo would be copied byte for byte or decoded half grey
+        broken = file_truncation(f)
+        if broken is not None:
+            raise ImageReadError(str(f), broken)
     folder = IngestFolder(Path(out_dir), params, files)
     names: List[str] = []
     latlons: List[Tuple[float, float]] = []

@@ -33,6 +33,7 @@ Which fusion modes mean what (see :mod:`panoplace.models.fusion`):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, Optional, Type
 
 from panoplace.errors import InputError
@@ -72,12 +73,28 @@ def parse_params(name: str, values: Optional[Dict[str, Any]]) -> Any:
     typed: Dict[str, Any] = {}
     for key, v in values.items():
         kind = type(getattr(cls(), key))
-        try:
-            typed[key] = kind(float(v)) if kind is int and isinstance(v, str) and "." in v else kind(v)
-        except (TypeError, ValueError):
-            what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
-            raise InputError(f"{name} parameter {key} must be {what}, got {v!r}") from None
+        typed[key] = _typed_value(name, key, kind, v)
     return cls(**typed)
+
+
+def _typed_value(name: str, key: str, kind: type, v: Any) -> Any:
+    """``v`` as ``kind``: an int only from a whole number (``"1.5"`` is refused, not truncated), a
+    float only when finite (``nan``/``inf`` refused)."""
+    what = {int: "an integer", float: "a finite number"}.get(kind, kind.__name__)
+    try:
+        if kind is int:
+            number = float(v) if isinstance(v, str) else v
+            if isinstance(number, bool) or not float(number).is_integer():
+                raise ValueError(v)
+            return int(number)
+        if kind is float:
+            number = float(v)
+            if not math.isfinite(number):
+                raise ValueError(v)
+            return number
+        return kind(v)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} parameter {key} must be {what}, got {v!r}") from None
 
 
 def build_parametrised(name: str, dim: int, values: Optional[Dict[str, Any]]) -> Aggregator:

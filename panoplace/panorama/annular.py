@@ -39,6 +39,7 @@ import numpy as np
 
 from panoplace.atomic import write_text_atomic
 from panoplace.errors import InputError
+from panoplace.textfiles import read_json
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,7 @@ def load_geometry(path: PathLike) -> AnnulusGeometry:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"calibration file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"calibration file {path} cannot be read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"calibration file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    data = read_json(path, "calibration file")
     try:
         return AnnulusGeometry.from_dict(data)
     except InputError as exc:

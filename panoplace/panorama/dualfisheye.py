@@ -36,6 +36,7 @@ import numpy as np
 
 from panoplace.atomic import write_text_atomic
 from panoplace.errors import InputError
+from panoplace.textfiles import read_json
 from panoplace.panorama.sphere import band_directions, rotation_matrix
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,7 @@ def save_calibration(calib: DualFisheyeCalibration, path: PathLike) -> Path:
 
 def load_calibration(path: PathLike) -> DualFisheyeCalibration:
     """Read a calibration written by :func:`save_calibration` (or by hand, same keys)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read dual-fisheye calibration {path}: {exc}") from None
+    data = read_json(path, "dual-fisheye calibration")
     return DualFisheyeCalibration.from_dict(data)
 
 

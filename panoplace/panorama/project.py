@@ -36,17 +36,36 @@ from panoplace.panorama.crops import Window, crop_windows, extract_crops
 from panoplace.panorama.cubemap import cubemap_band
 from panoplace.panorama.dualfisheye import DualFisheyeCalibration, dual_fisheye_band
 from panoplace.panorama.equirect import equirect_band
+from panoplace.panorama.imagebytes import HEAD_BYTES, TAIL_BYTES, sniff_format, truncation
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def file_truncation(path: PathLike, size: Optional[int] = None) -> Optional[str]:
+    """Why the JPEG/PNG file ``path`` is cut short (:func:`imagebytes.truncation` on its first and
+    last bytes), or None when it is whole or of another format. Reads two small blocks, not the
+    file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+            if sniff_format(head) is None:
+                return None
+            n = os.fstat(f.fileno()).st_size if size is None else size
+            f.seek(max(0, n - TAIL_BYTES))
+            tail = f.read(TAIL_BYTES)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return truncation(head, tail)
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Decode an image file to RGB.
 
     Shape: → ``(H, W, 3)`` uint8 RGB (grey images are expanded, alpha is dropped).
-    Raises :class:`ImageReadError` naming the file when it is missing, empty or not decodable.
+    Raises :class:`ImageReadError` naming the file when it is missing, empty, a truncated
+    JPEG/PNG (:func:`file_truncation`) or not decodable.
     """
     p = Path(path)
     if not p.exists():
@@ -59,6 +78,9 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageReadError(str(p), f"cannot be read: {exc.strerror or exc}") from None
     if size == 0:
         raise ImageReadError(str(p), "empty file")
+    reason = file_truncation(p, size)
+    if reason is not None:
+        raise ImageReadError(str(p), reason)
     bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise ImageReadError(str(p))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from panoplace.errors import CheckpointError, InputError
+from panoplace.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def load_categories(path: PathLike, n_expected: Optional[int] = None) -> List[st
     if not p.is_file():
         raise InputError(f"category list {p} does not exist (pass categories_places365.txt with --categories FILE)")
     names: List[str] = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(p, "category list").splitlines(), 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue

@@ -107,7 +107,7 @@ def base_model_for_training(checkpoint: Optional[PathLike] = None, places365: Op
         ckpt = read_checkpoint(checkpoint)  # read once: a scene or a place checkpoint
         if is_scene_checkpoint(ckpt):
             if split is not None or scene_cut is not None:
-                log.warning("--split/--scene-cut are ignored: the scene checkpoint fixes them")
+                raise InputError("--split/--scene-cut would change nothing: the scene checkpoint fixes them")
             return scene_model_from(ckpt)
         place, panorama = place_model_from(ckpt)
         return from_place_model(place, placeholder, UNTRAINED, split=split, scene_cut=scene_cut), panorama

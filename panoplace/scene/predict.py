@@ -40,11 +40,12 @@ import torch
 from panoplace import topk
 from panoplace.atomic import write_text_atomic
 from panoplace.config import PanoramaConfig, PipelineConfig
-from panoplace.errors import InputError
+from panoplace.errors import CheckpointError, InputError
 from panoplace.models.build import weights_fingerprint
 from panoplace.models.scene import ScenePlaceModel
 from panoplace.runner import BadImage, ImageRunner, PartialSpec, RunResult, model_step
 from panoplace.store import DescriptorSet, save_descriptors
+from panoplace.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +124,31 @@ def read_scene_csv(path: PathLike) -> Dict[str, List[Tuple[str, float]]]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"scene CSV {p} does not exist")
-    with open(p, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_text(p, "scene CSV"), newline=""))
+    try:
         if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
             raise InputError(f"{p} is not a scene CSV (columns {reader.fieldnames}, expected {list(CSV_COLUMNS)})")
-        rows = sorted(((r["image"], int(r["rank"]), r["category"], float(r["probability"])) for r in reader),
-                      key=lambda t: (t[0], t[1]))
+        parsed = [_scene_row(r, p, line) for line, r in enumerate(reader, start=2)]
+    except csv.Error as exc:
+        raise InputError(f"{p} is not a readable CSV: {exc}") from None
+    rows = sorted(parsed, key=lambda t: (t[0], t[1]))
     out: Dict[str, List[Tuple[str, float]]] = {}
     for image, _, cat, prob in rows:
         out.setdefault(image, []).append((cat, prob))
     return out
+
+
+def _scene_row(row: Dict[str, Any], path: Path, line: int) -> Tuple[str, int, str, float]:
+    """One scene CSV row, checked: rank an integer >= 1, probability a number in [0, 1]."""
+    try:
+        rank = int(row["rank"])
+        prob = float(row["probability"])
+    except (TypeError, ValueError):
+        raise InputError(f"{path} line {line}: rank and probability must be numbers, got "
+                         f"{row.get('rank')!r}, {row.get('probability')!r}") from None
+    if rank < 1 or not 0.0 <= prob <= 1.0:  # NaN fails the range too
+        raise InputError(f"{path} line {line}: rank must be >= 1 and probability in [0, 1], got {rank}, {prob}")
+    return str(row["image"]), rank, str(row["category"]), prob
 
 
 def scene_probs_from_csv(path: PathLike, ids: Sequence[str],
@@ -244,6 +260,23 @@ def predict_images(
     return made[0]
 
 
+def check_finite_outputs(values: np.ndarray, ids: Sequence[str], what: str) -> None:
+    """Refuse model outputs holding NaN or inf (a damaged or diverged model): they would be
+    written as if they were probabilities or descriptors.
+
+    Shape: ``values`` ``(N, ...)``, one row per id.
+
+    Raises:
+        CheckpointError: naming how many images and the first ones.
+    """
+    flat = values.reshape(len(ids), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        first = ", ".join(ids[i] for i in np.flatnonzero(bad)[:3])
+        raise CheckpointError(f"the model gave NaN/inf {what} for {int(bad.sum())} of {len(ids)} images "
+                              f"(first: {first}); its weights are probably damaged (NaN/inf in the checkpoint)")
+
+
 def _predictions(res: RunResult, paths: Sequence[str], desc_shape: Tuple[int, ...], n_cls: int,
                  f_shape: Optional[Tuple[int, ...]], model: ScenePlaceModel,
                  config: Dict[str, Any], fingerprint: str) -> ScenePredictions:
@@ -256,6 +289,8 @@ def _predictions(res: RunResult, paths: Sequence[str], desc_shape: Tuple[int, ..
     probs = np.ascontiguousarray(all_rows[keep, d_flat:d_flat + n_cls], dtype=np.float32)
     feats = (np.ascontiguousarray(all_rows[keep, d_flat + n_cls:], dtype=np.float32).reshape(len(keep), *f_shape)
              if f_shape is not None else None)
+    check_finite_outputs(probs, ids, "scene probabilities")
+    check_finite_outputs(desc.reshape(len(keep), -1), ids, "place descriptors")
     descriptors = DescriptorSet(desc, ids, config, fingerprint)
     return ScenePredictions(ids, probs, list(model.categories), model.category_set, descriptors, res.bad,
                             res.seconds, feats)

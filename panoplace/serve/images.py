@@ -8,20 +8,15 @@ localised as if it were real). Every refusal is an :class:`UploadError` with one
 
 from __future__ import annotations
 
-import struct
-from typing import Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
 
 from panoplace.errors import InputError
+from panoplace.panorama.imagebytes import header_size, is_complete, sniff_format
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PNG_END = b"IEND\xaeB`\x82"
 DEFAULT_MAX_PIXELS = 40_000_000
-# JPEG start-of-frame markers that carry the image size (all but DHT C4, JPG C8, DAC CC)
-SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class UploadError(InputError):
@@ -34,39 +29,12 @@ class UploadError(InputError):
 
 def image_format(data: bytes) -> str:
     """``jpeg`` or ``png`` by the magic bytes; raises :class:`UploadError` (415) otherwise."""
-    if data.startswith(JPEG_MAGIC):
-        return "jpeg"
-    if data.startswith(PNG_MAGIC):
-        return "png"
+    fmt = sniff_format(data)
+    if fmt is not None:
+        return fmt
     if not data:
         raise UploadError("the request has no image (empty body)")
     raise UploadError("the upload is not a JPEG or PNG image (unknown file signature)", status=415)
-
-
-def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """(width, height) from the first start-of-frame segment, or None if there is none."""
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if marker in SOF_MARKERS:
-            if i + 9 > n:
-                return None
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return int(width), int(height)
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        i += 2 + length
-    return None
 
 
 def image_size(data: bytes) -> Tuple[str, int, int]:
@@ -76,26 +44,14 @@ def image_size(data: bytes) -> Tuple[str, int, int]:
         UploadError: unknown format, or a header that is cut short or has no size.
     """
     fmt = image_format(data)
-    if fmt == "png":
-        if len(data) < 33 or data[12:16] != b"IHDR":
-            raise UploadError("the PNG image is truncated or damaged (no IHDR header)")
-        width, height = struct.unpack(">II", data[16:24])
-    else:
-        size = _jpeg_size(data)
-        if size is None:
-            raise UploadError("the JPEG image is truncated or damaged (no frame header)")
-        width, height = size
+    size = header_size(data, fmt)
+    if size is None:
+        what = "no IHDR header" if fmt == "png" else "no frame header"
+        raise UploadError(f"the {fmt.upper()} image is truncated or damaged ({what})")
+    width, height = size
     if width < 1 or height < 1:
         raise UploadError(f"the {fmt.upper()} image has no pixels ({width} x {height})")
     return fmt, int(width), int(height)
-
-
-def _complete(data: bytes, fmt: str) -> bool:
-    """Whether the file ends where its format says a whole image ends (trailing padding allowed)."""
-    if fmt == "png":
-        return PNG_END in data[-64:] if len(data) > 64 else data.endswith(PNG_END)
-    tail = data.rstrip(b"\x00\r\n \t")
-    return tail.endswith(b"\xff\xd9")
 
 
 def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -110,7 +66,7 @@ def decode_upload(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     fmt, width, height = image_size(data)
     if width * height > max_pixels:
         raise UploadError(f"the image is {width} x {height} pixels; the limit is {max_pixels} pixels", status=413)
-    if not _complete(data, fmt):
+    if not is_complete(data, fmt):
         raise UploadError(f"the {fmt.upper()} image is truncated (it does not end with an end-of-image marker)")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:

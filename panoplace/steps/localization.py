@@ -148,11 +148,14 @@ def localize(index: Union[PathLike, PlaceIndex], queries: Union[PathLike, Descri
                overwrite=True):
         idx = index if isinstance(index, PlaceIndex) else load_index(index)
         if nprobe is not None:
+            if idx.kind != "ivfpq":
+                raise InputError(f"--nprobe applies only to an IVF-PQ index; this index is {idx.kind} (exact search)")
             idx.set_nprobe(nprobe)
-        if isinstance(queries, DescriptorSet):
-            query_set = queries
-        elif Path(queries).suffix.lower() in STORE_SUFFIXES or is_sharded_store(queries):
-            query_set = load_descriptors(queries)
+        if isinstance(queries, DescriptorSet) or Path(queries).suffix.lower() in STORE_SUFFIXES \
+                or is_sharded_store(queries):
+            if checkpoint is not None:
+                raise InputError("--checkpoint describes query images; the queries are descriptors already")
+            query_set = queries if isinstance(queries, DescriptorSet) else load_descriptors(queries)
         else:
             if not Path(queries).exists():
                 raise InputError(f"no such query file or folder: {queries}")

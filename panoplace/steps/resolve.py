@@ -50,9 +50,44 @@ def with_overrides(pipeline: PipelineConfig, panorama_overrides: Optional[Mappin
     panorama, model = pipeline.panorama, pipeline.model
     if panorama_overrides:
         panorama = PanoramaConfig.from_dict({**panorama.to_dict(), **dict(panorama_overrides)})
+        check_panorama_overrides(panorama_overrides, panorama)
     if model_overrides:
         model = ModelConfig.from_dict({**model.to_dict(), **dict(model_overrides)})
+        netvlad_only = [k for k in ("num_clusters", "vladv2") if model_overrides.get(k) not in (None, False)]
+        if netvlad_only and model.aggregator != "netvlad":
+            flags = "/".join("--" + k.replace("_", "-") for k in netvlad_only)
+            raise InputError(f"{'/'.join(netvlad_only)} ({flags}) applies only to the netvlad aggregator; "
+                             f"this model's is {model.aggregator}")
     return PipelineConfig(panorama=panorama, model=model)
+
+
+# panorama fields that only some projections use
+_PROJECTION_FIELDS = {
+    "annulus": (("annular",), "an annulus geometry (--calibration)"),
+    "fisheye": (("dual-fisheye",), "a dual-fisheye calibration (--calibration)"),
+    "elevation": (("equirect", "dual-fisheye", "cubemap"), "an elevation band (--elevation)"),
+}
+
+
+def check_panorama_overrides(overrides: Mapping[str, Any], panorama: PanoramaConfig) -> None:
+    """Refuse panorama fields given for a config that does not use them (they would change nothing).
+
+    Raises:
+        InputError: an annulus geometry without the annular projection, a dual-fisheye calibration
+            without dual-fisheye, an elevation band with ``plain``/``annular``, or ``n_crops`` next
+            to sliding windows (``window_deg``).
+
+    >>> check_panorama_overrides({"elevation": [30, -30]}, PanoramaConfig(projection="plain"))
+    Traceback (most recent call last):
+    panoplace.errors.InputError: an elevation band (--elevation) applies only to the equirect, dual-fisheye, cubemap projection(s); this one is plain
+    """
+    for key, (projections, what) in _PROJECTION_FIELDS.items():
+        if overrides.get(key) is not None and panorama.projection not in projections:
+            raise InputError(f"{what} applies only to the {', '.join(projections)} projection(s); "
+                             f"this one is {panorama.projection}")
+    if overrides.get("n_crops") is not None and panorama.window_deg is not None:
+        raise InputError("the number of crops (--crops) does nothing with sliding windows (--window-deg): "
+                         "give one of the two")
 
 
 def pipeline_config(preset: Optional[str] = None, pipeline: Optional[PipelineConfig] = None, *,
@@ -90,8 +125,8 @@ def place_model(checkpoint: Optional[PathLike] = None, *, model: Optional[PlaceM
         raise InputError(f"give the model one way: {' or '.join(given)}, not both")
     if checkpoint is not None or model is not None:
         if model_overrides:
-            log.warning("model options %s are ignored: the %s fixes the model", sorted(model_overrides),
-                        "checkpoint" if checkpoint is not None else "model given")
+            raise InputError(f"model options {sorted(model_overrides)} would change nothing: the "
+                             f"{'checkpoint' if checkpoint is not None else 'model given'} fixes the model")
         if checkpoint is not None:
             loaded, base = load_model(checkpoint)
         else:

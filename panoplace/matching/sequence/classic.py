@@ -80,11 +80,17 @@ def seqslam_classic(D: np.ndarray, ds: int = 20, vmin: float = 0.8, vmax: float 
     D = check_matrix(D)
     ds = int(ds + ds % 2)
     q, n = D.shape
+    if q < ds + 1:
+        raise InputError(f"seqslam_classic matches windows of ds + 1 = {ds + 1} query frames (ds made even), "
+                         f"but there are only {q} queries: no query would get a match; use a smaller ds")
     dd = enhance_contrast_classic(D, enhance_window)
     dd = np.concatenate([dd, np.full((q, 1), np.inf)], axis=1)  # off the database end: inf
     moves = np.arange(int(np.ceil(vmin * ds - 1e-9)), int(np.floor(vmax * ds + 1e-9)) + 1)
     if len(moves) == 0:
         raise InputError(f"no whole move between vmin*ds={vmin * ds} and vmax*ds={vmax * ds}")
+    if n < moves[0] + 1:
+        raise InputError(f"seqslam_classic trajectories span at least {moves[0] + 1} database frames "
+                         f"(vmin*ds = {vmin * ds:g}), but the database has only {n}: use a smaller ds or vmin")
     idx_add = (np.arange(ds + 1)[None, :] * moves[:, None]) // ds  # (V, ds+1) = floor(t * v)
     starts = np.arange(n)
     scores = np.full((q, n), np.inf)
