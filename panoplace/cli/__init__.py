@@ -53,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
     options, bad choices, missing arguments) stay argparse's usage + error and ``SystemExit``.
     Sub-parsers are of the same class."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         exc = sys.exc_info()[1]
         if isinstance(exc, argparse.ArgumentError) and isinstance(exc.__context__, ValueRefusal):
             raise OptionValueRefused(f"{self.prog}: error: {message}")
