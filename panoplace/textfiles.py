@@ -9,7 +9,7 @@ traceback. Every reader of user text goes through :func:`read_text` / :func:`rea
 >>> _ = p.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n\\0\\0")
 >>> read_text(p, "dataset CSV")
 Traceback (most recent call last):
-panoplace.errors.InputError: dataset CSV ... is not a text file (it holds binary data)
+panoplace.errors.InputError: cannot read dataset CSV ...: not a text file (it holds binary data)
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ def read_text(path: PathLike, what: str = "text file", encoding: str = "utf-8") 
     except OSError as exc:
         raise InputError(f"{what} {p} cannot be read: {exc.strerror or exc}") from None
     if b"\0" in data:
-        raise InputError(f"{what} {p} is not a text file (it holds binary data)")
+        raise InputError(f"cannot read {what} {p}: not a text file (it holds binary data)")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise InputError(f"{what} {p} is not a text file ({encoding}): undecodable byte at offset {exc.start}") from None
+        raise InputError(f"cannot read {what} {p}: not a text file ({encoding}): undecodable byte at offset "
+                         f"{exc.start}") from None
     return text[1:] if text.startswith("\ufeff") else text  # a UTF-8 byte-order mark is not content
 
 
@@ -58,4 +59,5 @@ def read_json(path: PathLike, what: str = "JSON file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        raise InputError(f"cannot read {what} {path}: not valid JSON: {exc.msg} (line {exc.lineno}, column "
+                         f"{exc.colno})") from None
