@@ -42,7 +42,7 @@ def aligned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recall_at_1(root: Path, spec: str, tmp_path: Path, extra: List[str] = ()) -> float:
-    out = tmp_path / "m.json"
+    out = tmp_path / f"m{len(list(tmp_path.glob('m*.json')))}.json"  # a new file each call (no --overwrite)
     outcome = run_cli(["evaluate", root / "q.h5", root / "db.h5", "--dataset", spec, "--json", out, *extra])
     assert_success(outcome)
     return float(json.loads(out.read_text())["recall"]["1"])
