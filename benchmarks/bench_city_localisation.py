@@ -76,7 +76,7 @@ import numpy as np
 from panoplace.index import IndexParams, PlaceIndex, build_index, load_index, save_index
 from panoplace.matching.graph import MapGraph
 from panoplace.matching.online import OnlineLocaliser, OnlineParams
-from panoplace.matching.sequence import HMMParams, match
+from panoplace.matching.sequence import match
 from panoplace.matching.sparse import IndexVectors
 from panoplace.store import DescriptorSet
 
@@ -236,16 +236,20 @@ def query_drives(city: City, args: argparse.Namespace, rng: np.random.Generator,
     return out
 
 
-def localise(loc: OnlineLocaliser, queries: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def localise(loc: OnlineLocaliser, queries: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reset and localise a drive: (frames, confidences, wall-clock seconds, CPU seconds of this
+    thread) per frame."""
     loc.reset()
-    frames, conf, sec = [], [], []
+    frames, conf, sec, cpu = [], [], [], []
     for q in queries:
+        c0 = time.thread_time()
         t0 = time.perf_counter()
         e = loc.update(q)
         sec.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
         frames.append(e.frame)
         conf.append(e.confidence)
-    return np.array(frames), np.array(conf), np.array(sec)
+    return np.array(frames), np.array(conf), np.array(sec), np.array(cpu)
 
 
 def main() -> int:
@@ -280,19 +284,26 @@ def main() -> int:
     print(f"map built in {time.perf_counter() - t0:.0f} s (train {times['train']:.0f} s, add {times['add']:.0f} s, "
           f"graph {times['graph']:.1f} s): {graph.n_chains} chains, {graph.n_links} links")
     drives = query_drives(city, args, rng, args.drives)
+    t0 = time.perf_counter()
+    OnlineLocaliser(index, graph, OnlineParams()).update(drives[0][0][0])  # compiles, or loads the numba cache
+    first = time.perf_counter() - t0
     loc = OnlineLocaliser(index, graph, OnlineParams())
     rows = []
-    all_sec = []
+    all_sec, all_cpu = [], []
+    load_before = os.getloadavg()
     for name, make in (("online localiser (HMM)", lambda: loc),):
         correct, confs = [], []
         for q, qxy in drives:
-            frames, conf, sec = localise(make(), q)
+            frames, conf, sec, cpu = localise(make(), q)
             correct.append(np.linalg.norm(xy[frames] - qxy, axis=1) <= 10.0)
             confs.append(conf)
             all_sec.append(sec)
+            all_cpu.append(cpu)
         c, f = np.concatenate(correct), np.concatenate(confs)
         rows.append((name, c.mean(), recall_at_full_precision(c, f)))
+    load_after = os.getloadavg()
     sec = np.concatenate(all_sec) * 1000
+    cpu_ms = np.concatenate(all_cpu) * 1000
     sims, ids = index.search(np.concatenate([q for q, _ in drives]), 1)
     qxy = np.concatenate([x for _, x in drives])
     single = np.linalg.norm(xy[ids[:, 0]] - qxy, axis=1) <= 10.0
@@ -305,8 +316,13 @@ def main() -> int:
         size_mb = (Path(tmp) / "map.index").stat().st_size / 2 ** 20
         out = subprocess.run([sys.executable, __file__, "--child", tmp], capture_output=True, text=True, check=True)
         rss = json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"]
-    print(f"\nper frame (index search + sequence update, one thread), {len(sec)} frames: "
-          f"p50 {np.percentile(sec, 50):.2f} ms, p99 {np.percentile(sec, 99):.2f} ms, max {sec.max():.1f} ms")
+    print(f"\nfirst update of a fresh process (numba kernels compiled or loaded from their cache): {first:.2f} s")
+    print(f"per frame (index search + sequence update, one thread), {len(sec)} frames, load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after:\n"
+          f"  wall clock   p50 {np.percentile(sec, 50):.2f} ms, p99 {np.percentile(sec, 99):.2f} ms, "
+          f"max {sec.max():.1f} ms\n"
+          f"  thread CPU   p50 {np.percentile(cpu_ms, 50):.2f} ms, p99 {np.percentile(cpu_ms, 99):.2f} ms, "
+          f"max {cpu_ms.max():.1f} ms")
     print(f"map when loaded: {rss:.0f} MiB resident (index file {size_mb:.0f} MiB, graph "
           f"{graph.nbytes() / 2 ** 20:.0f} MiB)")
     print(f"\n{'matcher':<34s} {'R@1':>6s} {'R@100P':>7s}   ({args.drives} drives x {args.query_frames} frames, "
@@ -335,11 +351,11 @@ def main() -> int:
                                         "online localiser, 1M map": []}
     for q, qxy in sub_drives:
         D = np.clip(1.0 - q @ sub_db.T, 0.0, 2.0).astype(np.float32)
-        dm = match(D, HMMParams(ds=10, mode="online"), return_scores=False)
+        dm = match(D, OnlineParams().matcher, return_scores=False)  # the localiser's parameters
         res["dense online HMM, sub-map"].append(np.linalg.norm(xy[sub_rows[dm.best]] - qxy, axis=1) <= 10.0)
-        f, _, _ = localise(OnlineLocaliser(sub_index, sub_chain), q)
+        f, _, _, _ = localise(OnlineLocaliser(sub_index, sub_chain), q)
         res["online localiser, sub-map"].append(np.linalg.norm(xy[sub_rows[f]] - qxy, axis=1) <= 10.0)
-        f, _, _ = localise(loc, q)
+        f, _, _, _ = localise(loc, q)
         res["online localiser, 1M map"].append(np.linalg.norm(xy[f] - qxy, axis=1) <= 10.0)
     print(f"\nsub-map of {len(sub)} frames ({side - 1}x{side - 1} blocks), 2 drives x {args.query_frames} frames:")
     print(f"{'matcher':<34s} {'R@1':>6s}")

@@ -167,9 +167,11 @@ class OnlineLocaliser:
         self.rows.append(serial)
         s = self.window.score(serial, self._track)
         self._since += 1
-        self._track = None if s is None else follow(s, self.params.matcher, self.graph)
         if s is None:  # the index returned nothing (IVF-PQ probed only empty cells)
+            self._track = None
             return Estimate(-1, 0.0, None, np.zeros(0, np.int64), np.zeros(0, np.float32), False)
+        ranked = top_k(s.costs[None], max(int(self.params.n_out), 3))[0]
+        self._track = follow(s, self.params.matcher, self.graph, ranked=ranked)
         rank = int(s.ranks[s.best])
         relocalised = self._last is not None and not self._reachable(self._last, rank)
         if relocalised:
@@ -182,7 +184,7 @@ class OnlineLocaliser:
         else:  # uniqueness ratio r >= 1 → 1 - 1/r in [0, 1); full windows in [0.5, 1), short in [0, 0.5)
             g = 1.0 - 1.0 / max(s.confidence, 1.0)
             conf = 0.5 + 0.5 * g if n_window >= self.params.matcher.ds else 0.5 * g
-        order = top_k(s.costs[None], int(self.params.n_out))[0]
+        order = ranked[:int(self.params.n_out)]
         frames = self.graph.order[s.ranks[order]]
         scores = (np.exp(-s.costs[order]) if isinstance(self.params.matcher, HMMParams) else -s.costs[order])
         frame = int(self.graph.order[rank])

@@ -203,9 +203,9 @@ class SparseWindow:
 
     Frames are numbered by the caller (``serial``, increasing; query index offline, a frame
     counter online); frame ``s`` lives at ring position ``s % R`` (``R`` = the window length).
-    A column table keeps, per database rank in use, each row's difference and z-score, so that
-    consecutive windows recompute only what is new. Memory: ``R x slots x 24`` bytes (about
-    8 MB at ``ds`` 20; the table grows when a window needs more than half of it) plus 4 bytes
+    A column table keeps, per database rank in use, each row's difference, z-score and HMM
+    emission, so that consecutive windows recompute only what is new. Memory: ``R x slots x 36``
+    bytes (about 12 MB at ``ds`` 20; the table grows when a window needs more than half of it) plus 4 bytes
     per database frame.
 
     Args:
@@ -243,6 +243,9 @@ class SparseWindow:
         else:
             self.shifts = trajectory_shifts(self.offsets, velocities(params.vmin, params.vmax, params.n_velocities))
             self.reach = (int(self.shifts.min()), int(self.shifts.max()))
+        self._rgen = np.full(size, -1, np.int64)  # emission cache generation of each row (-1: new row)
+        self._rzmin = np.zeros(size, np.float32)
+        self._gen = np.zeros(1, np.int64)
         self._slot_of = np.full(graph.n, -1, np.int32)
         self._allocate(slots)
         self._stamp = 0
@@ -257,6 +260,8 @@ class SparseWindow:
         self._dstamp = np.full((slots, size), -1, np.int64)
         self._zval = np.zeros((slots, size), np.float32)
         self._zstamp = np.full((slots, size), -1, np.int64)
+        self._eval = np.zeros((slots, size), np.float32)
+        self._estamp = np.full((slots, size), -1, np.int64)
 
     def add(self, serial: int, vec: np.ndarray, top: np.ndarray) -> None:
         """Put frame ``serial`` in the window: its prepared vector (:meth:`IndexVectors.prepare`,
@@ -267,6 +272,7 @@ class SparseWindow:
         n = min(len(top), self.rtop.shape[1])
         self.rtop[p, :n] = top[:n]
         self.rserial[p] = int(serial)
+        self._rgen[p] = -1
 
     def clear(self) -> None:
         """Forget every frame (serials must keep increasing: cached values stay stamped)."""
@@ -306,27 +312,32 @@ class SparseWindow:
         vstamp = vec.new_stamp()
         direct = vec.flat is not None
         missing = claim_columns(ext, self._stamp, self._slot_of, self._slot_rank, self._used, self._cursor,
-                                self._dstamp, self._zstamp, g[0], direct, vec.slot_of, vec.used, vstamp)
+                                self._dstamp, self._zstamp, self._estamp, g[0], direct, vec.slot_of, vec.used, vstamp)
         if len(missing):
             vec.fill(missing, vstamp)
-        table = (self._slot_of, self._diff, self._dstamp, self._zval, self._zstamp, self.rserial, self.rvec,
-                 vec.table(), direct, vec.slot_of, vec.l2)
+        vecs = (self.rserial, self.rvec, vec.table(), direct, vec.slot_of, vec.l2)
         p = self.params
         if isinstance(p, SeqSLAMParams):
             cost, b, conf = seqslam_window(cand, rows, self.shifts, np.float32(enhance_bound(p.enhance_window)),
-                                           self.half, int(p.uniqueness_radius), g, *table)
+                                           self.half, int(p.uniqueness_radius), g, self._slot_of, self._diff,
+                                           self._dstamp, self._zval, self._zstamp, *vecs)
         else:
             cols = expand(cand, self.reach[0], self.reach[1], g[1], g[2])
-            cost, b, conf = hmm_window(cand, cols, rows, self.past, self.future, self.jumps, self.jw, self.switch,
-                                       np.float32(p.teleport / self.graph.n), np.float32(-1.0 / p.sigma), self.half,
-                                       int(p.uniqueness_radius), self.graph.n, g, *table)
+            cost, b, conf = hmm_window(cand, cols, ext, rows, self.past, self.future, self.jumps, self.jw,
+                                       self.switch, np.float32(p.teleport / self.graph.n), np.float32(-1.0 / p.sigma),
+                                       self.half, int(p.uniqueness_radius), self.graph.n, g, self._slot_of,
+                                       self._diff, self._dstamp, self._zval, self._zstamp, self._eval, self._estamp,
+                                       self._rgen, self._rzmin, self._gen, *vecs)
         return SparseScores(cand, cost, int(b), float(conf))
 
 
-def follow(s: SparseScores, params: SparseParams, graph: MapGraph, n_best: int = 3) -> np.ndarray:
+def follow(s: SparseScores, params: SparseParams, graph: MapGraph, n_best: int = 3,
+           ranked: Optional[np.ndarray] = None) -> np.ndarray:
     """Where the ``n_best`` best candidates of a query lead one frame later (at the mean speed,
-    along their chains): the ``track`` candidates of the next query. int64 ``(<= n_best,)``."""
-    best = s.ranks[top_k(s.costs[None], n_best)[0]]
+    along their chains): the ``track`` candidates of the next query. int64 ``(<= n_best,)``.
+    ``ranked``: ``top_k`` of ``s.costs`` already computed (at least ``n_best`` long)."""
+    order = top_k(s.costs[None], n_best)[0] if ranked is None else ranked[:n_best]
+    best = s.ranks[order]
     step = int(np.floor(0.5 * (params.vmin + params.vmax) + 0.5))
     nxt = best + step
     return np.sort(nxt[nxt < graph.hi(best)])
@@ -397,11 +408,12 @@ def sparse_match(index: PlaceIndex, queries: np.ndarray, params: SparseParams = 
         if s is None:
             track = None
             continue
-        track = follow(s, params, graph)
+        ranked = top_k(s.costs[None], max(int(n_out), 3))[0]
+        track = follow(s, params, graph, ranked=ranked)
         best[i] = graph.order[s.ranks[s.best]]
         score[i] = s.costs[s.best]
         raw[i] = s.confidence
-        o = top_k(s.costs[None], int(n_out))[0]
+        o = ranked[:int(n_out)]
         cands[i, :len(o)] = graph.order[s.ranks[o]]
         costs[i, :len(o)] = s.costs[o]
     conf = calibrate(raw, lengths, params, graph.n) if params.calibrate else raw

@@ -127,8 +127,9 @@ def pick_slots(used: np.ndarray, stamp: int, cursor: np.ndarray, n: int) -> np.n
 
 @numba.njit(nogil=True, cache=True)
 def claim_columns(ext: np.ndarray, stamp: int, slot_of: np.ndarray, slot_rank: np.ndarray, used: np.ndarray,
-                  cursor: np.ndarray, dstamp: np.ndarray, zstamp: np.ndarray, order: np.ndarray, direct: bool,
-                  vslot_of: np.ndarray, vused: np.ndarray, vstamp: int) -> np.ndarray:  # pragma: no cover
+                  cursor: np.ndarray, dstamp: np.ndarray, zstamp: np.ndarray, estamp: np.ndarray, order: np.ndarray,
+                  direct: bool, vslot_of: np.ndarray, vused: np.ndarray, vstamp: int
+                  ) -> np.ndarray:  # pragma: no cover - compiled
     """Give every rank of ``ext`` a column slot (recycling slots unused in this call) and list the
     database ids whose vectors the vector cache lacks (``direct``: every vector is at hand).
 
@@ -155,6 +156,7 @@ def claim_columns(ext: np.ndarray, stamp: int, slot_of: np.ndarray, slot_rank: n
         used[pos] = stamp
         dstamp[pos, :] = -1
         zstamp[pos, :] = -1
+        estamp[pos, :] = -1
         pos = (pos + 1) % size
     cursor[0] = pos
     if direct:
@@ -323,40 +325,90 @@ def _normalise(x: np.ndarray) -> None:  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _emission(p: int, cols: np.ndarray, half: int, chain_start: np.ndarray, chain_of: np.ndarray,
-              slot_of: np.ndarray, diff: np.ndarray, dstamp: np.ndarray, zval: np.ndarray, zstamp: np.ndarray,
-              rserial: np.ndarray, order: np.ndarray, vecs: np.ndarray, direct: bool, vslot_of: np.ndarray,
-              l2: bool, rvec: np.ndarray, scale: np.float32, out: np.ndarray) -> None:  # pragma: no cover
-    """HMM emission likelihoods of row position ``p`` at ``cols``: ``exp((z - min z) * scale)``."""
-    serial = rserial[p]
-    zmin = np.float32(np.inf)
-    for j in range(cols.shape[0]):
+def _emissions(ext: np.ndarray, cols: np.ndarray, rows: np.ndarray, half: int, chain_start: np.ndarray,
+               chain_of: np.ndarray, slot_of: np.ndarray, diff: np.ndarray, dstamp: np.ndarray, zval: np.ndarray,
+               zstamp: np.ndarray, eval_: np.ndarray, estamp: np.ndarray, rserial: np.ndarray, rgen: np.ndarray,
+               rzmin: np.ndarray, gen: np.ndarray, order: np.ndarray, vecs: np.ndarray, direct: bool,
+               vslot_of: np.ndarray, l2: bool, rvec: np.ndarray, scale: np.float32
+               ) -> np.ndarray:  # pragma: no cover - compiled
+    """HMM emission likelihoods ``exp((z - min z) * scale)`` of every window row at ``cols``.
+
+    Column by column (one database vector read serves every row): the differences at ``ext``
+    (``cols`` widened by the enhancement window), the z-scores at ``cols`` and each row's
+    minimum, then the likelihoods. Likelihoods are cached per (rank, row) under a generation
+    number that changes when a row arrives or its minimum moves, so an unchanged value is
+    reused, not recomputed. Returns float32 ``(R, m)`` indexed by ring position."""
+    size = rserial.shape[0]
+    m = cols.shape[0]
+    live = np.empty(rows.shape[0], np.int64)
+    n_live = 0
+    for t in range(rows.shape[0]):
+        if rows[t] >= 0:
+            live[n_live] = rows[t]
+            n_live += 1
+    for i in range(ext.shape[0]):
+        r = ext[i]
+        s = slot_of[r]
+        for k in range(n_live):
+            p = live[k]
+            if dstamp[s, p] != rserial[p]:
+                _difference(r, p, rserial[p], slot_of, diff, dstamp, order, vecs, direct, vslot_of, l2, rvec)
+    zmin = np.full(size, np.inf, np.float32)
+    for j in range(m):
+        r = cols[j]
+        s = slot_of[r]
+        ch = chain_of[r]
+        a = max(chain_start[ch], r - half)
+        b = min(chain_start[ch + 1], r + half + 1)
+        for k in range(n_live):
+            p = live[k]
+            if zstamp[s, p] != rserial[p]:
+                s1 = 0.0
+                s2 = 0.0
+                for q in range(a, b):
+                    x = np.float64(diff[slot_of[q], p])
+                    s1 += x
+                    s2 += x * x
+                cnt = np.float64(b - a)
+                mean = s1 / cnt
+                var = s2 / cnt - mean * mean
+                zval[s, p] = np.float32((np.float64(diff[s, p]) - mean) / np.sqrt(max(var, 1e-12)))
+                zstamp[s, p] = rserial[p]
+            if zval[s, p] < zmin[p]:
+                zmin[p] = zval[s, p]
+    for k in range(n_live):
+        p = live[k]
+        if rgen[p] < 0 or rzmin[p] != zmin[p]:
+            gen[0] += 1
+            rgen[p] = gen[0]
+            rzmin[p] = zmin[p]
+    out = np.empty((size, m), np.float32)
+    for j in range(m):
         s = slot_of[cols[j]]
-        if zstamp[s, p] == serial:
-            z = zval[s, p]
-        else:
-            z = _z(cols[j], p, serial, half, chain_start, chain_of, slot_of, diff, dstamp, zval, zstamp, order, vecs,
-                   direct, vslot_of, l2, rvec)
-        out[j] = z
-        if z < zmin:
-            zmin = z
-    for j in range(cols.shape[0]):
-        out[j] = np.exp((out[j] - zmin) * scale)
+        for k in range(n_live):
+            p = live[k]
+            if estamp[s, p] != rgen[p]:
+                eval_[s, p] = np.exp((zval[s, p] - zmin[p]) * scale)
+                estamp[s, p] = rgen[p]
+            out[p, j] = eval_[s, p]
+    return out
 
 
 @numba.njit(nogil=True, cache=True)
-def hmm_window(cand: np.ndarray, cols: np.ndarray, rows: np.ndarray, past: np.ndarray, future: np.ndarray,
-               jumps: np.ndarray, jw: np.ndarray, switch: float, tele: np.float32, scale: np.float32, half: int,
-               radius: int, n_frames: int, graph: Graph, slot_of: np.ndarray, diff: np.ndarray,
-               dstamp: np.ndarray, zval: np.ndarray, zstamp: np.ndarray, rserial: np.ndarray, rvec: np.ndarray,
-               vecs: np.ndarray, direct: bool, vslot_of: np.ndarray, l2: bool
+def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.ndarray, past: np.ndarray,
+               future: np.ndarray, jumps: np.ndarray, jw: np.ndarray, switch: float, tele: np.float32,
+               scale: np.float32, half: int, radius: int, n_frames: int, graph: Graph, slot_of: np.ndarray,
+               diff: np.ndarray, dstamp: np.ndarray, zval: np.ndarray, zstamp: np.ndarray, eval_: np.ndarray,
+               estamp: np.ndarray, rgen: np.ndarray, rzmin: np.ndarray, gen: np.ndarray, rserial: np.ndarray,
+               rvec: np.ndarray, vecs: np.ndarray, direct: bool, vslot_of: np.ndarray, l2: bool
                ) -> Tuple[np.ndarray, int, float]:  # pragma: no cover - compiled
     """Windowed HMM over the columns ``cols`` (the candidates ``cand`` and the ranks that lead to
     them within the window): costs ``-log posterior`` of the candidates, the best one and the
     posterior mass near it (and at the frames linked to those), as the numpy version.
 
     Shape:
-        cand: sorted int64 ``(c,)`` (a subset of ``cols``); cols: sorted int64 ``(m,)``; rows:
+        cand: sorted int64 ``(c,)`` (a subset of ``cols``); cols: sorted int64 ``(m,)``; ext:
+        ``cols`` widened by the contrast-enhancement window (every rank holds a column slot); rows:
         int64 ``(T,)`` row position per window offset (``-1``: missing); past / future:
         indices into ``rows`` of the offsets ``<= 0`` / ``> 0``; jumps int64 ``(K,)`` with
         ``jw`` float64 ``p * (1 - teleport)``. returns: (float32 ``(c,)``, best, mass).
@@ -364,7 +416,8 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, rows: np.ndarray, past: np.nd
     order, chain_start, chain_of, link_ptr, link_idx = graph
     m = cols.shape[0]
     src, dst, wt = _transitions(cols, jumps, jw, switch, chain_start, chain_of, link_ptr, link_idx)
-    e = np.empty(m, np.float32)
+    E = _emissions(ext, cols, rows, half, chain_start, chain_of, slot_of, diff, dstamp, zval, zstamp, eval_, estamp,
+                   rserial, rgen, rzmin, gen, order, vecs, direct, vslot_of, l2, rvec, scale)
     tmp = np.empty(m, np.float32)
 
     alpha = np.full(m, np.float32(1.0 / n_frames), np.float32)
@@ -375,20 +428,16 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, rows: np.ndarray, past: np.nd
             _propagate(alpha, src, dst, wt, tele, tmp)
             alpha[:] = tmp
         if p >= 0:
-            _emission(p, cols, half, chain_start, chain_of, slot_of, diff, dstamp, zval, zstamp, rserial, order,
-                      vecs, direct, vslot_of, l2, rvec, scale, e)
             for j in range(m):
-                alpha[j] *= e[j]
+                alpha[j] *= E[p, j]
         _normalise(alpha)
         prev_exists = p >= 0
     beta = np.ones(m, np.float32)
     for jj in range(future.shape[0] - 1, -1, -1):
         p = rows[future[jj]]
         if p >= 0:
-            _emission(p, cols, half, chain_start, chain_of, slot_of, diff, dstamp, zval, zstamp, rserial, order,
-                      vecs, direct, vslot_of, l2, rvec, scale, e)
             for j in range(m):
-                tmp[j] = beta[j] * e[j]
+                tmp[j] = beta[j] * E[p, j]
             _propagate(tmp, dst, src, wt, tele, beta)
             _normalise(beta)
     post = alpha * beta
