@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -25,9 +25,10 @@ from panoplace.models.build import build_model, weights_fingerprint
 from panoplace.models.checkpoint import load_checkpoint
 from panoplace.panorama.imagefiles import IMAGE_EXTENSIONS
 from panoplace.panorama.project import PanoramaProjector
+from panoplace.pixels import PixelModel
 from panoplace.runner import (BadImage, CropDataset, CropModel, Engine, ImageRunner, PartialSpec, RunResult,
                               default_workers, list_images, model_step, resolve_device)
-from panoplace.store import DescriptorSet, append_descriptors, load_descriptors, save_descriptors
+from panoplace.store import PIXELS, DescriptorSet, append_descriptors, load_descriptors, save_descriptors
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,31 @@ def load_model(checkpoint: Optional[PathLike] = None, pipeline: Optional[Pipelin
     return build_model(pipeline.model), pipeline.panorama
 
 
-def _fingerprint(model: CropModel) -> str:
+def _fingerprint(model: Union[CropModel, PixelModel]) -> str:
     # a torch model is fingerprinted by its weights; another CropModel (e.g. an ONNX session) says its own
     return (weights_fingerprint(model) if isinstance(model, torch.nn.Module)
             else str(getattr(model, "fingerprint", "")))
 
 
+def _made_by(model: Union[CropModel, PixelModel]) -> Tuple[str, Dict[str, Any]]:
+    """The store config entry that says what made the descriptors: ``("model", ModelConfig dict)``
+    or, for pixel descriptors, ``("pixels", PixelConfig dict)``."""
+    if isinstance(model, PixelModel):
+        return PIXELS, model.store_entry()
+    return "model", model.config.to_dict()
+
+
+def _descriptor_shape(model: Union[CropModel, PixelModel], n_crops: int) -> Tuple[int, ...]:
+    if isinstance(model, PixelModel):
+        return (model.descriptor_dim(n_crops),)
+    return ((n_crops, model.descriptor_dim(1)) if model.config.fusion == "per-crop"
+            else (model.descriptor_dim(n_crops),))
+
+
 def extract(
     root: PathLike,
     paths: Sequence[str],
-    model: CropModel,
+    model: Union[CropModel, PixelModel],
     panorama: PanoramaConfig,
     out: Optional[PathLike] = None,
     batch_size: int = 8,
@@ -104,7 +120,9 @@ def extract(
 
     Args:
         model: a :class:`~panoplace.runner.CropModel`, e.g. a
-            :class:`panoplace.models.build.PlaceModel` (moved to ``device`` and put in eval mode).
+            :class:`panoplace.models.build.PlaceModel` (moved to ``device`` and put in eval mode),
+            or a :class:`~panoplace.pixels.PixelModel` (pixel descriptors; the store records
+            ``config["pixels"]`` instead of a model config).
         panorama: how files become crops (annular geometry is calibrated here when missing).
         out: HDF5 store to write; when given the run is resumable through ``<out>.part``.
         on_error: ``stop`` (raise :class:`ImageReadError` naming the first bad file) or ``skip``
@@ -135,8 +153,8 @@ def extract(
         paths = [p for p in paths if p not in known]
         log.info("appending to %s: %d images are already there, %d new", out, len(known), len(paths))
         if not paths:
-            same = (existing.config.get("model") == PipelineConfig(model=model.config).to_dict()["model"]
-                    and existing.fingerprint == _fingerprint(model))
+            key, entry = _made_by(model)
+            same = existing.config.get(key) == entry and existing.fingerprint == _fingerprint(model)
             if not same:
                 raise DescriptorMismatchError(f"--append: {out} was extracted with another model")
             return ExtractResult(existing, [], 0.0)
@@ -146,9 +164,9 @@ def extract(
     n_crops = runner.n_crops
     if hasattr(model, "check_panorama"):  # an exported ONNX model takes one crop layout only
         model.check_panorama(runner.panorama)
-    desc_shape = ((n_crops, model.descriptor_dim(1)) if model.config.fusion == "per-crop"
-                  else (model.descriptor_dim(n_crops),))
-    config = PipelineConfig(panorama=runner.panorama, model=model.config).to_dict()
+    desc_shape = _descriptor_shape(model, n_crops)
+    key, entry = _made_by(model)
+    config = {"panorama": runner.panorama.to_dict(), key: entry}  # = PipelineConfig(...).to_dict() for a model
     fingerprint = _fingerprint(model)
     if existing is not None and (existing.fingerprint != fingerprint or existing.config != config):
         raise DescriptorMismatchError(f"--append: {out} was extracted with another model or config")
@@ -165,7 +183,8 @@ def extract(
 
     partial = (PartialSpec.beside(out, config, fingerprint, on_other="restart" if overwrite else "refuse")
                if out is not None else None)
-    res = runner.run(model_step(model), desc_shape, partial, write)
+    step = model_step(model, PixelModel.describe) if isinstance(model, PixelModel) else model_step(model)
+    res = runner.run(step, desc_shape, partial, write)
     return ExtractResult(made[0], res.bad, res.seconds)
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from panoplace.atomic import atomic_path
 from panoplace.crop_fusion import fuse_crops
 from panoplace.errors import DescriptorMismatchError, InputError
-from panoplace.store import DescriptorSet, check_compatible, check_finite, h5_writer
+from panoplace.store import PIXELS, DescriptorSet, check_compatible, check_finite, h5_writer
 
 log = logging.getLogger(__name__)
 
@@ -329,9 +329,13 @@ def build_index(
 
     Raises:
         DescriptorMismatchError: empty set or NaN/inf descriptors.
-        InputError: unknown kind, ``m`` does not divide D (or ``pca``), ``pca`` >= D, or too few
-            descriptors to train IVF-PQ.
+        InputError: unknown kind, ``m`` does not divide D (or ``pca``), ``pca`` >= D, too few
+            descriptors to train IVF-PQ, or pixel descriptors (compared by mean absolute difference,
+            which this inner-product index does not rank by).
     """
+    if ds.kind == PIXELS:
+        raise InputError("pixel descriptors are compared by mean absolute difference, which the index does not "
+                         "search: match the store densely (localize --database, evaluate)")
     params = IndexParams(kind=kind, nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, pca=pca)
     check_finite(ds, "database descriptors")
     x = np.ascontiguousarray(fuse_crops(ds.descriptors))

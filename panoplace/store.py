@@ -8,6 +8,11 @@ On disk an HDF5 file holds
 - attributes ``config`` (JSON of :meth:`PipelineConfig.to_dict`), ``fingerprint`` (hash of
   the model weights) and ``format_version``.
 
+What a store holds is recorded in its ``config`` (:func:`descriptor_kind`): place descriptors of
+a model (``config["model"]``, compared by cosine distance) or pixel descriptors
+(``config["pixels"]``: patch-normalised grey thumbnails, :mod:`panoplace.pixels`, compared by
+mean absolute difference). :func:`check_compatible` refuses to compare stores of two kinds.
+
 A finished store is written atomically (temp file + ``os.replace``). Resumable extraction
 uses a *partial* store beside the target (``<name>.part``) that grows one chunk at a time;
 see :class:`PartialStore`.
@@ -34,6 +39,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 PathLike = Union[str, Path]
 MANIFEST = "manifest.json"  # marks a folder as a sharded store (see panoplace.shards)
+PIXELS = "pixels"  # the store config key of pixel descriptors (panoplace.pixels.PixelConfig.to_dict())
+KINDS = ("place", PIXELS)
+METRICS = {"place": "cosine", PIXELS: "sad"}  # how descriptors of each kind are compared
+
+
+def descriptor_kind(config: Dict[str, Any]) -> str:
+    """What a store config says its descriptors are: ``pixels`` (a ``pixels`` entry) or ``place``."""
+    return PIXELS if isinstance(config, dict) and PIXELS in config else "place"
 
 
 @dataclass
@@ -74,6 +87,17 @@ class DescriptorSet:
     @property
     def per_crop(self) -> bool:
         return self.descriptors.ndim == 3
+
+    @property
+    def kind(self) -> str:
+        """``place`` (model descriptors) or ``pixels`` (patch-normalised thumbnails), from the config."""
+        return descriptor_kind(self.config)
+
+    @property
+    def metric(self) -> str:
+        """How two descriptors of this set are compared: ``cosine`` (place) or ``sad`` (pixels:
+        mean absolute difference)."""
+        return METRICS[self.kind]
 
     def fused(self) -> np.ndarray:
         """One descriptor per image, ``(N, D)``: per-crop descriptors are summed over crops and
@@ -220,11 +244,20 @@ def check_finite(ds: DescriptorSet, what: str = "descriptors") -> None:
 def check_compatible(query: DescriptorSet, database: DescriptorSet) -> None:
     """Refuse to compare descriptors that do not come from the same model and config.
 
-    Raises :class:`DescriptorMismatchError` when either set is empty or holds NaN/inf, when the
+    Raises :class:`DescriptorMismatchError` when either set is empty or holds NaN/inf, when they
+    hold descriptors of two kinds (place vs pixels) or pixels of two sizes, when the
     dimensions differ, or when weights fingerprints or model configs differ.
     """
     check_finite(query, "query descriptors")
     check_finite(database, "database descriptors")
+    if query.kind != database.kind:
+        raise DescriptorMismatchError(
+            f"query descriptors are {_kind_text(query)} but database descriptors are {_kind_text(database)}; "
+            f"compare stores of one kind")
+    if query.kind == PIXELS and query.config[PIXELS] != database.config[PIXELS]:
+        raise DescriptorMismatchError(
+            f"query and database descriptors are pixels made differently ({_kind_text(query)} vs "
+            f"{_kind_text(database)})")
     if query.dim != database.dim:
         raise DescriptorMismatchError(
             f"query descriptors have dimension {query.dim} but database descriptors {database.dim}"
@@ -240,6 +273,13 @@ def check_compatible(query: DescriptorSet, database: DescriptorSet) -> None:
         raise DescriptorMismatchError(
             f"query and database descriptors come from different model configs (differ in {diff})"
         )
+
+
+def _kind_text(ds: DescriptorSet) -> str:
+    if ds.kind != PIXELS:
+        return "place descriptors of a model"
+    p = ds.config[PIXELS]
+    return f"pixels ({p.get('width')}x{p.get('height')}, patch {p.get('patch')})"
 
 
 _PART_BUFFER = 16 * 2**20  # bytes buffered between HDF5 and the partial store's file

@@ -134,3 +134,21 @@ def test_an_unreadable_partial_store_is_ignored(tmp_path):
     s.append(np.ones((2, 4), np.float32), ["a", "b"], [True, True])
     assert s.read()[1] == ["a", "b"]
     s.remove()
+
+
+PIX = {"panorama": {"projection": "plain"}, "pixels": {"width": 4, "height": 2, "patch": 2}}
+
+
+def test_store_says_what_it_holds_and_refuses_to_mix_kinds(tmp_path, rng):
+    pix = load_descriptors(save_descriptors(_set(rng, d=8, fp="", cfg=PIX), tmp_path / "p.h5"))
+    place = _set(rng, d=8)
+    assert (pix.kind, pix.metric) == ("pixels", "sad")
+    assert (place.kind, place.metric) == ("place", "cosine")
+    with pytest.raises(DescriptorMismatchError, match="pixels .4x2, patch 2. but database descriptors are place"):
+        check_compatible(pix, place)
+    with pytest.raises(DescriptorMismatchError, match="place descriptors of a model but database descriptors are pix"):
+        check_compatible(place, pix)
+    other = {**PIX, "pixels": {"width": 2, "height": 4, "patch": 2}}
+    with pytest.raises(DescriptorMismatchError, match="pixels made differently"):
+        check_compatible(pix, _set(rng, d=8, fp="", cfg=other))
+    check_compatible(pix, _set(rng, d=8, fp="", cfg=PIX))

@@ -27,10 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "of queries localised within X metres. Prints a summary table; optionally writes "
                     "JSON, a per-query CSV and an HTML report.",
         epilog="example: panoplace evaluate runs/winter.h5 runs/summer.h5 "
-               "--dataset aligned:data/summer,data/winter,tol=2 --matcher hmm --ds 20 --report runs/report",
+               "--dataset aligned:data/summer,data/winter,tol=2 --matcher hmm --ds 20 --report runs/report; "
+               "pixel descriptors at two sizes combined (the best Nordland configuration): panoplace evaluate "
+               "runs/winter64.h5 runs/summer64.h5 --combine runs/winter32.h5 runs/summer32.h5 "
+               "--standardise-columns --matcher hmm --ds 20 --dataset aligned:data/summer,data/winter,tol=2",
     )
     p.add_argument("query", type=existing_path("query descriptor store"), help="query descriptor store (.h5, from `panoplace extract`)")
-    p.add_argument("database", type=existing_path("database descriptor store"), help="database descriptor store (.h5)")
+    p.add_argument("database", type=existing_path("database descriptor store"), help="database descriptor store (.h5). Place descriptors are compared by cosine "
+                                    "distance, pixel descriptors (extract --descriptor pixels) by mean absolute "
+                                    "difference; the two stores must hold the same kind")
     p.add_argument("--dataset", required=True, metavar="SPEC",
                    help="dataset with queries and ground truth, e.g. aligned:DB_DIR,QUERY_DIR,tol=2, "
                         "a VPR-Bench folder, a Pittsburgh .mat, or DB.csv,QUERIES.csv "
@@ -57,6 +62,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: every prediction)")
     p.add_argument("--recall-n", type=positive_int, nargs="+", default=list(DEFAULT_NS), metavar="N",
                    help=f"the N of Recall@N (default {' '.join(map(str, DEFAULT_NS))})")
+    cb = p.add_argument_group(
+        "combining stores (dense matching: each pair gives a full query x database difference matrix)")
+    cb.add_argument("--combine", nargs=2, action="append", metavar=("QUERY", "DATABASE"), default=None,
+                    help="another query/database store pair of the same images (e.g. pixels at another size, "
+                         "or a model's descriptors); repeatable. Each pair's difference matrix is z-scored per "
+                         "query row and the matrices are summed (combine_differences)")
+    cb.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+                    help="one weight per pair, the first pair first (default: all 1)")
+    cb.add_argument("--standardise-columns", action="store_true",
+                    help="z-score every database column of the difference matrix over all queries (removes "
+                         "'hub' frames that look like every query); uses later queries, so offline mode only")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="write an HTML report (plots, metrics, per-query CSV) into DIR")
     p.add_argument("--csv", metavar="FILE", default=None, help="write per-query rows to FILE")
@@ -74,14 +90,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--vmax ({args.vmax:g}) must not be smaller than --vmin ({args.vmin:g})")
     args.ds = DEFAULT_DS if args.ds is None else args.ds
     args.mode = "offline" if args.mode is None else args.mode
-    with claim([Output(args.csv, "--csv") if args.csv else None, Output(args.json, "--json") if args.json else None, Output(args.report, "--report", folder=True) if args.report else None], [args.query, args.database, *spec_paths(args.dataset)], overwrite=args.overwrite):
+    combined = [path for pair in args.combine or [] for path in pair]
+    with claim([Output(args.csv, "--csv") if args.csv else None, Output(args.json, "--json") if args.json else None, Output(args.report, "--report", folder=True) if args.report else None], [args.query, args.database, *combined, *spec_paths(args.dataset)], overwrite=args.overwrite):
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = evaluate(args.query, args.database, args.dataset, matcher=args.matcher, ds=args.ds, mode=args.mode,
+    pairs = [(args.query, args.database)] + [(q, d) for q, d in args.combine or []]
+    result = evaluate([q for q, _ in pairs], [d for _, d in pairs], args.dataset, matcher=args.matcher, ds=args.ds, mode=args.mode,
                       vmin=args.vmin, vmax=args.vmax, radius=args.radius, within=args.within,
                       fp_threshold=args.fp_threshold, recall_n=args.recall_n, report=args.report, csv=args.csv,
-                      json=args.json)
+                      json=args.json, weights=args.weights, standardise_columns=args.standardise_columns)
     print(result.summary())
     return 0

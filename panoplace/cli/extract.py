@@ -21,6 +21,7 @@ from panoplace.cli.common import (
 from panoplace.errors import InputError
 from panoplace.export import OnnxPlaceModel
 from panoplace.outputs import Output, claim
+from panoplace.pixels import PixelConfig, parse_pixel_size
 from panoplace.runner import list_images
 from panoplace.steps import extract
 
@@ -42,6 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", type=existing_path("image source", "no such file or folder: {path}"), help="a folder of images, a .txt list of image paths, or a dataset CSV")
     p.add_argument("--out", "-o", required=True,
                    help="descriptor store to write (.h5; a folder of shards with --engine ray)")
+    dg = p.add_argument_group("descriptor")
+    dg.add_argument("--descriptor", choices=("place", "pixels"), default="place",
+                    help="place: a model's place descriptors (default; the model options below); pixels: "
+                         "patch-normalised grey thumbnails of each crop (SeqSLAM's descriptor, no model, CPU), "
+                         "compared by mean absolute difference by evaluate and localize (no index)")
+    dg.add_argument("--pixel-size", default=None, metavar="WxH",
+                    help="--descriptor pixels: thumbnail size per crop (default 64x32, classic SeqSLAM); "
+                         "crops are cut at this size")
+    dg.add_argument("--pixel-patch", type=int, default=None, metavar="N",
+                    help="--descriptor pixels: normalise every NxN patch to zero mean, unit std (default 8)")
     add_model_args(p)
     add_preset_arg(p, "a model built without --checkpoint (GeM/avg/max; NetVLAD needs `panoplace cluster`)")
     add_panorama_args(p)
@@ -97,7 +108,34 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def _pixel_config(args: argparse.Namespace) -> PixelConfig:
+    """The pixel descriptor of ``--descriptor pixels``; refuses model options (they would change nothing)."""
+    given = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--preset", args.preset),
+                                      ("--runtime onnxruntime", args.runtime == "onnxruntime"),
+                                      ("--engine ray", args.engine == "ray"), ("--crop-size", args.crop_size),
+                                      ("--device", args.device != "auto"))
+             if value]
+    given += [f"--{k.replace('_', '-')}" for k in model_overrides(args)]
+    if given:
+        raise InputError(f"--descriptor pixels uses no model and runs here on the CPU at the pixel size: "
+                         f"leave out {', '.join(given)}")
+    d = PixelConfig()
+    w, h = parse_pixel_size(args.pixel_size) if args.pixel_size else (d.width, d.height)
+    return PixelConfig(w, h, args.pixel_patch if args.pixel_patch is not None else d.patch)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.descriptor == "pixels":
+        pixels = _pixel_config(args)
+        px = extract(args.source, args.out, pixels=pixels, panorama_overrides=panorama_overrides(args),
+                     batch_size=args.batch_size, num_workers=args.workers, on_error=args.on_error,
+                     progress=not args.no_progress, append=args.append, half=args.half, overwrite=args.overwrite)
+        log.info("%d images → %s (%s)", len(px.descriptors), args.out, pixels)
+        for path, reason in px.skipped:
+            log.warning("skipped %s: %s", path, reason)
+        return 0
+    if args.pixel_size is not None or args.pixel_patch is not None:
+        raise InputError("--pixel-size and --pixel-patch are for --descriptor pixels")
     if args.runtime == "onnxruntime":
         if not args.checkpoint:
             raise InputError("--runtime onnxruntime runs an exported model: pass its .onnx file as --checkpoint")

@@ -17,6 +17,7 @@ from panoplace.cli.argtypes import (
 )
 from panoplace.cli.common import add_overwrite_arg, spec_paths
 from panoplace.outputs import Output, claim
+from panoplace.errors import InputError
 from panoplace.steps import localize
 from panoplace.steps.localization import DEFAULT_PLACE_RADIUS, SCENE_MODES, STORE_SUFFIXES
 from panoplace.store import is_sharded_store
@@ -39,9 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "from. With --sequence the queries are an ordered traverse matched by sequence "
                     "matching instead of frame by frame.",
         epilog="example: panoplace localize --index runs/day.index runs/night.h5 --k 5 "
-               "--database-set runs/world/day/frames.csv --out runs/predictions.csv",
+               "--database-set runs/world/day/frames.csv --out runs/predictions.csv; pixel stores at two sizes "
+               "combined: panoplace localize --database runs/summer64.h5 runs/winter64.h5 --combine "
+               "runs/winter32.h5 runs/summer32.h5 --standardise-columns --sequence hmm --ds 20 --out runs/p.csv",
     )
-    p.add_argument("--index", required=True, type=existing_file("index file"), help="index file from `panoplace index`")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=existing_file("index file"), help="index file from `panoplace index`")
+    where.add_argument("--database", metavar="STORE",
+                       help="instead of --index: the database descriptor store (.h5), matched densely through the "
+                            "full query x database difference matrix (cosine for place descriptors, mean absolute "
+                            "difference for pixel descriptors of `extract --descriptor pixels`); needed to combine "
+                            "stores (--combine). The query is then a store, or images when STORE holds pixels; "
+                            "score = minus the difference; no headings or scene re-ranking")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("query", nargs="?", default=None, type=existing_path("query"),
                      help="query descriptor store (.h5), or an image, a folder of images, a .txt "
@@ -77,6 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     seq.add_argument("--ds", type=positive_int, default=None, help=f"sequence length in frames (default {DEFAULT_DS})")
     seq.add_argument("--mode", choices=("offline", "online"), default=None,
                      help="offline: centred window; online: past frames only (default offline)")
+    cb = p.add_argument_group("combining stores (with --database: dense matching on full difference matrices; "
+                              "not with --index, whose sparse and online matching take one store)")
+    cb.add_argument("--combine", nargs=2, action="append", metavar=("QUERY", "DATABASE"), default=None,
+                    help="another query/database store pair of the same images (e.g. pixels at another size); "
+                         "repeatable. Each pair's difference matrix is z-scored per query row and the matrices "
+                         "are summed (combine_differences); with --sequence --mode online the result stays causal")
+    cb.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+                    help="one weight per pair, the --database pair first (default: all 1)")
+    cb.add_argument("--standardise-columns", action="store_true",
+                    help="z-score every database column over all queries (removes 'hub' frames); uses later "
+                         "queries, so offline mode only")
     ext = p.add_argument_group("describing query images")
     ext.add_argument("--checkpoint", default=None, type=existing_file("checkpoint"),
                      help="model checkpoint the database descriptors were made with (needed for NetVLAD)")
@@ -103,14 +124,23 @@ def check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     check_options(args)
     out = Output(args.out, "--out") if args.out else None
-    inputs = [args.index, args.query, args.image, args.scenes, args.database_scenes, args.checkpoint,
-              *spec_paths(args.database_set)]
+    combined = [path for pair in args.combine or [] for path in pair]
+    inputs = [args.index, args.database, args.query, args.image, *combined, args.scenes, args.database_scenes,
+              args.checkpoint, *spec_paths(args.database_set)]
     with claim([out], inputs, overwrite=args.overwrite):
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    localize(args.index, args.image or args.query, args.out if args.out else sys.stdout, k=args.k,
+    query = args.image or args.query
+    if args.database is None and (args.combine or args.weights is not None or args.standardise_columns):
+        raise InputError("--combine, --weights and --standardise-columns need --database stores (dense matching), "
+                         "not --index")
+    pairs = [(query, args.database)] + [(q, d) for q, d in args.combine or []]
+    queries = [q for q, _ in pairs] if args.combine else query
+    database = ([d for _, d in pairs] if args.combine else args.database) if args.database else None
+    localize(args.index, queries, args.out if args.out else sys.stdout, k=args.k, database=database,
+             weights=args.weights, standardise_columns=args.standardise_columns,
              database_set=args.database_set,
              place_radius=DEFAULT_PLACE_RADIUS if args.place_radius is None else args.place_radius,
              nprobe=args.nprobe, rotation=not args.no_rotation, scenes=args.scenes,

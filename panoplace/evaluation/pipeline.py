@@ -12,52 +12,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from panoplace.data.groundtruth import GroundTruth
-from panoplace.errors import DatasetError, DescriptorMismatchError, InputError
+from panoplace.errors import DatasetError, InputError
 from panoplace.evaluation.metrics import DEFAULT_NS, DEFAULT_RADII, EvaluationResult, evaluate
-from panoplace.index import fuse_crops
+from panoplace.matching.differences import as_descriptor_rows, cosine_distances, descriptor_differences
 from panoplace.matching.sequence import MATCHERS, SequenceMatch, match_sequence
 
 log = logging.getLogger(__name__)
 
 __all__ = ["cosine_distances", "evaluate_descriptors", "evaluate_differences", "evaluate_match"]
-
-
-def _as_descriptors(x: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim not in (2, 3):
-        raise InputError(f"{what} must have shape (N, D) or (N, K, D), got {a.shape}")
-    if a.shape[0] == 0:
-        raise InputError(f"{what}: the set is empty")
-    bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-    if bad.any():
-        raise DescriptorMismatchError(f"{what}: {int(bad.sum())} descriptor(s) contain NaN/inf values "
-                                      f"(first: row {int(np.flatnonzero(bad)[0])})")
-    if a.ndim == 3:
-        a = fuse_crops(a)
-    return a
-
-
-def cosine_distances(query: np.ndarray, database: np.ndarray, chunk_rows: int = 4096) -> np.ndarray:
-    """``1 - cosine similarity`` of every query to every database descriptor.
-
-    Descriptors are L2-normalised first (per-crop descriptors ``(N, K, D)`` are summed over
-    crops and normalised). The result lies in ``[0, 2]``.
-
-    Shape:
-        query: ``(Q, D)`` or ``(Q, K, D)``; database: ``(N, D)`` or ``(N, K, D)``.
-        returns: float32 ``(Q, N)``.
-    """
-    q = _as_descriptors(query, "query descriptors")
-    d = _as_descriptors(database, "database descriptors")
-    if q.shape[1] != d.shape[1]:
-        raise DescriptorMismatchError(
-            f"query descriptors have dimension {q.shape[1]} but database descriptors {d.shape[1]}")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-    out = np.empty((len(q), len(d)), dtype=np.float32)
-    for i in range(0, len(q), chunk_rows):
-        np.clip(1.0 - q[i:i + chunk_rows] @ d.T, 0.0, 2.0, out=out[i:i + chunk_rows])
-    return out
 
 
 def evaluate_match(match: SequenceMatch, ground_truth: GroundTruth, *,
@@ -116,11 +78,13 @@ def evaluate_descriptors(query: np.ndarray, database: np.ndarray, ground_truth: 
                          query_ids: Optional[Sequence[str]] = None, db_ids: Optional[Sequence[str]] = None,
                          query_xy: Optional[np.ndarray] = None, db_xy: Optional[np.ndarray] = None,
                          ns: Sequence[int] = DEFAULT_NS, radii: Sequence[float] = DEFAULT_RADII,
-                         fp_threshold: Optional[float] = None,
+                         fp_threshold: Optional[float] = None, metric: str = "cosine",
                          **matcher_options: Any) -> EvaluationResult:
     """Evaluate place recognition from query and database descriptors.
 
-    The difference matrix is :func:`cosine_distances`; ``single`` ranks it directly, the
+    The difference matrix is :func:`cosine_distances` (``metric="sad"``: the mean absolute
+    difference of pixel descriptors, see :func:`panoplace.matching.differences.descriptor_differences`);
+    ``single`` ranks it directly, the
     sequence matchers (``seqslam``, ``hmm``, ...) treat rows and columns as frames in traversal
     order.
 
@@ -137,12 +101,13 @@ def evaluate_descriptors(query: np.ndarray, database: np.ndarray, ground_truth: 
         InputError: an empty set or a bad option.
         DatasetError: ground truth for another number of queries or database images.
     """
-    q = _as_descriptors(query, "query descriptors")
-    d = _as_descriptors(database, "database descriptors")
+    fuse = metric != "sad"
+    q = as_descriptor_rows(query, "query descriptors", fuse)
+    d = as_descriptor_rows(database, "database descriptors", fuse)
     if not isinstance(ground_truth, GroundTruth):
         raise DatasetError(f"ground truth must be a GroundTruth, got {type(ground_truth).__name__}")
     ground_truth.check_sizes(len(q), len(d))
-    D = cosine_distances(q, d)
+    D = descriptor_differences(q, d, metric)
     log.info("difference matrix %d x %d; matcher %s", len(q), len(d), matcher)
     return evaluate_differences(D, ground_truth, matcher, ds=ds, mode=mode, query_ids=query_ids,
                                 db_ids=db_ids, query_xy=query_xy, db_xy=db_xy, ns=ns, radii=radii,

@@ -20,11 +20,13 @@ MODULES = [
     "panoplace.steps.training",
     "panoplace.steps.whitening",
     "panoplace.steps.scenes",
+    "panoplace.pixels",
+    "panoplace.matching.differences",
 ]
 # modules whose docstrings must show at least one example
 WITH_EXAMPLES = {"panoplace.presets", "panoplace.steps.resolve", "panoplace.steps.extraction",
                  "panoplace.steps.clustering", "panoplace.steps.indexing", "panoplace.steps.localization",
-                 "panoplace.steps.evaluation"}
+                 "panoplace.steps.evaluation", "panoplace.pixels", "panoplace.matching.differences"}
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -158,9 +158,11 @@ def standardise_columns(D: np.ndarray) -> np.ndarray:
     return (z - z.min()).astype(np.float32)
 
 
-def combine_differences(*matrices: np.ndarray) -> np.ndarray:
+def combine_differences(*matrices: np.ndarray, weights: Optional[Sequence[float]] = None) -> np.ndarray:
     """Sum of row-standardised difference matrices (:func:`standardise_rows`), e.g. of
     64x32 and 32x16 patch-normalised SAD. Causal (row by row).
+
+    weights: one per matrix (finite, >= 0, not all 0; default all 1): the sum is weighted.
 
     Shape:
         each ``(Q, N)``; returns float32 ``(Q, N)``, minimum 0 per row.
@@ -170,9 +172,17 @@ def combine_differences(*matrices: np.ndarray) -> np.ndarray:
     shape = np.shape(matrices[0])
     if any(np.shape(m) != shape for m in matrices):
         raise InputError(f"difference matrices differ in shape: {[np.shape(m) for m in matrices]}")
+    w = [1.0] * len(matrices) if weights is None else [float(x) for x in weights]
+    if len(w) != len(matrices):
+        raise InputError(f"{len(w)} weight(s) for {len(matrices)} difference matrices; give one per matrix")
+    if not all(np.isfinite(x) and x >= 0 for x in w) or not any(w):
+        raise InputError(f"weights must be finite, >= 0 and not all 0; got {w}")
     total = np.zeros(shape, dtype=np.float32)
-    for m in matrices:
-        total += standardise_rows(m)
+    for m, x in zip(matrices, w):
+        if x == 1.0:
+            total += standardise_rows(m)
+        elif x:
+            total += np.float32(x) * standardise_rows(m)
     return total - total.min(axis=1, keepdims=True)
 
 
