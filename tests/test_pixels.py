@@ -116,6 +116,7 @@ def test_extract_cli_pixels_and_its_error_lines(images, tmp_path, capsys):
     back = load_descriptors(out)
     assert back.config["pixels"] == {"width": 32, "height": 16, "patch": 4} and back.descriptors.shape == (5, 512)
     capsys.readouterr()
+    out = tmp_path / "not_written.h5"
     assert "leave out --checkpoint, --aggregator" in _fails(
         ["extract", folder, "--descriptor", "pixels", "--checkpoint", "m.pt", "--aggregator", "gem", "--out", out],
         capsys)
