@@ -117,8 +117,10 @@ def test_extract_cli_pixels_and_its_error_lines(images, tmp_path, capsys):
     assert back.config["pixels"] == {"width": 32, "height": 16, "patch": 4} and back.descriptors.shape == (5, 512)
     capsys.readouterr()
     out = tmp_path / "not_written.h5"
+    (tmp_path / "m.pt").write_bytes(b"x")  # (the option checks that it exists)
     assert "leave out --checkpoint, --aggregator" in _fails(
-        ["extract", folder, "--descriptor", "pixels", "--checkpoint", "m.pt", "--aggregator", "gem", "--out", out],
+        ["extract", folder, "--descriptor", "pixels", "--checkpoint", tmp_path / "m.pt", "--aggregator", "gem",
+         "--out", out],
         capsys)
     assert "--crop-size" in _fails(["extract", folder, "--descriptor", "pixels", "--crop-size", "32", "64",
                                     "--out", out], capsys)

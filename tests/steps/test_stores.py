@@ -127,7 +127,8 @@ def test_cli_combines_stores_and_says_what_is_wrong(scaled, tmp_path, capsys):
     capsys.readouterr()
     assert "compare stores of one kind" in _fails(["evaluate", qp, dl, "--dataset", spec], capsys, "evaluate")
     assert "store pair 2" in _fails(["evaluate", qp, dp, "--combine", ql, dp, "--dataset", spec], capsys, "evaluate")
-    assert "need --database stores" in _fails(["localize", "--index", "x.index", qp, "--combine", ql, dl], capsys,
+    (tmp_path / "x.index").write_bytes(b"x")  # (the option checks that it exists)
+    assert "need --database stores" in _fails(["localize", "--index", tmp_path / "x.index", qp, "--combine", ql, dl], capsys,
                                               "localize")
     assert "offline matching only" in _fails(["localize", "--database", dp, qp, "--combine", ql, dl,
                                               "--standardise-columns", "--sequence", "hmm", "--mode", "online"],
