@@ -76,7 +76,8 @@ def expand(ranks: np.ndarray, lo_off: int, hi_off: int, chain_start: np.ndarray,
 @numba.njit(nogil=True, cache=True)
 def window_candidates(tops: np.ndarray, rows: np.ndarray, shifts: np.ndarray, track: np.ndarray, w: int,
                       chain_start: np.ndarray, chain_of: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Candidate ranks of one query (see :func:`panoplace.matching.sparse.candidate_ranks`).
+    """Candidate ranks of one query: each window row's top-k ranks moved back along their chain by
+    the row's offset (kept inside the chain), plus the tracked ranks.
 
     Shape:
         tops: int64 ``(R, k)`` top-k ranks per row position (``-1`` = none); rows: int64
