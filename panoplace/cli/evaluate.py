@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="another query/database store pair of the same images (e.g. pixels at another size, "
                          "or a model's descriptors); repeatable. Each pair's difference matrix is z-scored per "
                          "query row and the matrices are summed (combine_differences)")
-    cb.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+    cb.add_argument("--weights", type=finite_float, nargs="+", default=None, metavar="W",
                     help="one weight per pair, the first pair first (default: all 1)")
     cb.add_argument("--standardise-columns", action="store_true",
                     help="z-score every database column of the difference matrix over all queries (removes "

@@ -10,6 +10,7 @@ from panoplace.cli.argtypes import (
     device,
     existing_file,
     existing_path,
+    finite_float,
     non_negative_float,
     positive_float,
     positive_int,
@@ -93,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="another query/database store pair of the same images (e.g. pixels at another size); "
                          "repeatable. Each pair's difference matrix is z-scored per query row and the matrices "
                          "are summed (combine_differences); with --sequence --mode online the result stays causal")
-    cb.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+    cb.add_argument("--weights", type=finite_float, nargs="+", default=None, metavar="W",
                     help="one weight per pair, the --database pair first (default: all 1)")
     cb.add_argument("--standardise-columns", action="store_true",
                     help="z-score every database column over all queries (removes 'hub' frames); uses later "

@@ -72,7 +72,7 @@ BAD_VALUES: List[Tuple[str, str, Sequence[str]]] = [
     ("localize", "--ds", ["0"]), ("localize", "--scene-weight", ["nan"]), ("localize", "--batch-size", ["0"]),
     ("evaluate", "--ds", ["0"]), ("evaluate", "--vmin", ["0"]), ("evaluate", "--vmax", ["inf"]),
     ("evaluate", "--radius", ["0"]), ("evaluate", "--within", ["-1"]), ("evaluate", "--recall-n", ["0"]),
-    ("evaluate", "--fp-threshold", ["nan"]),
+    ("evaluate", "--fp-threshold", ["nan"]), ("evaluate", "--weights", ["nan"]), ("localize", "--weights", ["inf"]),
     ("scene predict", "--top", ["0"]), ("scene predict", "--batch-size", ["0"]),
     ("scene predict", "--workers", ["-1"]), ("scene predict", "--crops", ["0"]),
     ("scene train", "--epochs", ["0"]), ("scene train", "--lr", ["0"]), ("scene train", "--dropout", ["1"]),
