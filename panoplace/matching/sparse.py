@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import faiss
 import numpy as np
@@ -56,7 +56,17 @@ from panoplace.matching.sequence import (
 )
 from panoplace.matching.sequence.hmm import calibrate_mass
 from panoplace.matching.sequence.seqslam import calibrate_ratio
-from panoplace.matching.sparse_kernels import claim_columns, expand, hmm_window, pick_slots, seqslam_window, window_candidates
+from panoplace.matching.sparse_kernels import (
+    VALID_FIELDS,
+    claim_columns,
+    coded_similarities,
+    decode_codes,
+    expand,
+    hmm_window,
+    pick_slots,
+    seqslam_window,
+    window_candidates,
+)
 from panoplace.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -66,14 +76,28 @@ __all__ = ["IndexVectors", "SparseScores", "SparseWindow", "calibrate", "follow"
 SparseParams = Union[HMMParams, SeqSLAMParams]
 
 
+def touched(shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zero array whose memory is written now: ``np.zeros`` maps its pages lazily, and the
+    first write to each (huge) page later costs a page fault, milliseconds when the kernel
+    compacts memory for a huge page; the caches here are written frame by frame, so those
+    faults would land on the per-frame latency instead of on construction."""
+    out = np.empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
 class IndexVectors:
     """Similarities of a query to any database frames, the way the index scores them.
 
-    flat: the stored vectors (no copy); IVF-PQ: PQ reconstructions through the inverted
-    lists' direct map (built once, 8 bytes per frame), with the PCA pre-transform applied to
-    the query when the index has one (score ``1 - |x - y|^2 / 2`` as :meth:`PlaceIndex.search`).
-    Reconstructed vectors are cached (``cache_rows`` of them) because consecutive frames ask
-    for nearly the same database frames.
+    flat: the stored vectors (no copy). IVF-PQ: from the PQ codes, as faiss scores them:
+    ``<x, c> + sum_m T[m, code_m]`` with ``c`` the frame's coarse centroid and ``T`` the query's
+    table of inner products with every sub-quantiser centroid (:meth:`lut`, once per query
+    frame), so a database frame costs ``M`` table reads instead of a ``dim``-long product over its
+    reconstruction. The codes are read from the index's own inverted lists (memory-mapped lists
+    are viewed, not copied) through its direct map (built once, 8 bytes per frame). With the PCA
+    pre-transform the query is projected first and the score is ``1 - |x - y|^2 / 2`` as
+    :meth:`PlaceIndex.search`. Codes of the frames in use are cached (``cache_rows`` of them,
+    ``2 M + 8`` bytes each) because consecutive frames ask for nearly the same database frames.
     """
 
     def __init__(self, index: PlaceIndex, cache_rows: int = 1 << 16) -> None:
@@ -87,6 +111,8 @@ class IndexVectors:
             flat: Any = faiss.downcast_index(raw)
             self.flat = faiss.rev_swig_ptr(flat.get_xb(), self.n * flat.d).reshape(self.n, flat.d)
             self.dim = int(flat.d)
+            self.centroids = np.zeros((1, self.dim), np.float32)
+            self.codebook = np.zeros((1, 1, 1), np.float32)
         else:
             inner: Any = raw
             if isinstance(faiss.downcast_index(raw), faiss.IndexPreTransform):
@@ -94,14 +120,40 @@ class IndexVectors:
                 self.transform = pre
                 inner = faiss.downcast_index(pre.index)
                 self.l2 = True
-            ivf = faiss.extract_index_ivf(inner)
-            ivf.make_direct_map()
+            ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(inner))
+            if not isinstance(ivf, faiss.IndexIVFPQ):
+                raise InputError(f"sparse matching needs a flat or IVF-PQ index, got {type(ivf).__name__}")
             self.inner = inner
-            self.dim = int(inner.d)
+            self.ivf = ivf
+            self.dim = int(ivf.d)
+            pq = ivf.pq
+            self.nbits, self.code_size, self.by_residual = int(pq.nbits), int(ivf.code_size), bool(ivf.by_residual)
+            self.codebook = faiss.vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub).astype(np.float32)
+            self.centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist).astype(np.float32)
+            self._map_codes()
         self.cache_rows = int(min(cache_rows, self.n))
         self.slot_of = np.full(self.n if self.flat is None else 1, -1, np.int32)
         self._alloc(self.cache_rows if self.flat is None else 1)
         self._stamp = 0
+
+    def _map_codes(self) -> None:
+        """Views of the direct map and of every cell's codes (memory-mapped inverted lists: one
+        view of the file's mapping; lists in memory: their codes copied once, cell by cell)."""
+        ivf = self.ivf
+        ivf.make_direct_map()
+        self.dmap = faiss.rev_swig_ptr(ivf.direct_map.array.data(), self.n).view(np.int64)
+        lists: Any = faiss.downcast_InvertedLists(ivf.invlists)
+        nlist = int(ivf.nlist)
+        sizes = np.array([lists.list_size(i) for i in range(nlist)], np.int64)
+        if isinstance(lists, faiss.OnDiskInvertedLists):
+            self.codes_raw = faiss.rev_swig_ptr(lists.ptr, int(lists.totsize))
+            self.list_off = np.array([lists.lists.at(i).offset for i in range(nlist)], np.int64)
+        else:
+            parts = [faiss.rev_swig_ptr(lists.get_codes(i), int(sizes[i]) * self.code_size).copy() if sizes[i]
+                     else np.zeros(0, np.uint8) for i in range(nlist)]
+            self.codes_raw = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+            self.list_off = np.concatenate([[0], np.cumsum(sizes * self.code_size)[:-1]]).astype(np.int64)
+        self._ntotal = int(ivf.ntotal)
 
     def _alloc(self, rows: int) -> None:
         self.cache_rows = int(rows)
@@ -109,7 +161,9 @@ class IndexVectors:
         self.owner = np.full(self.cache_rows, -1, np.int64)
         self.used = np.full(self.cache_rows, -1, np.int64)
         self.cursor = np.zeros(1, np.int64)
-        self.cache = np.zeros((self.cache_rows, self.dim), np.float32)
+        self.ccode = np.zeros((self.cache_rows, self.codebook.shape[0]), np.uint16)
+        self.clist = np.full(self.cache_rows, -1, np.int32)
+        self.cnorm = np.zeros(self.cache_rows, np.float32)
 
     def prepare(self, query: np.ndarray) -> np.ndarray:
         """The query as the index compares it: fused, in the index's coded space. ``(D,)`` or
@@ -126,54 +180,75 @@ class IndexVectors:
                 q = faiss.downcast_VectorTransform(self.transform.chain.at(i)).apply(q)
         return np.ascontiguousarray(q[0], np.float32)
 
+    def lut(self, q: np.ndarray) -> np.ndarray:
+        """Inner products of a prepared query's sub-vectors with every sub-quantiser centroid.
+        Shape: ``(dim,)`` → float32 ``(M, ksub)`` (flat indexes: ``(1, 1)`` zeros)."""
+        if self.flat is not None:
+            return np.zeros((1, 1), np.float32)
+        m, _, dsub = self.codebook.shape
+        return np.matmul(self.codebook, q.reshape(m, dsub, 1))[:, :, 0]
+
     def new_stamp(self) -> int:
         """A fresh stamp for one request: cache slots marked with it are not recycled by it."""
         self._stamp += 1
         return self._stamp
 
     def reserve(self, rows: int) -> None:
-        """Make the cache hold at least twice ``rows`` vectors (or the whole map), so that one
-        request of ``rows`` vectors never recycles a slot it uses (empties a cache it grows)."""
+        """Make the cache hold at least twice ``rows`` codes (or the whole map), so that one
+        request of ``rows`` frames never recycles a slot it uses (empties a cache it grows)."""
         if self.flat is None and self.cache_rows < min(self.n, 2 * int(rows)):
             self._alloc(min(self.n, max(2 * self.cache_rows, 2 * int(rows))))
 
     def fill(self, ids: np.ndarray, stamp: int) -> None:
-        """Decode the vectors of ``ids`` (unique, not cached) into slots that the request
-        ``stamp`` does not use; marks them used by it."""
+        """Copy the codes of ``ids`` (unique, not cached) into slots that the request ``stamp``
+        does not use; marks them used by it."""
+        if int(self.ivf.ntotal) != self._ntotal:  # the index grew: its lists may have moved
+            self._map_codes()
         slots = pick_slots(self.used, stamp, self.cursor, len(ids))
         old = self.owner[slots]
         self.slot_of[old[old >= 0]] = -1
         self.owner[slots] = ids
         self.slot_of[ids] = slots
-        self.cache[slots] = self.inner.reconstruct_batch(ids)
+        decode_codes(ids, slots, self.dmap, self.codes_raw, self.list_off, self.code_size, self.nbits,
+                     self.by_residual, self.centroids, self.codebook, self.l2, self.ccode, self.clist, self.cnorm)
 
-    def table(self) -> np.ndarray:
-        """The vectors the compiled kernels read: the flat index's own, else the cache
-        (rows addressed through :attr:`slot_of`). Shape: ``(rows, dim)``."""
-        return self.flat if self.flat is not None else self.cache
+    def source(self) -> Tuple[np.ndarray, bool, np.ndarray, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the compiled kernels read (:data:`~panoplace.matching.sparse_kernels.Source`)."""
+        flat = self.flat is not None
+        vecs = self.flat if self.flat is not None else np.zeros((1, self.dim), np.float32)
+        return (vecs, flat, self.slot_of, self.l2, self.ccode, self.clist, self.cnorm, self.centroids)
 
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """Database vectors of ``ids`` in the compared space. Shape: ``(m,)`` → ``(m, dim)``."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if self.flat is not None:
-            return self.flat[ids]
+    def _slots(self, ids: np.ndarray) -> np.ndarray:
+        """Cache slots holding the codes of ``ids`` (fetched where missing). ``(m,)`` → ``(m,)``."""
         need = np.unique(ids)
-        if len(need) > self.cache_rows // 2:  # larger than the cache: answer directly
-            return self.inner.reconstruct_batch(ids).astype(np.float32)
+        self.reserve(len(need))
         stamp = self.new_stamp()
         slots = self.slot_of[need]
         self.used[slots[slots >= 0]] = stamp
         if (slots < 0).any():
             self.fill(need[slots < 0], stamp)
-        return self.cache[self.slot_of[ids]]
+        return self.slot_of[ids].astype(np.int64)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Database vectors of ``ids`` in the compared space (IVF-PQ: the reconstructions).
+        Shape: ``(m,)`` → ``(m, dim)``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.flat is not None:
+            return self.flat[ids]
+        return self.inner.reconstruct_batch(ids).astype(np.float32)
 
     def similarities(self, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Similarity of a prepared query to database ``ids``. Shape: ``(dim,)``, ``(m,)`` → ``(m,)``."""
-        v = self.vectors(ids)
-        if self.l2:
-            d = v - q[None, :]
-            return (1.0 - 0.5 * np.einsum("ij,ij->i", d, d)).astype(np.float32)
-        return (v @ q).astype(np.float32)
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.flat is not None:
+            v = self.flat[ids]
+            if self.l2:
+                d = v - q[None, :]
+                return (1.0 - 0.5 * np.einsum("ij,ij->i", d, d)).astype(np.float32)
+            return (v @ q).astype(np.float32)
+        q = np.ascontiguousarray(q, np.float32)
+        return coded_similarities(q, np.float32(np.dot(q, q)), self.lut(q)[None], self._slots(ids), self.ccode,
+                                  self.clist, self.cnorm, self.centroids, self.l2)
 
 
 @dataclass
@@ -204,9 +279,10 @@ class SparseWindow:
     Frames are numbered by the caller (``serial``, increasing; query index offline, a frame
     counter online); frame ``s`` lives at ring position ``s % R`` (``R`` = the window length).
     A column table keeps, per database rank in use, each row's difference, z-score and HMM
-    emission, so that consecutive windows recompute only what is new. Memory: ``R x slots x 36``
-    bytes (about 12 MB at ``ds`` 20; the table grows when a window needs more than half of it) plus 4 bytes
-    per database frame.
+    emission and the serials of the rows they hold for, so that consecutive windows compute only
+    what is new (the newest row, and every row at ranks new to the window). Memory:
+    ``slots x (12 R + 56)`` bytes (about 5 MB at ``ds`` 20; the table grows when a window needs
+    more than half of it) plus 8 bytes per database frame.
 
     Args:
         vectors: the index's :class:`IndexVectors`.
@@ -222,6 +298,10 @@ class SparseWindow:
         self.offsets = window_offsets(params.ds, params.mode)
         size = len(self.offsets)
         self.rvec = np.zeros((size, vectors.dim), np.float32)
+        self.rlut = np.zeros((size,) + vectors.lut(self.rvec[0]).shape, np.float32)
+        self.rnorm = np.zeros(size, np.float32)
+        self.rcoarse = np.zeros((size, len(vectors.centroids)), np.float32)
+        self.rcser = np.full((size, len(vectors.centroids)), -1, np.int64)
         self.rserial = np.full(size, -1, np.int64)
         self.rtop = np.full((size, max(1, int(k))), -1, np.int64)
         v = 0.5 * (params.vmin + params.vmax)
@@ -243,11 +323,12 @@ class SparseWindow:
         else:
             self.shifts = trajectory_shifts(self.offsets, velocities(params.vmin, params.vmax, params.n_velocities))
             self.reach = (int(self.shifts.min()), int(self.shifts.max()))
-        self._rgen = np.full(size, -1, np.int64)  # emission cache generation of each row (-1: new row)
+        self._rchg = np.full(size, -1, np.int64)  # call in which a row arrived (-1: new) or its least z moved
         self._rzmin = np.zeros(size, np.float32)
-        self._gen = np.zeros(1, np.int64)
         self._slot_of = np.full(graph.n, -1, np.int32)
+        self._colpos = np.full(graph.n, -1, np.int32)
         self._allocate(slots)
+        self._E = touched((1 << 12, size), np.float32)  # emissions scratch, grown with the columns
         self._stamp = 0
 
     def _allocate(self, slots: int) -> None:
@@ -256,23 +337,23 @@ class SparseWindow:
         self._slot_rank = np.full(slots, -1, np.int64)
         self._used = np.full(slots, -1, np.int64)
         self._cursor = np.zeros(1, np.int64)
-        self._diff = np.zeros((slots, size), np.float32)
-        self._dstamp = np.full((slots, size), -1, np.int64)
-        self._zval = np.zeros((slots, size), np.float32)
-        self._zstamp = np.full((slots, size), -1, np.int64)
-        self._eval = np.zeros((slots, size), np.float32)
-        self._estamp = np.full((slots, size), -1, np.int64)
+        self._diff = touched((slots, size), np.float32)
+        self._zval = touched((slots, size), np.float32)
+        self._eval = touched((slots, size), np.float32)
+        self._valid = np.full((slots, VALID_FIELDS), -1, np.int64)
 
     def add(self, serial: int, vec: np.ndarray, top: np.ndarray) -> None:
         """Put frame ``serial`` in the window: its prepared vector (:meth:`IndexVectors.prepare`,
         ``(dim,)``) and top-k candidate ranks (``(<= k,)``, best first)."""
         p = int(serial) % len(self.rserial)
         self.rvec[p] = vec
+        self.rlut[p] = self.vectors.lut(self.rvec[p])
+        self.rnorm[p] = np.dot(self.rvec[p], self.rvec[p])
         self.rtop[p] = -1
         n = min(len(top), self.rtop.shape[1])
         self.rtop[p, :n] = top[:n]
         self.rserial[p] = int(serial)
-        self._rgen[p] = -1
+        self._rchg[p] = -1
 
     def clear(self) -> None:
         """Forget every frame (serials must keep increasing: cached values stay stamped)."""
@@ -312,22 +393,25 @@ class SparseWindow:
         vstamp = vec.new_stamp()
         direct = vec.flat is not None
         missing = claim_columns(ext, self._stamp, self._slot_of, self._slot_rank, self._used, self._cursor,
-                                self._dstamp, self._zstamp, self._estamp, g[0], direct, vec.slot_of, vec.used, vstamp)
+                                self._valid, g[0], direct, vec.slot_of, vec.used, vstamp)
         if len(missing):
             vec.fill(missing, vstamp)
-        vecs = (self.rserial, self.rvec, vec.table(), direct, vec.slot_of, vec.l2)
+        table = (self._slot_of, self._diff, self._zval, self._eval, self._valid)
+        window = (self.rserial, self.rvec, self._rchg, self._rzmin, self.rlut, self.rnorm, self.rcoarse, self.rcser)
+        source = vec.source()
         p = self.params
+        cols = expand(cand, self.reach[0], self.reach[1], g[1], g[2])
         if isinstance(p, SeqSLAMParams):
-            cost, b, conf = seqslam_window(cand, rows, self.shifts, np.float32(enhance_bound(p.enhance_window)),
-                                           self.half, int(p.uniqueness_radius), g, self._slot_of, self._diff,
-                                           self._dstamp, self._zval, self._zstamp, *vecs)
+            cost, b, conf = seqslam_window(cand, cols, ext, rows, self.shifts,
+                                           np.float32(enhance_bound(p.enhance_window)), self.half,
+                                           int(p.uniqueness_radius), g, table, window, source)
         else:
-            cols = expand(cand, self.reach[0], self.reach[1], g[1], g[2])
+            if len(cols) > len(self._E):
+                self._E = touched((1 << int(np.ceil(np.log2(len(cols)))), len(self.offsets)), np.float32)
             cost, b, conf = hmm_window(cand, cols, ext, rows, self.past, self.future, self.jumps, self.jw,
                                        self.switch, np.float32(p.teleport / self.graph.n), np.float32(-1.0 / p.sigma),
-                                       self.half, int(p.uniqueness_radius), self.graph.n, g, self._slot_of,
-                                       self._diff, self._dstamp, self._zval, self._zstamp, self._eval, self._estamp,
-                                       self._rgen, self._rzmin, self._gen, *vecs)
+                                       self.half, int(p.uniqueness_radius), self.graph.n, g, table, window, source,
+                                       self._stamp, self._E, self._colpos)
         return SparseScores(cand, cost, int(b), float(conf))
 
 

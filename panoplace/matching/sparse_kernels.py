@@ -37,6 +37,20 @@ __all__ = ["claim_columns", "expand", "hmm_window", "pick_slots", "seqslam_windo
 
 Graph = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """(order, chain_start, chain_of, link_ptr, link_idx) of a :class:`MapGraph`."""
+Table = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""The column table: (slot_of int32 ``(N,)`` slot of each rank or -1, diff / zval / eval float32
+``(slots, R)``, valid int64 ``(slots, VALID_FIELDS)``)."""
+Window = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""The window's rows by ring position ``p``: (serial int64 ``(R,)`` (-1: empty), vector float32
+``(R, dim)``, rchg int64 ``(R,)`` (see :func:`_emissions`), least z-score float32 ``(R,)``, PQ
+table float32 ``(R, M, ksub)`` and squared norm float32 ``(R,)`` of the vector, and ``<x, c>``
+per coarse cell float32 ``(R, nlist)``, valid where the int64 ``(R, nlist)`` serial stamp is the
+row's serial)."""
+Source = Tuple[np.ndarray, bool, np.ndarray, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Where database similarities come from: (vectors float32 ``(N, dim)`` of a flat index, direct
+(flat: row = database id; else PQ codes), the code cache slot of each database id, l2 (score
+``1 - |x - y|^2 / 2``), codes uint16 ``(rows, M)``, coarse cell int32 ``(rows,)`` (-1: none) and
+``|y|^2`` float32 ``(rows,)`` per cache slot, coarse centroids float32 ``(nlist, dim)``)."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -126,16 +140,24 @@ def pick_slots(used: np.ndarray, stamp: int, cursor: np.ndarray, n: int) -> np.n
     return out
 
 
+VALID_FIELDS = 7
+"""Columns of a slot's validity record (:data:`DLO` ... :data:`ECALL`)."""
+DLO, DHI, ZLO, ZHI, ELO, EHI, ECALL = range(VALID_FIELDS)
+"""Per column slot: the differences hold for the window rows with serials ``DLO..DHI``, the
+z-scores for ``ZLO..ZHI``, the emissions for ``ELO..EHI`` as of call ``ECALL``."""
+
+
 @numba.njit(nogil=True, cache=True)
 def claim_columns(ext: np.ndarray, stamp: int, slot_of: np.ndarray, slot_rank: np.ndarray, used: np.ndarray,
-                  cursor: np.ndarray, dstamp: np.ndarray, zstamp: np.ndarray, estamp: np.ndarray, order: np.ndarray,
-                  direct: bool, vslot_of: np.ndarray, vused: np.ndarray, vstamp: int
-                  ) -> np.ndarray:  # pragma: no cover - compiled
-    """Give every rank of ``ext`` a column slot (recycling slots unused in this call) and list the
-    database ids whose vectors the vector cache lacks (``direct``: every vector is at hand).
+                  cursor: np.ndarray, valid: np.ndarray, order: np.ndarray, direct: bool, vslot_of: np.ndarray,
+                  vused: np.ndarray, vstamp: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Give every rank of ``ext`` a column slot (recycling slots unused in this call; a recycled
+    slot holds no valid value) and list the database ids whose vectors the vector cache lacks
+    (``direct``: every vector is at hand).
 
     Shape:
-        ext: sorted unique int64 ranks (fewer than the slots); returns int64 ``(miss,)`` ids.
+        ext: sorted unique int64 ranks (fewer than the slots); valid: int64
+        ``(slots, VALID_FIELDS)``; returns int64 ``(miss,)`` ids.
     """
     size = slot_rank.shape[0]
     for i in range(ext.shape[0]):
@@ -155,9 +177,8 @@ def claim_columns(ext: np.ndarray, stamp: int, slot_of: np.ndarray, slot_rank: n
         slot_rank[pos] = r
         slot_of[r] = pos
         used[pos] = stamp
-        dstamp[pos, :] = -1
-        zstamp[pos, :] = -1
-        estamp[pos, :] = -1
+        for f in range(VALID_FIELDS):
+            valid[pos, f] = -1
         pos = (pos + 1) % size
     cursor[0] = pos
     if direct:
@@ -192,77 +213,228 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.float32:  # pragma: no cover - c
     return s
 
 
+@numba.njit(nogil=True, cache=True)
+def decode_codes(ids: np.ndarray, slots: np.ndarray, dmap: np.ndarray, raw: np.ndarray, list_off: np.ndarray,
+                 code_size: int, nbits: int, by_residual: bool, centroids: np.ndarray, codebook: np.ndarray,
+                 l2: bool, ccode: np.ndarray, clist: np.ndarray, cnorm: np.ndarray) -> None:  # pragma: no cover
+    """Copy the PQ codes of database ``ids`` out of the inverted lists into cache ``slots``: one
+    ``uint16`` per sub-quantiser (faiss packs ``nbits``-bit codes least significant bit first),
+    the coarse cell (``-1`` when the index does not code residuals) and, for ``l2``, the squared
+    norm of the reconstruction ``|c + r|^2``.
+
+    Shape:
+        ids, slots: int64 ``(n,)``; dmap: int64 ``(N,)`` faiss direct map (cell << 32 | offset);
+        raw: uint8 bytes holding every cell's codes, cell ``l`` from byte ``list_off[l]``;
+        centroids float32 ``(nlist, dim)``; codebook float32 ``(M, ksub, dsub)``;
+        ccode uint16 ``(rows, M)``, clist int32 ``(rows,)``, cnorm float32 ``(rows,)``.
+    """
+    n_sub = codebook.shape[0]
+    dsub = codebook.shape[2]
+    for i in range(ids.shape[0]):
+        lo = dmap[ids[i]]
+        cell = lo >> 32
+        base = list_off[cell] + (lo & 0xFFFFFFFF) * code_size
+        s = slots[i]
+        bit = 0
+        for m in range(n_sub):
+            if nbits == 8:
+                v = np.int64(raw[base + m])
+            else:
+                v = np.int64(0)
+                for b in range(nbits):
+                    pos = bit + b
+                    v |= ((np.int64(raw[base + (pos >> 3)]) >> (pos & 7)) & 1) << b
+            ccode[s, m] = v
+            bit += nbits
+        clist[s] = cell if by_residual else -1
+        if l2:
+            t = np.float32(0.0)
+            for m in range(n_sub):
+                for j in range(dsub):
+                    y = codebook[m, ccode[s, m], j]
+                    if by_residual:
+                        y += centroids[cell, m * dsub + j]
+                    t += y * y
+            cnorm[s] = t
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
-def _difference(r: int, p: int, serial: int, slot_of: np.ndarray, diff: np.ndarray, dstamp: np.ndarray,
-                order: np.ndarray, vecs: np.ndarray, direct: bool, vslot_of: np.ndarray, l2: bool,
-                rvec: np.ndarray) -> np.float32:  # pragma: no cover - compiled
-    """``1 - similarity`` of row position ``p`` (serial ``serial``) and rank ``r`` (cached)."""
-    s = slot_of[r]
-    if dstamp[s, p] == serial:
-        return diff[s, p]
-    d = order[r]
-    v = vecs[d] if direct else vecs[vslot_of[d]]
+def _coded_sim(ccode: np.ndarray, vs: int, lut: np.ndarray, p: int, coarse: np.float32, xx: np.float32,
+               yy: np.float32, l2: bool) -> np.float32:  # pragma: no cover - compiled
+    """Similarity of query ``p`` (table ``lut[p]`` ``(M, ksub)``) and the PQ-coded database
+    vector ``y = c + r`` cached at ``vs`` as faiss scores it: ``<x, y> = <x, c> + sum_m
+    lut[p, m, code_m]`` (``coarse`` = ``<x, c>``), or for ``l2`` ``1 - (|x|^2 + |y|^2 - 2 <x, y>) / 2``.
+    (Whole arrays and indices, no row views: a view costs reference counting per call.)"""
+    # four running sums (a fixed order, so every caller gets the same value): the table reads
+    # are independent, one accumulator would make each wait for the previous addition
+    n = ccode.shape[1]
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    m = 0
+    while m + 4 <= n:
+        a0 += lut[p, m, ccode[vs, m]]
+        a1 += lut[p, m + 1, ccode[vs, m + 1]]
+        a2 += lut[p, m + 2, ccode[vs, m + 2]]
+        a3 += lut[p, m + 3, ccode[vs, m + 3]]
+        m += 4
+    while m < n:
+        a0 += lut[p, m, ccode[vs, m]]
+        m += 1
+    ip = coarse + ((a0 + a1) + (a2 + a3))
     if l2:
-        sim = np.float32(1.0) - np.float32(0.5) * _sqdist(v, rvec[p])
-    else:
-        sim = _dot(v, rvec[p])
-    x = np.float32(1.0) - sim
-    diff[s, p] = x
-    dstamp[s, p] = serial
-    return x
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _z(r: int, p: int, serial: int, half: int, chain_start: np.ndarray, chain_of: np.ndarray,
-       slot_of: np.ndarray, diff: np.ndarray, dstamp: np.ndarray, zval: np.ndarray, zstamp: np.ndarray,
-       order: np.ndarray, vecs: np.ndarray, direct: bool, vslot_of: np.ndarray, l2: bool,
-       rvec: np.ndarray) -> np.float32:  # pragma: no cover - compiled
-    """Contrast-enhanced difference of row position ``p`` at rank ``r``: the z-score over ranks
-    ``r - half .. r + half`` of r's chain (cut at its ends); cached."""
-    s = slot_of[r]
-    if zstamp[s, p] == serial:
-        return zval[s, p]
-    ch = chain_of[r]
-    a = max(chain_start[ch], r - half)
-    b = min(chain_start[ch + 1], r + half + 1)
-    s1 = 0.0
-    s2 = 0.0
-    for j in range(a, b):
-        sj = slot_of[j]
-        if dstamp[sj, p] == serial:
-            x = np.float64(diff[sj, p])
-        else:
-            x = np.float64(_difference(j, p, serial, slot_of, diff, dstamp, order, vecs, direct, vslot_of, l2, rvec))
-        s1 += x
-        s2 += x * x
-    cnt = np.float64(b - a)
-    mean = s1 / cnt
-    var = s2 / cnt - mean * mean
-    x = np.float64(diff[s, p])  # computed in the loop above (r is in [a, b))
-    z = np.float32((x - mean) / np.sqrt(max(var, 1e-12)))
-    zval[s, p] = z
-    zstamp[s, p] = serial
-    return z
+        return np.float32(1.0) - np.float32(0.5) * (xx + yy - np.float32(2.0) * ip)
+    return ip
 
 
 @numba.njit(nogil=True, cache=True)
-def _transitions(cols: np.ndarray, jumps: np.ndarray, jw: np.ndarray, switch: float, chain_start: np.ndarray,
-                 chain_of: np.ndarray, link_ptr: np.ndarray, link_idx: np.ndarray
+def coded_similarities(q: np.ndarray, xx: np.float32, lut: np.ndarray, slots: np.ndarray, ccode: np.ndarray,
+                       clist: np.ndarray, cnorm: np.ndarray, centroids: np.ndarray,
+                       l2: bool) -> np.ndarray:  # pragma: no cover - compiled
+    """:func:`_coded_sim` of one query (``q`` float32 ``(dim,)``, ``xx`` its squared norm, its
+    ``lut`` ``(1, M, ksub)``) and the cached codes at ``slots`` int64 ``(n,)``. Returns float32 ``(n,)``."""
+    out = np.empty(slots.shape[0], np.float32)
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        cell = clist[s]
+        coarse = _dot(centroids[cell], q) if cell >= 0 else np.float32(0.0)
+        out[i] = _coded_sim(ccode, s, lut, 0, coarse, xx, cnorm[s], l2)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _live_rows(rows: np.ndarray, rserial: np.ndarray) -> Tuple[np.ndarray, int, int]:  # pragma: no cover
+    """Ring positions of the window's frames (``rows >= 0``) and their first and last serial."""
+    live = np.empty(rows.shape[0], np.int64)
+    n = 0
+    first = np.int64(1) << 62
+    last = np.int64(-1)
+    for t in range(rows.shape[0]):
+        p = rows[t]
+        if p >= 0:
+            live[n] = p
+            n += 1
+            first = min(first, rserial[p])
+            last = max(last, rserial[p])
+    return live[:n], first, last
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _start(valid: np.ndarray, s: int, lo: int, first: int) -> int:  # pragma: no cover - compiled
+    """First serial whose value slot ``s`` lacks: the values hold for serials
+    ``valid[s, lo] .. valid[s, lo + 1]``; rows arrive in serial order and leave from the oldest,
+    so a slot whose range reaches ``first`` lacks only the newer rows."""
+    hi = valid[s, lo + 1]
+    if hi < first or valid[s, lo] > hi:
+        return first
+    return hi + 1
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _mark(valid: np.ndarray, s: int, lo: int, start: int, first: int, last: int, ring: int) -> None:  # pragma: no cover
+    """Record that slot ``s`` now holds values for serials up to ``last`` (at most ``ring`` of
+    them: older ring positions have been overwritten)."""
+    if start == first:
+        valid[s, lo] = first
+    valid[s, lo + 1] = last
+    valid[s, lo] = max(valid[s, lo], last - ring + 1)
+
+
+@numba.njit(nogil=True, cache=True)
+def _refresh_differences(ext: np.ndarray, live: np.ndarray, first: int, last: int, order: np.ndarray,
+                         slot_of: np.ndarray, diff: np.ndarray, valid: np.ndarray, window: Window,
+                         source: Source) -> None:  # pragma: no cover - compiled
+    """``diff[slot, p] = 1 - similarity`` of every window row ``p`` (``live``) and every rank of
+    ``ext``, computing only what the slots lack (one database vector or code read serves every
+    row). Flat indexes: the stored vectors; IVF-PQ: the cached codes, with ``<x, c>`` of a row
+    and a coarse cell computed once per row. (Written out in one loop: a helper function per
+    value costs more here than the arithmetic.)"""
+    rserial, rvec, _, _, rlut, rnorm, rcoarse, rcser = window
+    vecs, direct, vslot_of, l2, ccode, clist, cnorm, centroids = source
+    ring = rserial.shape[0]
+    for i in range(ext.shape[0]):
+        r = ext[i]
+        s = slot_of[r]
+        start = _start(valid, s, DLO, first)
+        if start > last:
+            continue
+        d = order[r]
+        if direct:
+            v = vecs[d]
+            for k in range(live.shape[0]):
+                p = live[k]
+                if rserial[p] >= start:
+                    if l2:
+                        sim = np.float32(1.0) - np.float32(0.5) * _sqdist(v, rvec[p])
+                    else:
+                        sim = _dot(v, rvec[p])
+                    diff[s, p] = np.float32(1.0) - sim
+        else:
+            vs = vslot_of[d]
+            cell = clist[vs]
+            for k in range(live.shape[0]):
+                p = live[k]
+                if rserial[p] >= start:
+                    coarse = np.float32(0.0)
+                    if cell >= 0:
+                        if rcser[p, cell] != rserial[p]:
+                            rcoarse[p, cell] = _dot(centroids[cell], rvec[p])
+                            rcser[p, cell] = rserial[p]
+                        coarse = rcoarse[p, cell]
+                    sim = _coded_sim(ccode, vs, rlut, p, coarse, rnorm[p], cnorm[vs], l2)
+                    diff[s, p] = np.float32(1.0) - sim
+        _mark(valid, s, DLO, start, first, last, ring)
+
+
+@numba.njit(nogil=True, cache=True)
+def _refresh_z(cols: np.ndarray, live: np.ndarray, first: int, last: int, half: int, chain_start: np.ndarray,
+               chain_of: np.ndarray, slot_of: np.ndarray, diff: np.ndarray, zval: np.ndarray, valid: np.ndarray,
+               rserial: np.ndarray, zmin: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Contrast-enhanced differences ``zval[slot, p]`` of every window row at every rank of
+    ``cols``: the z-score over ranks ``r - half .. r + half`` of r's chain (cut at its ends;
+    their differences must be current), computing only what the slots lack; ``zmin[p]`` becomes
+    the least z-score of row ``p`` over ``cols``."""
+    ring = rserial.shape[0]
+    for j in range(cols.shape[0]):
+        r = cols[j]
+        s = slot_of[r]
+        start = _start(valid, s, ZLO, first)
+        if start <= last:
+            ch = chain_of[r]
+            a = max(chain_start[ch], r - half)
+            b = min(chain_start[ch + 1], r + half + 1)
+            cnt = np.float64(b - a)
+            for k in range(live.shape[0]):
+                p = live[k]
+                if rserial[p] >= start:
+                    s1 = 0.0
+                    s2 = 0.0
+                    for q in range(a, b):
+                        x = np.float64(diff[slot_of[q], p])
+                        s1 += x
+                        s2 += x * x
+                    mean = s1 / cnt
+                    var = s2 / cnt - mean * mean
+                    zval[s, p] = np.float32((np.float64(diff[s, p]) - mean) / np.sqrt(max(var, 1e-12)))
+            _mark(valid, s, ZLO, start, first, last, ring)
+        for k in range(live.shape[0]):
+            p = live[k]
+            if zval[s, p] < zmin[p]:
+                zmin[p] = zval[s, p]
+
+
+@numba.njit(nogil=True, cache=True)
+def _transitions(cols: np.ndarray, colpos: np.ndarray, jumps: np.ndarray, jw: np.ndarray, switch: float,
+                 chain_start: np.ndarray, chain_of: np.ndarray, link_ptr: np.ndarray, link_idx: np.ndarray
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Transitions among ``cols`` (sorted ranks) in the numpy version's entry order: per jump,
-    the moves along chains, then those along links. Returns (source, target, weight)."""
+    the moves along chains, then those along links. ``colpos[r]`` is the index of rank ``r`` in
+    ``cols`` (-1: not a column). Returns (source, target, weight)."""
     m = cols.shape[0]
-    nl = np.empty(m, np.int64)
     total_links = 0
     for i in range(m):
-        nl[i] = link_ptr[cols[i] + 1] - link_ptr[cols[i]]
-        total_links += nl[i]
-    lpos = np.empty(total_links, np.int64)  # where each link's target sits in cols
-    q = 0
-    for i in range(m):
-        for e in range(link_ptr[cols[i]], link_ptr[cols[i] + 1]):
-            lpos[q] = np.searchsorted(cols, link_idx[e])
-            q += 1
+        total_links += link_ptr[cols[i] + 1] - link_ptr[cols[i]]
     cap = jumps.shape[0] * (m + total_links)
     src = np.empty(cap, np.int64)
     dst = np.empty(cap, np.int64)
@@ -271,51 +443,63 @@ def _transitions(cols: np.ndarray, jumps: np.ndarray, jw: np.ndarray, switch: fl
     for k in range(jumps.shape[0]):
         d = jumps[k]
         wd = jw[k]
-        j = 0
         for i in range(m):
             x = cols[i] + d
             ch = chain_of[cols[i]]
-            while j < m and cols[j] < x:
-                j += 1
-            if chain_start[ch] <= x < chain_start[ch + 1] and j < m and cols[j] == x:
+            if chain_start[ch] <= x < chain_start[ch + 1] and colpos[x] >= 0:
+                nl = link_ptr[cols[i] + 1] - link_ptr[cols[i]]
                 src[n] = i
-                dst[n] = j
-                wt[n] = np.float32(wd * ((1.0 - switch) if nl[i] > 0 else 1.0))
+                dst[n] = colpos[x]
+                wt[n] = np.float32(wd * ((1.0 - switch) if nl > 0 else 1.0))
                 n += 1
         if total_links:
-            q = 0
             for i in range(m):
-                for e in range(link_ptr[cols[i]], link_ptr[cols[i] + 1]):
-                    tgt = link_idx[e]
-                    xt = tgt + d
-                    ch = chain_of[tgt]
-                    pos = lpos[q]
-                    q += 1
-                    if not (chain_start[ch] <= xt < chain_start[ch + 1]):
-                        continue
-                    while pos < m and cols[pos] < xt:
-                        pos += 1
-                    while pos > 0 and cols[pos - 1] >= xt:
-                        pos -= 1
-                    if pos < m and cols[pos] == xt:
+                lo = link_ptr[cols[i]]
+                hi = link_ptr[cols[i] + 1]
+                for e in range(lo, hi):
+                    xt = link_idx[e] + d
+                    ch = chain_of[link_idx[e]]
+                    if chain_start[ch] <= xt < chain_start[ch + 1] and colpos[xt] >= 0:
                         src[n] = i
-                        dst[n] = pos
-                        wt[n] = np.float32(wd * switch / np.float64(nl[i]))
+                        dst[n] = colpos[xt]
+                        wt[n] = np.float32(wd * switch / np.float64(hi - lo))
                         n += 1
     return src[:n], dst[:n], wt[:n]
 
 
 @numba.njit(nogil=True, cache=True)
-def _propagate(x: np.ndarray, src: np.ndarray, dst: np.ndarray, wt: np.ndarray, tele: np.float32,
+def _by_target(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, m: int
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The edges grouped by target (a stable counting sort: each target's edges keep their
+    order). Returns (ptr int64 ``(m + 1,)``, sources, weights)."""
+    ptr = np.zeros(m + 1, np.int64)
+    for e in range(dst.shape[0]):
+        ptr[dst[e] + 1] += 1
+    for j in range(m):
+        ptr[j + 1] += ptr[j]
+    fill = ptr[:m].copy()
+    osrc = np.empty(src.shape[0], np.int64)
+    owt = np.empty(src.shape[0], np.float32)
+    for e in range(dst.shape[0]):
+        q = fill[dst[e]]
+        osrc[q] = src[e]
+        owt[q] = wt[e]
+        fill[dst[e]] = q + 1
+    return ptr, osrc, owt
+
+
+@numba.njit(nogil=True, cache=True)
+def _propagate(x: np.ndarray, ptr: np.ndarray, src: np.ndarray, wt: np.ndarray, tele: np.float32,
                out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out = bincount(dst, weights=x[src] * wt) + tele * sum(x)`` (float64 accumulation, then
-    float32), as the numpy version; swap ``src``/``dst`` for the backward pass."""
-    acc = np.zeros(x.shape[0], np.float64)
-    for e in range(src.shape[0]):
-        acc[dst[e]] += np.float64(x[src[e]] * wt[e])
+    float32), as the numpy version, from the edges grouped by target (:func:`_by_target`: each
+    target sums its edges in the order bincount would)."""
     add = np.float64(tele * pairwise_sum(x))
     for j in range(x.shape[0]):
-        out[j] = np.float32(acc[j] + add)
+        acc = 0.0
+        for e in range(ptr[j], ptr[j + 1]):
+            acc += np.float64(x[src[e]] * wt[e])
+        out[j] = np.float32(acc + add)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -326,82 +510,58 @@ def _normalise(x: np.ndarray) -> None:  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _emissions(ext: np.ndarray, cols: np.ndarray, rows: np.ndarray, half: int, chain_start: np.ndarray,
-               chain_of: np.ndarray, slot_of: np.ndarray, diff: np.ndarray, dstamp: np.ndarray, zval: np.ndarray,
-               zstamp: np.ndarray, eval_: np.ndarray, estamp: np.ndarray, rserial: np.ndarray, rgen: np.ndarray,
-               rzmin: np.ndarray, gen: np.ndarray, order: np.ndarray, vecs: np.ndarray, direct: bool,
-               vslot_of: np.ndarray, l2: bool, rvec: np.ndarray, scale: np.float32
-               ) -> np.ndarray:  # pragma: no cover - compiled
-    """HMM emission likelihoods ``exp((z - min z) * scale)`` of every window row at ``cols``.
-
-    Column by column (one database vector read serves every row): the differences at ``ext``
-    (``cols`` widened by the enhancement window), the z-scores at ``cols`` and each row's
-    minimum, then the likelihoods. Likelihoods are cached per (rank, row) under a generation
-    number that changes when a row arrives or its minimum moves, so an unchanged value is
-    reused, not recomputed. Returns float32 ``(R, m)`` indexed by ring position."""
-    size = rserial.shape[0]
-    m = cols.shape[0]
-    live = np.empty(rows.shape[0], np.int64)
-    n_live = 0
-    for t in range(rows.shape[0]):
-        if rows[t] >= 0:
-            live[n_live] = rows[t]
-            n_live += 1
-    for i in range(ext.shape[0]):
-        r = ext[i]
-        s = slot_of[r]
-        for k in range(n_live):
-            p = live[k]
-            if dstamp[s, p] != rserial[p]:
-                _difference(r, p, rserial[p], slot_of, diff, dstamp, order, vecs, direct, vslot_of, l2, rvec)
-    zmin = np.full(size, np.inf, np.float32)
-    for j in range(m):
-        r = cols[j]
-        s = slot_of[r]
-        ch = chain_of[r]
-        a = max(chain_start[ch], r - half)
-        b = min(chain_start[ch + 1], r + half + 1)
-        for k in range(n_live):
-            p = live[k]
-            if zstamp[s, p] != rserial[p]:
-                s1 = 0.0
-                s2 = 0.0
-                for q in range(a, b):
-                    x = np.float64(diff[slot_of[q], p])
-                    s1 += x
-                    s2 += x * x
-                cnt = np.float64(b - a)
-                mean = s1 / cnt
-                var = s2 / cnt - mean * mean
-                zval[s, p] = np.float32((np.float64(diff[s, p]) - mean) / np.sqrt(max(var, 1e-12)))
-                zstamp[s, p] = rserial[p]
-            if zval[s, p] < zmin[p]:
-                zmin[p] = zval[s, p]
-    for k in range(n_live):
+def _emissions(cols: np.ndarray, live: np.ndarray, first: int, last: int, slot_of: np.ndarray, zval: np.ndarray,
+               eval_: np.ndarray, valid: np.ndarray, rserial: np.ndarray, rchg: np.ndarray, rzmin: np.ndarray,
+               zmin: np.ndarray, call: int, scale: np.float32, out: np.ndarray) -> None:  # pragma: no cover
+    """HMM emission likelihoods ``out[j, p] = exp((z - min z) * scale)`` of every window row
+    ``p`` at ``cols[j]``. A likelihood is cached per (slot, row) and recomputed when the row is
+    new to the slot or the row's minimum has moved since the slot's last refresh (``rchg[p]``:
+    the call in which row ``p`` arrived or its minimum last moved; ``rchg[p] < 0``: new row)."""
+    ring = rserial.shape[0]
+    for k in range(live.shape[0]):
         p = live[k]
-        if rgen[p] < 0 or rzmin[p] != zmin[p]:
-            gen[0] += 1
-            rgen[p] = gen[0]
+        if rchg[p] < 0 or rzmin[p] != zmin[p]:
+            rchg[p] = call
             rzmin[p] = zmin[p]
-    out = np.empty((size, m), np.float32)
-    for j in range(m):
+    for j in range(cols.shape[0]):
         s = slot_of[cols[j]]
-        for k in range(n_live):
+        lo = valid[s, ELO]
+        hi = valid[s, EHI]
+        at = valid[s, ECALL]
+        if hi < lo:
+            at = -1
+        for k in range(live.shape[0]):
             p = live[k]
-            if estamp[s, p] != rgen[p]:
+            ser = rserial[p]
+            if not (lo <= ser <= hi and rchg[p] <= at):
                 eval_[s, p] = np.exp((zval[s, p] - zmin[p]) * scale)
-                estamp[s, p] = rgen[p]
-            out[p, j] = eval_[s, p]
-    return out
+            out[j, p] = eval_[s, p]
+        valid[s, ELO] = max(first, last - ring + 1)
+        valid[s, EHI] = last
+        valid[s, ECALL] = call
+
+
+@numba.njit(nogil=True, cache=True)
+def _refresh(ext: np.ndarray, cols: np.ndarray, rows: np.ndarray, half: int, graph: Graph, table: Table,
+             window: Window, source: Source) -> Tuple[np.ndarray, int, int, np.ndarray]:  # pragma: no cover
+    """Bring the differences at ``ext`` and the z-scores at ``cols`` up to date for every frame
+    of the window; returns (live ring positions, first serial, last serial, each row's least
+    z-score over ``cols``: float32 ``(R,)``)."""
+    order, chain_start, chain_of, _, _ = graph
+    slot_of, diff, zval, _, valid = table
+    rserial = window[0]
+    live, first, last = _live_rows(rows, rserial)
+    _refresh_differences(ext, live, first, last, order, slot_of, diff, valid, window, source)
+    zmin = np.full(rserial.shape[0], np.inf, np.float32)
+    _refresh_z(cols, live, first, last, half, chain_start, chain_of, slot_of, diff, zval, valid, rserial, zmin)
+    return live, first, last, zmin
 
 
 @numba.njit(nogil=True, cache=True)
 def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.ndarray, past: np.ndarray,
                future: np.ndarray, jumps: np.ndarray, jw: np.ndarray, switch: float, tele: np.float32,
-               scale: np.float32, half: int, radius: int, n_frames: int, graph: Graph, slot_of: np.ndarray,
-               diff: np.ndarray, dstamp: np.ndarray, zval: np.ndarray, zstamp: np.ndarray, eval_: np.ndarray,
-               estamp: np.ndarray, rgen: np.ndarray, rzmin: np.ndarray, gen: np.ndarray, rserial: np.ndarray,
-               rvec: np.ndarray, vecs: np.ndarray, direct: bool, vslot_of: np.ndarray, l2: bool
+               scale: np.float32, half: int, radius: int, n_frames: int, graph: Graph, table: Table,
+               window: Window, source: Source, call: int, E: np.ndarray, colpos: np.ndarray
                ) -> Tuple[np.ndarray, int, float]:  # pragma: no cover - compiled
     """Windowed HMM over the columns ``cols`` (the candidates ``cand`` and the ranks that lead to
     them within the window): costs ``-log posterior`` of the candidates, the best one and the
@@ -412,13 +572,21 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
         ``cols`` widened by the contrast-enhancement window (every rank holds a column slot); rows:
         int64 ``(T,)`` row position per window offset (``-1``: missing); past / future:
         indices into ``rows`` of the offsets ``<= 0`` / ``> 0``; jumps int64 ``(K,)`` with
-        ``jw`` float64 ``p * (1 - teleport)``. returns: (float32 ``(c,)``, best, mass).
+        ``jw`` float64 ``p * (1 - teleport)``; call: this call's number (increasing); E: float32
+        ``(>= m, R)`` scratch for the emissions; colpos: int32 ``(N,)`` all -1 (scratch, left so). returns: (float32 ``(c,)``, best, mass).
     """
     order, chain_start, chain_of, link_ptr, link_idx = graph
+    slot_of, _, zval, eval_, valid = table
+    rserial, _, rchg, rzmin, _, _, _, _ = window
     m = cols.shape[0]
-    src, dst, wt = _transitions(cols, jumps, jw, switch, chain_start, chain_of, link_ptr, link_idx)
-    E = _emissions(ext, cols, rows, half, chain_start, chain_of, slot_of, diff, dstamp, zval, zstamp, eval_, estamp,
-                   rserial, rgen, rzmin, gen, order, vecs, direct, vslot_of, l2, rvec, scale)
+    for j in range(m):
+        colpos[cols[j]] = j
+    src, dst, wt = _transitions(cols, colpos, jumps, jw, switch, chain_start, chain_of, link_ptr, link_idx)
+    for j in range(m):
+        colpos[cols[j]] = -1
+    fptr, fsrc, fwt = _by_target(src, dst, wt, m)
+    live, first, last, zmin = _refresh(ext, cols, rows, half, graph, table, window, source)
+    _emissions(cols, live, first, last, slot_of, zval, eval_, valid, rserial, rchg, rzmin, zmin, call, scale, E)
     tmp = np.empty(m, np.float32)
 
     alpha = np.full(m, np.float32(1.0 / n_frames), np.float32)
@@ -426,21 +594,23 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
     for jj in range(past.shape[0]):
         p = rows[past[jj]]
         if jj > 0 and prev_exists:
-            _propagate(alpha, src, dst, wt, tele, tmp)
+            _propagate(alpha, fptr, fsrc, fwt, tele, tmp)
             alpha[:] = tmp
         if p >= 0:
             for j in range(m):
-                alpha[j] *= E[p, j]
+                alpha[j] *= E[j, p]
         _normalise(alpha)
         prev_exists = p >= 0
     beta = np.ones(m, np.float32)
-    for jj in range(future.shape[0] - 1, -1, -1):
-        p = rows[future[jj]]
-        if p >= 0:
-            for j in range(m):
-                tmp[j] = beta[j] * E[p, j]
-            _propagate(tmp, dst, src, wt, tele, beta)
-            _normalise(beta)
+    if future.shape[0]:
+        bptr, bsrc, bwt = _by_target(dst, src, wt, m)  # the backward pass runs the edges in reverse
+        for jj in range(future.shape[0] - 1, -1, -1):
+            p = rows[future[jj]]
+            if p >= 0:
+                for j in range(m):
+                    tmp[j] = beta[j] * E[j, p]
+                _propagate(tmp, bptr, bsrc, bwt, tele, beta)
+                _normalise(beta)
     post = alpha * beta
     _normalise(post)
     c = cand.shape[0]
@@ -486,15 +656,16 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
 
 
 @numba.njit(nogil=True, cache=True)
-def seqslam_window(cand: np.ndarray, rows: np.ndarray, shifts: np.ndarray, bound: np.float32, half: int,
-                   radius: int, graph: Graph, slot_of: np.ndarray, diff: np.ndarray, dstamp: np.ndarray,
-                   zval: np.ndarray, zstamp: np.ndarray, rserial: np.ndarray, rvec: np.ndarray, vecs: np.ndarray,
-                   direct: bool, vslot_of: np.ndarray, l2: bool
-                   ) -> Tuple[np.ndarray, int, float]:  # pragma: no cover - compiled
-    """SeqSLAM costs of the candidates over straight trajectories (``shifts`` int64 ``(V, T)``),
+def seqslam_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.ndarray, shifts: np.ndarray,
+                   bound: np.float32, half: int, radius: int, graph: Graph, table: Table, window: Window,
+                   source: Source) -> Tuple[np.ndarray, int, float]:  # pragma: no cover - compiled
+    """SeqSLAM costs of the candidates over straight trajectories (``shifts`` int64 ``(V, T)``;
+    ``cols``: the ranks the trajectories visit, ``ext`` those widened by the enhancement window),
     the best one and the uniqueness ratio, as the numpy version. Returns (float32 ``(c,)``,
     best, ratio)."""
     order, chain_start, chain_of, _, _ = graph
+    slot_of, _, zval, _, _ = table
+    _refresh(ext, cols, rows, half, graph, table, window, source)
     nv = shifts.shape[0]
     c = cand.shape[0]
     acc = np.zeros((nv, c), np.float32)
@@ -504,18 +675,12 @@ def seqslam_window(cand: np.ndarray, rows: np.ndarray, shifts: np.ndarray, bound
         if p < 0:
             continue
         count += 1
-        serial = rserial[p]
         for v in range(nv):
             for j in range(c):
                 x = cand[j] + shifts[v, t]
                 ch = chain_of[cand[j]]
                 if chain_start[ch] <= x < chain_start[ch + 1]:
-                    s = slot_of[x]
-                    if zstamp[s, p] == serial:
-                        acc[v, j] += zval[s, p]
-                    else:
-                        acc[v, j] += _z(x, p, serial, half, chain_start, chain_of, slot_of, diff, dstamp, zval,
-                                        zstamp, order, vecs, direct, vslot_of, l2, rvec)
+                    acc[v, j] += zval[slot_of[x], p]
     cost = np.empty(c, np.float32)
     c32 = np.float32(count)
     for j in range(c):
