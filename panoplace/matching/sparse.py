@@ -139,15 +139,16 @@ class IndexVectors:
     def _map_codes(self) -> None:
         """Views of the direct map and of every cell's codes (memory-mapped inverted lists: one
         view of the file's mapping; lists in memory: their codes copied once, cell by cell)."""
-        ivf = self.ivf
+        ivf: Any = self.ivf  # SWIG objects: untyped attributes
         ivf.make_direct_map()
         self.dmap = faiss.rev_swig_ptr(ivf.direct_map.array.data(), self.n).view(np.int64)
         lists: Any = faiss.downcast_InvertedLists(ivf.invlists)
         nlist = int(ivf.nlist)
         sizes = np.array([lists.list_size(i) for i in range(nlist)], np.int64)
         if isinstance(lists, faiss.OnDiskInvertedLists):
-            self.codes_raw = faiss.rev_swig_ptr(lists.ptr, int(lists.totsize))
-            self.list_off = np.array([lists.lists.at(i).offset for i in range(nlist)], np.int64)
+            disk: Any = lists
+            self.codes_raw = faiss.rev_swig_ptr(disk.ptr, int(disk.totsize))
+            self.list_off = np.array([disk.lists.at(i).offset for i in range(nlist)], np.int64)
         else:
             parts = [faiss.rev_swig_ptr(lists.get_codes(i), int(sizes[i]) * self.code_size).copy() if sizes[i]
                      else np.zeros(0, np.uint8) for i in range(nlist)]
