@@ -98,6 +98,7 @@ class IndexVectors:
     pre-transform the query is projected first and the score is ``1 - |x - y|^2 / 2`` as
     :meth:`PlaceIndex.search`. Codes of the frames in use are cached (``cache_rows`` of them,
     ``2 M + 8`` bytes each) because consecutive frames ask for nearly the same database frames.
+    The index must not change while this object is in use (make a new one after adding to it).
     """
 
     def __init__(self, index: PlaceIndex, cache_rows: int = 1 << 16) -> None:
@@ -154,7 +155,6 @@ class IndexVectors:
                      else np.zeros(0, np.uint8) for i in range(nlist)]
             self.codes_raw = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
             self.list_off = np.concatenate([[0], np.cumsum(sizes * self.code_size)[:-1]]).astype(np.int64)
-        self._ntotal = int(ivf.ntotal)
 
     def _alloc(self, rows: int) -> None:
         self.cache_rows = int(rows)
@@ -203,8 +203,6 @@ class IndexVectors:
     def fill(self, ids: np.ndarray, stamp: int) -> None:
         """Copy the codes of ``ids`` (unique, not cached) into slots that the request ``stamp``
         does not use; marks them used by it."""
-        if int(self.ivf.ntotal) != self._ntotal:  # the index grew: its lists may have moved
-            self._map_codes()
         slots = pick_slots(self.used, stamp, self.cursor, len(ids))
         old = self.owner[slots]
         self.slot_of[old[old >= 0]] = -1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import faiss
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ from panoplace.data import load_dataset
 from panoplace.data.groundtruth import GroundTruth
 from panoplace.errors import InputError
 from panoplace.evaluation.pipeline import cosine_distances, evaluate_match
-from panoplace.index import build_index
+from panoplace.index import build_index, load_index, save_index
 from panoplace.matching.graph import MapGraph
 from panoplace.matching.seqslam_classic import seqslam_preprocess
 from panoplace.matching.sequence import HMMParams, SeqSLAMParams, match
@@ -34,6 +35,30 @@ def test_index_vectors_score_like_the_index(rng, kw):
     sims, ids = index.search(x[:4], 6)
     for s, i, q in zip(sims, ids, x[:4]):
         np.testing.assert_allclose(vectors.similarities(vectors.prepare(q), i), s, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(kind="ivfpq", nlist=8, m=8, nbits=8), dict(kind="ivfpq", nlist=8, m=8, nbits=6),
+                                dict(kind="ivfpq", nlist=8, m=8, nbits=5, pca=16)])
+def test_index_vectors_read_the_codes_of_a_memory_mapped_index(rng, tmp_path, kw):
+    """A saved IVF-PQ index opens memory-mapped; similarities read from its file's codes equal
+    those of the index in memory, the index's own search scores, and the inner products with
+    faiss's reconstructions (every code width, bits packed across bytes)."""
+    x = rng.normal(size=(700, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = build_index(_set(x), **kw)
+    save_index(index, tmp_path / "map.index")
+    loaded = load_index(tmp_path / "map.index")
+    mem, disk = IndexVectors(index), IndexVectors(loaded)
+    assert isinstance(faiss.downcast_InvertedLists(disk.ivf.invlists), faiss.OnDiskInvertedLists)
+    sims, ids = loaded.search(x[:5], 50)
+    for s, i, q in zip(sims, ids, x[:5]):
+        qd = disk.prepare(q)
+        got = disk.similarities(qd, i)
+        np.testing.assert_array_equal(got, mem.similarities(mem.prepare(q), i))
+        np.testing.assert_allclose(got, s, rtol=1e-4, atol=1e-5)
+        y = disk.vectors(i)  # faiss's reconstructions
+        want = 1.0 - 0.5 * ((y - qd) ** 2).sum(1) if disk.l2 else y @ qd
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["offline", "online"])
