@@ -8,6 +8,11 @@ import numpy as np
 from panoplace.errors import InputError
 
 
+SMALL = 4096
+"""Matrices of at most this many values are sorted whole: below it the partition path's dozen
+array operations cost more than the sort (the online localiser ranks ~1,000 candidates per frame)."""
+
+
 def top_k(values: np.ndarray, k: int, largest: bool = False) -> np.ndarray:
     """Column indices of the ``k`` smallest (``largest=True``: largest) values of every row,
     best first; equal values in column order. Equals
@@ -30,7 +35,7 @@ def top_k(values: np.ndarray, k: int, largest: bool = False) -> np.ndarray:
         v = -(v.astype(np.int64) if v.dtype.kind in "ub" else v)  # NaN stays NaN: the worst either way
     n, m = v.shape
     k = min(int(k), m)
-    if n == 0 or 4 * k >= m:  # a large share of the row: sorting it whole costs about the same
+    if n == 0 or 4 * k >= m or n * m <= SMALL:  # a large share of the row, or little data: one sort
         return np.argsort(v, axis=1, kind="stable")[:, :k].astype(np.int64)
     part = np.argpartition(v, k - 1, axis=1)[:, :k]  # the k best, unordered; ties at the k-th value arbitrary
     kth = np.take_along_axis(v, part, axis=1).max(axis=1, keepdims=True)

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 
 from panoplace.errors import InputError
+from panoplace import topk
 from panoplace.topk import top_k
 
 
+@pytest.mark.parametrize("small", [True, False], ids=["as-is", "partition-path"])
 @pytest.mark.parametrize("kind", ["floats", "ties", "inf-nan", "ints", "wide"])
-def test_top_k_equals_a_stable_full_sort(kind: str) -> None:
+def test_top_k_equals_a_stable_full_sort(kind: str, small: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not small:  # every matrix through the argpartition path, whatever its size
+        monkeypatch.setattr(topk, "SMALL", 0)
     rng = np.random.default_rng(["floats", "ties", "inf-nan", "ints", "wide"].index(kind))
     for _ in range(300):
         n, m = int(rng.integers(1, 6)), int(rng.integers(1, 60))

@@ -140,6 +140,8 @@ def pick_slots(used: np.ndarray, stamp: int, cursor: np.ndarray, n: int) -> np.n
     return out
 
 
+SLIDE = 16
+"""Window sums of the contrast enhancement slide at most this many ranks before a fresh sum."""
 VALID_FIELDS = 7
 """Columns of a slot's validity record (:data:`DLO` ... :data:`ECALL`)."""
 DLO, DHI, ZLO, ZHI, ELO, EHI, ECALL = range(VALID_FIELDS)
@@ -394,8 +396,17 @@ def _refresh_z(cols: np.ndarray, live: np.ndarray, first: int, last: int, half: 
     """Contrast-enhanced differences ``zval[slot, p]`` of every window row at every rank of
     ``cols``: the z-score over ranks ``r - half .. r + half`` of r's chain (cut at its ends;
     their differences must be current), computing only what the slots lack; ``zmin[p]`` becomes
-    the least z-score of row ``p`` over ``cols``."""
+    the least z-score of row ``p`` over ``cols``.
+
+    The float64 window sums of a row slide from rank ``r - 1`` to ``r`` (one difference in,
+    one out) when the row's previous z-score in this call was at ``r - 1`` with a window of the
+    same size, and are summed afresh every :data:`SLIDE` ranks and elsewhere, so they stay
+    within a few float64 roundings of the direct sums."""
     ring = rserial.shape[0]
+    prev = np.full(ring, -2, np.int64)  # per row: the rank of its last z-score in this call
+    ps1 = np.zeros(ring, np.float64)
+    ps2 = np.zeros(ring, np.float64)
+    slid = np.zeros(ring, np.int64)
     for j in range(cols.shape[0]):
         r = cols[j]
         s = slot_of[r]
@@ -404,16 +415,29 @@ def _refresh_z(cols: np.ndarray, live: np.ndarray, first: int, last: int, half: 
             ch = chain_of[r]
             a = max(chain_start[ch], r - half)
             b = min(chain_start[ch + 1], r + half + 1)
+            # the window of r - 1 on the same chain, one rank earlier and of the same size
+            inner = r - half - 1 >= chain_start[ch] and b == r + half + 1
             cnt = np.float64(b - a)
             for k in range(live.shape[0]):
                 p = live[k]
                 if rserial[p] >= start:
-                    s1 = 0.0
-                    s2 = 0.0
-                    for q in range(a, b):
-                        x = np.float64(diff[slot_of[q], p])
-                        s1 += x
-                        s2 += x * x
+                    if inner and prev[p] == r - 1 and slid[p] < SLIDE:
+                        x_in = np.float64(diff[slot_of[b - 1], p])
+                        x_out = np.float64(diff[slot_of[a - 1], p])
+                        s1 = ps1[p] + x_in - x_out
+                        s2 = ps2[p] + x_in * x_in - x_out * x_out
+                        slid[p] += 1
+                    else:
+                        s1 = 0.0
+                        s2 = 0.0
+                        for q in range(a, b):
+                            x = np.float64(diff[slot_of[q], p])
+                            s1 += x
+                            s2 += x * x
+                        slid[p] = 0
+                    ps1[p] = s1
+                    ps2[p] = s2
+                    prev[p] = r
                     mean = s1 / cnt
                     var = s2 / cnt - mean * mean
                     zval[s, p] = np.float32((np.float64(diff[s, p]) - mean) / np.sqrt(max(var, 1e-12)))
@@ -478,7 +502,7 @@ def _by_target(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, m: int
     for j in range(m):
         ptr[j + 1] += ptr[j]
     fill = ptr[:m].copy()
-    osrc = np.empty(src.shape[0], np.int64)
+    osrc = np.empty(src.shape[0], np.int32)
     owt = np.empty(src.shape[0], np.float32)
     for e in range(dst.shape[0]):
         q = fill[dst[e]]
@@ -490,16 +514,18 @@ def _by_target(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, m: int
 
 @numba.njit(nogil=True, cache=True)
 def _propagate(x: np.ndarray, ptr: np.ndarray, src: np.ndarray, wt: np.ndarray, tele: np.float32,
-               out: np.ndarray) -> None:  # pragma: no cover - compiled
+               E: np.ndarray, p: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out = bincount(dst, weights=x[src] * wt) + tele * sum(x)`` (float64 accumulation, then
     float32), as the numpy version, from the edges grouped by target (:func:`_by_target`: each
-    target sums its edges in the order bincount would)."""
+    target sums its edges in the order bincount would); then times the emissions ``E[:, p]``
+    when ``p >= 0`` (the same float32 product as a separate pass)."""
     add = np.float64(tele * pairwise_sum(x))
     for j in range(x.shape[0]):
         acc = 0.0
         for e in range(ptr[j], ptr[j + 1]):
             acc += np.float64(x[src[e]] * wt[e])
-        out[j] = np.float32(acc + add)
+        v = np.float32(acc + add)
+        out[j] = v * E[j, p] if p >= 0 else v
 
 
 @numba.njit(nogil=True, cache=True)
@@ -594,9 +620,9 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
     for jj in range(past.shape[0]):
         p = rows[past[jj]]
         if jj > 0 and prev_exists:
-            _propagate(alpha, fptr, fsrc, fwt, tele, tmp)
-            alpha[:] = tmp
-        if p >= 0:
+            _propagate(alpha, fptr, fsrc, fwt, tele, E, p, tmp)
+            alpha, tmp = tmp, alpha
+        elif p >= 0:
             for j in range(m):
                 alpha[j] *= E[j, p]
         _normalise(alpha)
@@ -609,7 +635,7 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
             if p >= 0:
                 for j in range(m):
                     tmp[j] = beta[j] * E[j, p]
-                _propagate(tmp, bptr, bsrc, bwt, tele, beta)
+                _propagate(tmp, bptr, bsrc, bwt, tele, E, -1, beta)
                 _normalise(beta)
     post = alpha * beta
     _normalise(post)
