@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -74,6 +75,9 @@ def test_ivfpq_recall_and_save_load_round_trip(tmp_path: Path) -> None:
     s2, i2 = back.search(q, 5)
     np.testing.assert_array_equal(i2, ids)
     np.testing.assert_array_equal(s2, scores)
+    # memory-mapped cells, and no thread per probed cell on every search (faiss's prefetch)
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(back.index).invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists) and lists.prefetch_nthread == 0
     # fewer cells visited: results change for queries between cells (random directions), -1 allowed
     far = unit(rng.normal(size=(100, 32)))
     _, wide = back.search(far, 5)
