@@ -403,10 +403,10 @@ def _no_prefetch_threads(index: Any) -> None:
     nprobe 16, about half a millisecond of system time per query on this machine and the largest
     source of jitter in the online localiser's per-frame time. The operating system already reads
     a mapped file on demand (and keeps it cached), so panoplace turns that prefetch off."""
-    ivf = faiss.try_extract_index_ivf(index)
+    ivf: Any = faiss.try_extract_index_ivf(index)  # SWIG objects: untyped attributes
     if ivf is None:
         return
-    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    lists: Any = faiss.downcast_InvertedLists(ivf.invlists)
     if isinstance(lists, faiss.OnDiskInvertedLists):
         lists.prefetch_nthread = 0
 

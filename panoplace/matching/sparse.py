@@ -12,9 +12,10 @@ the sequence matcher only looks at frames the window's candidates make plausible
    ``w = ceil(max|t| (vmax - vmin) / 2) + 1`` covers the other speeds. One frame of the window
    that retrieves its true place is enough to put query i's true place among the candidates.
 2. **Differences on demand**: ``1 - similarity`` of a query frame and the database frames the
-   method needs (the candidates' trajectories and contrast-enhancement windows), computed
-   from the database vectors the index holds (exact for flat, the PQ reconstruction for
-   IVF-PQ, so they equal the index's own scores) and cached per query frame.
+   method needs (the candidates' trajectories and contrast-enhancement windows), the way the
+   index scores them (:class:`IndexVectors`: the stored vectors of a flat index; for IVF-PQ the
+   frames' PQ codes, read from the index's own, possibly memory-mapped, inverted lists, against
+   the query's table of sub-quantiser products), and cached per query frame.
 3. **The dense formulas on those columns**: contrast enhancement over ``±enhance_window / 2``
    frames along the chain, SeqSLAM's straight trajectories, the HMM's windowed forward
    (-backward) pass. For SeqSLAM the cost of every candidate equals the dense cost exactly;

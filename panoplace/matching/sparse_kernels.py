@@ -5,20 +5,27 @@ operations (per window row: cache look-ups by ``searchsorted`` in growing sorted
 prefix sums, ``bincount`` passes), 10-15 ms of CPU per frame on a city map. Here a window is
 scored in a handful of compiled calls over flat tables:
 
-- **column table** (:class:`ColumnTable` arrays): a slot per database rank in use, holding
-  per window row (a ring of ``R`` rows, row ``s`` at position ``s % R``) the difference
-  ``1 - similarity`` and the contrast-enhanced z-score, each stamped with the row's serial
-  number, so that a value is computed once per (row, rank) while both stay in the window and a
-  recycled row position invalidates its old values without a pass over the table;
-- **differences on demand** from the vectors the index scores with (flat: the stored
-  vectors; IVF-PQ: the reconstruction cache of :class:`~panoplace.matching.sparse.IndexVectors`);
-- **the window's matcher**: transitions, forward(-backward) passes and the posterior mass (HMM),
-  or the trajectory sums (SeqSLAM), with the same float32 arithmetic in the same order as the
-  numpy version (``bincount`` accumulation order, numpy's pairwise sums); the float64 window
-  statistics of the contrast enhancement are summed directly instead of from prefix sums, and
-  ``exp``/``log`` come from libm instead of numpy's SIMD loops, so values agree to float
-  rounding (tested against the numpy implementation kept in
+- **column table** (:data:`Table`): a slot per database rank in use, holding per window row (a
+  ring of ``R`` rows, row ``s`` at position ``s % R``) the difference ``1 - similarity``, the
+  contrast-enhanced z-score and the HMM emission, and per slot the serial range of the rows
+  each holds (:data:`VALID_FIELDS`): rows arrive in serial order and leave from the oldest, so
+  one range per slot says which values are current; a value is computed once per (row, rank)
+  while both stay in the window, and a frame computes only the newest row and the rows of ranks
+  new to the window;
+- **differences on demand** (:func:`_refresh_differences`): flat indexes from the stored
+  vectors; IVF-PQ from the cached PQ codes with each row's table of sub-quantiser inner
+  products (``M`` table reads per value instead of a ``dim``-long product, as faiss scores);
+- **the window's matcher**: transitions (through a rank -> column position map), forward(-backward)
+  passes over the edges grouped by target and the posterior mass (HMM), or the trajectory sums
+  (SeqSLAM), with the same float32 arithmetic in the same order as the numpy version
+  (``bincount`` accumulation order, numpy's pairwise sums); the float64 window statistics of
+  the contrast enhancement slide along runs of consecutive ranks instead of being summed from
+  prefix sums, and ``exp``/``log`` come from libm instead of numpy's SIMD loops, so values
+  agree to float rounding (tested against the numpy implementation kept in
   ``tests/matching/sparse_reference.py``).
+
+Hot loops take whole arrays and scalar indices and keep their arithmetic in one function: on
+this machine a helper called per value (even one numba inlines) cost more than the arithmetic.
 
 The first call compiles (about 10-20 s); the code is cached on disk next to this module
 (``cache=True``), so later processes load it in well under a second.
