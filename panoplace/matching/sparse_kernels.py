@@ -458,10 +458,11 @@ def _refresh_z(cols: np.ndarray, live: np.ndarray, first: int, last: int, half: 
 @numba.njit(nogil=True, cache=True)
 def _transitions(cols: np.ndarray, colpos: np.ndarray, jumps: np.ndarray, jw: np.ndarray, switch: float,
                  chain_start: np.ndarray, chain_of: np.ndarray, link_ptr: np.ndarray, link_idx: np.ndarray
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Transitions among ``cols`` (sorted ranks) in the numpy version's entry order: per jump,
     the moves along chains, then those along links. ``colpos[r]`` is the index of rank ``r`` in
-    ``cols`` (-1: not a column). Returns (source, target, weight)."""
+    ``cols`` (-1: not a column). Returns (source, target, weight, kind: the jump's index ``k``
+    for a move along a chain, ``K + k`` along a link)."""
     m = cols.shape[0]
     total_links = 0
     for i in range(m):
@@ -470,8 +471,10 @@ def _transitions(cols: np.ndarray, colpos: np.ndarray, jumps: np.ndarray, jw: np
     src = np.empty(cap, np.int64)
     dst = np.empty(cap, np.int64)
     wt = np.empty(cap, np.float32)
+    kind = np.empty(cap, np.int64)
+    n_jumps = jumps.shape[0]
     n = 0
-    for k in range(jumps.shape[0]):
+    for k in range(n_jumps):
         d = jumps[k]
         wd = jw[k]
         for i in range(m):
@@ -482,6 +485,7 @@ def _transitions(cols: np.ndarray, colpos: np.ndarray, jumps: np.ndarray, jw: np
                 src[n] = i
                 dst[n] = colpos[x]
                 wt[n] = np.float32(wd * ((1.0 - switch) if nl > 0 else 1.0))
+                kind[n] = k
                 n += 1
         if total_links:
             for i in range(m):
@@ -494,8 +498,9 @@ def _transitions(cols: np.ndarray, colpos: np.ndarray, jumps: np.ndarray, jw: np
                         src[n] = i
                         dst[n] = colpos[xt]
                         wt[n] = np.float32(wd * switch / np.float64(hi - lo))
+                        kind[n] = n_jumps + k
                         n += 1
-    return src[:n], dst[:n], wt[:n]
+    return src[:n], dst[:n], wt[:n], kind[:n]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -531,6 +536,60 @@ def _propagate(x: np.ndarray, ptr: np.ndarray, src: np.ndarray, wt: np.ndarray, 
         acc = 0.0
         for e in range(ptr[j], ptr[j + 1]):
             acc += np.float64(x[src[e]] * wt[e])
+        v = np.float32(acc + add)
+        out[j] = v * E[j, p] if p >= 0 else v
+
+
+@numba.njit(nogil=True, cache=True)
+def _forward_edges(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, kind: np.ndarray, m: int, n_jumps: int
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The edges of :func:`_transitions` laid out for :func:`_forward`: per target and jump, the
+    one move along the chain (source and weight; weight 0 where there is none) in a table, and
+    the (rarer) moves along links grouped by target, in edge order. Returns (chain source int32
+    ``(m, K)``, chain weight float32 ``(m, K)``, link ptr int64 ``(m + 1,)``, link jump, link
+    source, link weight)."""
+    cs = np.zeros((m, n_jumps), np.int32)
+    cw = np.zeros((m, n_jumps), np.float32)
+    ptr = np.zeros(m + 1, np.int64)
+    for e in range(dst.shape[0]):
+        if kind[e] < n_jumps:
+            cs[dst[e], kind[e]] = src[e]
+            cw[dst[e], kind[e]] = wt[e]
+        else:
+            ptr[dst[e] + 1] += 1
+    for j in range(m):
+        ptr[j + 1] += ptr[j]
+    fill = ptr[:m].copy()
+    lk = np.empty(ptr[m], np.int64)
+    ls = np.empty(ptr[m], np.int32)
+    lw = np.empty(ptr[m], np.float32)
+    for e in range(dst.shape[0]):
+        if kind[e] >= n_jumps:
+            q = fill[dst[e]]
+            lk[q] = kind[e] - n_jumps
+            ls[q] = src[e]
+            lw[q] = wt[e]
+            fill[dst[e]] = q + 1
+    return cs, cw, ptr, lk, ls, lw
+
+
+@numba.njit(nogil=True, cache=True)
+def _forward(x: np.ndarray, cs: np.ndarray, cw: np.ndarray, ptr: np.ndarray, lk: np.ndarray, ls: np.ndarray,
+             lw: np.ndarray, tele: np.float32, E: np.ndarray, p: int, out: np.ndarray) -> None:  # pragma: no cover
+    """:func:`_propagate` of the forward pass from :func:`_forward_edges`: every target adds, per
+    jump, its chain move and then its link moves, which is bincount's edge order (a missing chain
+    move adds an exact 0), without a branch per chain move."""
+    add = np.float64(tele * pairwise_sum(x))
+    n_jumps = cs.shape[1]
+    for j in range(x.shape[0]):
+        acc = 0.0
+        e = ptr[j]
+        end = ptr[j + 1]
+        for k in range(n_jumps):
+            acc += np.float64(x[cs[j, k]] * cw[j, k])
+            while e < end and lk[e] == k:
+                acc += np.float64(x[ls[e]] * lw[e])
+                e += 1
         v = np.float32(acc + add)
         out[j] = v * E[j, p] if p >= 0 else v
 
@@ -614,10 +673,10 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
     m = cols.shape[0]
     for j in range(m):
         colpos[cols[j]] = j
-    src, dst, wt = _transitions(cols, colpos, jumps, jw, switch, chain_start, chain_of, link_ptr, link_idx)
+    src, dst, wt, kind = _transitions(cols, colpos, jumps, jw, switch, chain_start, chain_of, link_ptr, link_idx)
     for j in range(m):
         colpos[cols[j]] = -1
-    fptr, fsrc, fwt = _by_target(src, dst, wt, m)
+    cs, cw, lptr, lk, ls, lw = _forward_edges(src, dst, wt, kind, m, jumps.shape[0])
     live, first, last, zmin = _refresh(ext, cols, rows, half, graph, table, window, source)
     _emissions(cols, live, first, last, slot_of, zval, eval_, valid, rserial, rchg, rzmin, zmin, call, scale, E)
     tmp = np.empty(m, np.float32)
@@ -627,7 +686,7 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
     for jj in range(past.shape[0]):
         p = rows[past[jj]]
         if jj > 0 and prev_exists:
-            _propagate(alpha, fptr, fsrc, fwt, tele, E, p, tmp)
+            _forward(alpha, cs, cw, lptr, lk, ls, lw, tele, E, p, tmp)
             alpha, tmp = tmp, alpha
         elif p >= 0:
             for j in range(m):
