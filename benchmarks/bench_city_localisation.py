@@ -324,7 +324,7 @@ def submap(city: City, args: argparse.Namespace, rng: np.random.Generator, index
         position=sub.astype(np.float64), xy=xy[sub])
     sub_rows = sub[sub_graph.order]  # sub-map in chain order, so that index order is driving order
     vectors_flat = []
-    vec = IndexVectors(index, cache_rows=1 << 15)
+    vec = IndexVectors(index)
     for a in range(0, len(sub_rows), 20_000):
         vectors_flat.append(vec.vectors(sub_rows[a:a + 20_000]).copy())
     sub_db = np.concatenate(vectors_flat)

@@ -59,12 +59,13 @@ from panoplace.matching.sequence.hmm import calibrate_mass
 from panoplace.matching.sequence.seqslam import calibrate_ratio
 from panoplace.matching.sparse_kernels import (
     VALID_FIELDS,
+    Codes,
+    Source,
     claim_columns,
     coded_similarities,
     decode_codes,
     expand,
     hmm_window,
-    pick_slots,
     seqslam_window,
     window_candidates,
 )
@@ -97,12 +98,12 @@ class IndexVectors:
     reconstruction. The codes are read from the index's own inverted lists (memory-mapped lists
     are viewed, not copied) through its direct map (built once, 8 bytes per frame). With the PCA
     pre-transform the query is projected first and the score is ``1 - |x - y|^2 / 2`` as
-    :meth:`PlaceIndex.search`. Codes of the frames in use are cached (``cache_rows`` of them,
-    ``2 M + 8`` bytes each) because consecutive frames ask for nearly the same database frames.
-    The index must not change while this object is in use (make a new one after adding to it).
+    :meth:`PlaceIndex.search`. :class:`SparseWindow` copies the code of each database frame it
+    uses into its column table (:meth:`codes`). The index must not change while this object is in
+    use (make a new one after adding to it).
     """
 
-    def __init__(self, index: PlaceIndex, cache_rows: int = 1 << 16) -> None:
+    def __init__(self, index: PlaceIndex) -> None:
         self.index = index
         raw: Any = index.index
         self.n = len(index)
@@ -133,10 +134,6 @@ class IndexVectors:
             self.codebook = faiss.vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub).astype(np.float32)
             self.centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist).astype(np.float32)
             self._map_codes()
-        self.cache_rows = int(min(cache_rows, self.n))
-        self.slot_of = np.full(self.n if self.flat is None else 1, -1, np.int32)
-        self._alloc(self.cache_rows if self.flat is None else 1)
-        self._stamp = 0
 
     def _map_codes(self) -> None:
         """Views of the direct map and of every cell's codes (memory-mapped inverted lists: one
@@ -156,16 +153,6 @@ class IndexVectors:
                      else np.zeros(0, np.uint8) for i in range(nlist)]
             self.codes_raw = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
             self.list_off = np.concatenate([[0], np.cumsum(sizes * self.code_size)[:-1]]).astype(np.int64)
-
-    def _alloc(self, rows: int) -> None:
-        self.cache_rows = int(rows)
-        self.slot_of[:] = -1
-        self.owner = np.full(self.cache_rows, -1, np.int64)
-        self.used = np.full(self.cache_rows, -1, np.int64)
-        self.cursor = np.zeros(1, np.int64)
-        self.ccode = np.zeros((self.cache_rows, self.codebook.shape[0]), np.uint16)
-        self.clist = np.full(self.cache_rows, -1, np.int32)
-        self.cnorm = np.zeros(self.cache_rows, np.float32)
 
     def prepare(self, query: np.ndarray) -> np.ndarray:
         """The query as the index compares it: fused, in the index's coded space. ``(D,)`` or
@@ -190,44 +177,27 @@ class IndexVectors:
         m, _, dsub = self.codebook.shape
         return np.matmul(self.codebook, q.reshape(m, dsub, 1))[:, :, 0]
 
-    def new_stamp(self) -> int:
-        """A fresh stamp for one request: cache slots marked with it are not recycled by it."""
-        self._stamp += 1
-        return self._stamp
+    def codes(self, ccode: np.ndarray, clist: np.ndarray, cnorm: np.ndarray) -> Codes:
+        """Where :func:`~panoplace.matching.sparse_kernels.claim_columns` copies PQ codes from, into
+        the given rows (:data:`~panoplace.matching.sparse_kernels.Codes`; flat indexes: nothing)."""
+        if self.flat is not None:
+            none = np.zeros(1, np.int64)
+            return (False, none, np.zeros(1, np.uint8), none, 0, 0, False, self.centroids, self.codebook, False,
+                    ccode, clist, cnorm)
+        return (True, self.dmap, self.codes_raw, self.list_off, self.code_size, self.nbits, self.by_residual,
+                self.centroids, self.codebook, self.l2, ccode, clist, cnorm)
 
-    def reserve(self, rows: int) -> None:
-        """Make the cache hold at least twice ``rows`` codes (or the whole map), so that one
-        request of ``rows`` frames never recycles a slot it uses (empties a cache it grows)."""
-        if self.flat is None and self.cache_rows < min(self.n, 2 * int(rows)):
-            self._alloc(min(self.n, max(2 * self.cache_rows, 2 * int(rows))))
+    def code_rows(self, n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Empty rows for the PQ codes of ``n`` frames: (codes uint16 ``(n, M)``, cell int32
+        ``(n,)``, ``|y|^2`` float32 ``(n,)``), written now (no page faults later)."""
+        return (touched((n, self.codebook.shape[0]), np.uint16), np.full(n, -1, np.int32),
+                touched((n,), np.float32))
 
-    def fill(self, ids: np.ndarray, stamp: int) -> None:
-        """Copy the codes of ``ids`` (unique, not cached) into slots that the request ``stamp``
-        does not use; marks them used by it."""
-        slots = pick_slots(self.used, stamp, self.cursor, len(ids))
-        old = self.owner[slots]
-        self.slot_of[old[old >= 0]] = -1
-        self.owner[slots] = ids
-        self.slot_of[ids] = slots
-        decode_codes(ids, slots, self.dmap, self.codes_raw, self.list_off, self.code_size, self.nbits,
-                     self.by_residual, self.centroids, self.codebook, self.l2, self.ccode, self.clist, self.cnorm)
-
-    def source(self) -> Tuple[np.ndarray, bool, np.ndarray, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """What the compiled kernels read (:data:`~panoplace.matching.sparse_kernels.Source`)."""
-        flat = self.flat is not None
+    def source(self, ccode: np.ndarray, clist: np.ndarray, cnorm: np.ndarray) -> Source:
+        """What the compiled kernels read (:data:`~panoplace.matching.sparse_kernels.Source`), with
+        the codes in the given rows."""
         vecs = self.flat if self.flat is not None else np.zeros((1, self.dim), np.float32)
-        return (vecs, flat, self.slot_of, self.l2, self.ccode, self.clist, self.cnorm, self.centroids)
-
-    def _slots(self, ids: np.ndarray) -> np.ndarray:
-        """Cache slots holding the codes of ``ids`` (fetched where missing). ``(m,)`` → ``(m,)``."""
-        need = np.unique(ids)
-        self.reserve(len(need))
-        stamp = self.new_stamp()
-        slots = self.slot_of[need]
-        self.used[slots[slots >= 0]] = stamp
-        if (slots < 0).any():
-            self.fill(need[slots < 0], stamp)
-        return self.slot_of[ids].astype(np.int64)
+        return (vecs, self.flat is not None, self.l2, ccode, clist, cnorm, self.centroids)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Database vectors of ``ids`` in the compared space (IVF-PQ: the reconstructions).
@@ -247,8 +217,10 @@ class IndexVectors:
                 return (1.0 - 0.5 * np.einsum("ij,ij->i", d, d)).astype(np.float32)
             return (v @ q).astype(np.float32)
         q = np.ascontiguousarray(q, np.float32)
-        return coded_similarities(q, np.float32(np.dot(q, q)), self.lut(q)[None], self._slots(ids), self.ccode,
-                                  self.clist, self.cnorm, self.centroids, self.l2)
+        ccode, clist, cnorm = self.code_rows(len(ids))
+        decode_codes(ids, self.codes(ccode, clist, cnorm))
+        return coded_similarities(q, np.float32(np.dot(q, q)), self.lut(q)[None], np.arange(len(ids)), ccode,
+                                  clist, cnorm, self.centroids, self.l2)
 
 
 @dataclass
@@ -341,6 +313,7 @@ class SparseWindow:
         self._zval = touched((slots, size), np.float32)
         self._eval = touched((slots, size), np.float32)
         self._valid = np.full((slots, VALID_FIELDS), -1, np.int64)
+        self._ccode, self._clist, self._cnorm = self.vectors.code_rows(slots)
 
     def add(self, serial: int, vec: np.ndarray, top: np.ndarray) -> None:
         """Put frame ``serial`` in the window: its prepared vector (:meth:`IndexVectors.prepare`,
@@ -388,17 +361,12 @@ class SparseWindow:
         if 2 * len(ext) >= len(self._slot_rank):
             self._allocate(1 << int(np.ceil(np.log2(2 * len(ext) + 1))))
         vec = self.vectors
-        vec.reserve(len(ext))
         self._stamp += 1
-        vstamp = vec.new_stamp()
-        direct = vec.flat is not None
-        missing = claim_columns(ext, self._stamp, self._slot_of, self._slot_rank, self._used, self._cursor,
-                                self._valid, g[0], direct, vec.slot_of, vec.used, vstamp)
-        if len(missing):
-            vec.fill(missing, vstamp)
+        claim_columns(ext, self._stamp, self._slot_of, self._slot_rank, self._used, self._cursor, self._valid, g[0],
+                      vec.codes(self._ccode, self._clist, self._cnorm))
         table = (self._slot_of, self._diff, self._zval, self._eval, self._valid)
         window = (self.rserial, self.rvec, self._rchg, self._rzmin, self.rlut, self.rnorm, self.rcoarse, self.rcser)
-        source = vec.source()
+        source = vec.source(self._ccode, self._clist, self._cnorm)
         p = self.params
         cols = expand(cand, self.reach[0], self.reach[1], g[1], g[2])
         if isinstance(p, SeqSLAMParams):

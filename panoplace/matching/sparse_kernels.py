@@ -40,7 +40,8 @@ import numpy as np
 
 from panoplace.matching.sequence.kernels import pairwise_sum
 
-__all__ = ["claim_columns", "expand", "hmm_window", "pick_slots", "seqslam_window", "window_candidates"]
+__all__ = ["claim_columns", "coded_similarities", "decode_codes", "expand", "hmm_window", "seqslam_window",
+           "window_candidates"]
 
 Graph = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """(order, chain_start, chain_of, link_ptr, link_idx) of a :class:`MapGraph`."""
@@ -53,11 +54,18 @@ Window = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
 table float32 ``(R, M, ksub)`` and squared norm float32 ``(R,)`` of the vector, and ``<x, c>``
 per coarse cell float32 ``(R, nlist)``, valid where the int64 ``(R, nlist)`` serial stamp is the
 row's serial)."""
-Source = Tuple[np.ndarray, bool, np.ndarray, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Source = Tuple[np.ndarray, bool, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Where database similarities come from: (vectors float32 ``(N, dim)`` of a flat index, direct
-(flat: row = database id; else PQ codes), the code cache slot of each database id, l2 (score
-``1 - |x - y|^2 / 2``), codes uint16 ``(rows, M)``, coarse cell int32 ``(rows,)`` (-1: none) and
-``|y|^2`` float32 ``(rows,)`` per cache slot, coarse centroids float32 ``(nlist, dim)``)."""
+(flat: row = database id; else PQ codes), l2 (score ``1 - |x - y|^2 / 2``), and per column slot
+the PQ code uint16 ``(slots, M)``, coarse cell int32 ``(slots,)`` (-1: none) and ``|y|^2``
+float32 ``(slots,)``, coarse centroids float32 ``(nlist, dim)``)."""
+Codes = Tuple[bool, np.ndarray, np.ndarray, np.ndarray, int, int, bool, np.ndarray, np.ndarray, bool, np.ndarray,
+              np.ndarray, np.ndarray]
+"""PQ codes of an IVF-PQ index and where to copy them: (coded (False: a flat index, nothing to
+copy), direct map int64 ``(N,)`` (cell << 32 | offset), every cell's codes as uint8 bytes, byte
+offset of each cell int64 ``(nlist,)``, code size in bytes, bits per code, residual coding,
+coarse centroids float32 ``(nlist, dim)``, codebook float32 ``(M, ksub, dsub)``, l2, and the
+target arrays: codes uint16 ``(rows, M)``, cell int32 ``(rows,)``, ``|y|^2`` float32 ``(rows,)``)."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -130,23 +138,6 @@ def window_candidates(tops: np.ndarray, rows: np.ndarray, shifts: np.ndarray, tr
     return expand(np.unique(buf[:n]), -w, w, chain_start, chain_of)
 
 
-@numba.njit(nogil=True, cache=True)
-def pick_slots(used: np.ndarray, stamp: int, cursor: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover
-    """``n`` cache slots not used in the current call (``used != stamp``), round robin from
-    ``cursor[0]``; marks them used. The caller guarantees that enough exist."""
-    size = used.shape[0]
-    out = np.empty(n, np.int64)
-    pos = cursor[0]
-    for i in range(n):
-        while used[pos] == stamp:
-            pos = (pos + 1) % size
-        out[i] = pos
-        used[pos] = stamp
-        pos = (pos + 1) % size
-    cursor[0] = pos
-    return out
-
-
 SLIDE = 16
 """Window sums of the contrast enhancement slide at most this many ranks before a fresh sum."""
 VALID_FIELDS = 7
@@ -158,15 +149,14 @@ z-scores for ``ZLO..ZHI``, the emissions for ``ELO..EHI`` as of call ``ECALL``."
 
 @numba.njit(nogil=True, cache=True)
 def claim_columns(ext: np.ndarray, stamp: int, slot_of: np.ndarray, slot_rank: np.ndarray, used: np.ndarray,
-                  cursor: np.ndarray, valid: np.ndarray, order: np.ndarray, direct: bool, vslot_of: np.ndarray,
-                  vused: np.ndarray, vstamp: int) -> np.ndarray:  # pragma: no cover - compiled
-    """Give every rank of ``ext`` a column slot (recycling slots unused in this call; a recycled
-    slot holds no valid value) and list the database ids whose vectors the vector cache lacks
-    (``direct``: every vector is at hand).
+                  cursor: np.ndarray, valid: np.ndarray, order: np.ndarray, codes: Codes
+                  ) -> None:  # pragma: no cover - compiled
+    """Give every rank of ``ext`` a column slot, recycling slots unused in this call: a recycled
+    slot holds no valid value, and (IVF-PQ) the PQ code of its new database frame is copied in.
 
     Shape:
         ext: sorted unique int64 ranks (fewer than the slots); valid: int64
-        ``(slots, VALID_FIELDS)``; returns int64 ``(miss,)`` ids.
+        ``(slots, VALID_FIELDS)``; codes: :data:`Codes`.
     """
     size = slot_rank.shape[0]
     for i in range(ext.shape[0]):
@@ -188,21 +178,9 @@ def claim_columns(ext: np.ndarray, stamp: int, slot_of: np.ndarray, slot_rank: n
         used[pos] = stamp
         for f in range(VALID_FIELDS):
             valid[pos, f] = -1
+        _decode(order[r], pos, codes)
         pos = (pos + 1) % size
     cursor[0] = pos
-    if direct:
-        return np.zeros(0, np.int64)
-    miss = np.empty(ext.shape[0], np.int64)
-    n = 0
-    for i in range(ext.shape[0]):
-        d = order[ext[i]]
-        v = vslot_of[d]
-        if v >= 0:
-            vused[v] = vstamp
-        else:
-            miss[n] = d
-            n += 1
-    return miss[:n]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
@@ -223,48 +201,47 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.float32:  # pragma: no cover - c
 
 
 @numba.njit(nogil=True, cache=True)
-def decode_codes(ids: np.ndarray, slots: np.ndarray, dmap: np.ndarray, raw: np.ndarray, list_off: np.ndarray,
-                 code_size: int, nbits: int, by_residual: bool, centroids: np.ndarray, codebook: np.ndarray,
-                 l2: bool, ccode: np.ndarray, clist: np.ndarray, cnorm: np.ndarray) -> None:  # pragma: no cover
-    """Copy the PQ codes of database ``ids`` out of the inverted lists into cache ``slots``: one
-    ``uint16`` per sub-quantiser (faiss packs ``nbits``-bit codes least significant bit first),
-    the coarse cell (``-1`` when the index does not code residuals) and, for ``l2``, the squared
-    norm of the reconstruction ``|c + r|^2``.
-
-    Shape:
-        ids, slots: int64 ``(n,)``; dmap: int64 ``(N,)`` faiss direct map (cell << 32 | offset);
-        raw: uint8 bytes holding every cell's codes, cell ``l`` from byte ``list_off[l]``;
-        centroids float32 ``(nlist, dim)``; codebook float32 ``(M, ksub, dsub)``;
-        ccode uint16 ``(rows, M)``, clist int32 ``(rows,)``, cnorm float32 ``(rows,)``.
-    """
+def _decode(d: int, s: int, codes: Codes) -> None:  # pragma: no cover - compiled
+    """Copy the PQ code of database frame ``d`` out of the inverted lists into row ``s`` of the
+    code arrays: one ``uint16`` per sub-quantiser (faiss packs ``nbits``-bit codes least
+    significant bit first), the coarse cell (``-1`` when the index does not code residuals) and,
+    for ``l2``, the squared norm of the reconstruction ``|c + r|^2``. No-op without codes."""
+    coded, dmap, raw, list_off, code_size, nbits, by_residual, centroids, codebook, l2, ccode, clist, cnorm = codes
+    if not coded:
+        return
     n_sub = codebook.shape[0]
     dsub = codebook.shape[2]
-    for i in range(ids.shape[0]):
-        lo = dmap[ids[i]]
-        cell = lo >> 32
-        base = list_off[cell] + (lo & 0xFFFFFFFF) * code_size
-        s = slots[i]
-        bit = 0
+    lo = dmap[d]
+    cell = lo >> 32
+    base = list_off[cell] + (lo & 0xFFFFFFFF) * code_size
+    bit = 0
+    for m in range(n_sub):
+        if nbits == 8:
+            v = np.int64(raw[base + m])
+        else:
+            v = np.int64(0)
+            for b in range(nbits):
+                pos = bit + b
+                v |= ((np.int64(raw[base + (pos >> 3)]) >> (pos & 7)) & 1) << b
+        ccode[s, m] = v
+        bit += nbits
+    clist[s] = cell if by_residual else -1
+    if l2:
+        t = np.float32(0.0)
         for m in range(n_sub):
-            if nbits == 8:
-                v = np.int64(raw[base + m])
-            else:
-                v = np.int64(0)
-                for b in range(nbits):
-                    pos = bit + b
-                    v |= ((np.int64(raw[base + (pos >> 3)]) >> (pos & 7)) & 1) << b
-            ccode[s, m] = v
-            bit += nbits
-        clist[s] = cell if by_residual else -1
-        if l2:
-            t = np.float32(0.0)
-            for m in range(n_sub):
-                for j in range(dsub):
-                    y = codebook[m, ccode[s, m], j]
-                    if by_residual:
-                        y += centroids[cell, m * dsub + j]
-                    t += y * y
-            cnorm[s] = t
+            for j in range(dsub):
+                y = codebook[m, ccode[s, m], j]
+                if by_residual:
+                    y += centroids[cell, m * dsub + j]
+                t += y * y
+        cnorm[s] = t
+
+
+@numba.njit(nogil=True, cache=True)
+def decode_codes(ids: np.ndarray, codes: Codes) -> None:  # pragma: no cover - compiled
+    """:func:`_decode` of database frames ``ids`` int64 ``(n,)`` into rows ``0 .. n - 1``."""
+    for i in range(ids.shape[0]):
+        _decode(ids[i], i, codes)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -360,7 +337,7 @@ def _refresh_differences(ext: np.ndarray, live: np.ndarray, first: int, last: in
     and a coarse cell computed once per row. (Written out in one loop: a helper function per
     value costs more here than the arithmetic.)"""
     rserial, rvec, _, _, rlut, rnorm, rcoarse, rcser = window
-    vecs, direct, vslot_of, l2, ccode, clist, cnorm, centroids = source
+    vecs, direct, l2, ccode, clist, cnorm, centroids = source
     ring = rserial.shape[0]
     for i in range(ext.shape[0]):
         r = ext[i]
@@ -380,8 +357,7 @@ def _refresh_differences(ext: np.ndarray, live: np.ndarray, first: int, last: in
                         sim = _dot(v, rvec[p])
                     diff[s, p] = np.float32(1.0) - sim
         else:
-            vs = vslot_of[d]
-            cell = clist[vs]
+            cell = clist[s]
             for k in range(live.shape[0]):
                 p = live[k]
                 if rserial[p] >= start:
@@ -391,7 +367,7 @@ def _refresh_differences(ext: np.ndarray, live: np.ndarray, first: int, last: in
                             rcoarse[p, cell] = _dot(centroids[cell], rvec[p])
                             rcser[p, cell] = rserial[p]
                         coarse = rcoarse[p, cell]
-                    sim = _coded_sim(ccode, vs, rlut, p, coarse, rnorm[p], cnorm[vs], l2)
+                    sim = _coded_sim(ccode, s, rlut, p, coarse, rnorm[p], cnorm[s], l2)
                     diff[s, p] = np.float32(1.0) - sim
         _mark(valid, s, DLO, start, first, last, ring)
 
