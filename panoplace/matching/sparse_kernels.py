@@ -318,6 +318,16 @@ def _start(valid: np.ndarray, s: int, lo: int, first: int) -> int:  # pragma: no
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
+def _from(live: np.ndarray, rserial: np.ndarray, start: int) -> int:  # pragma: no cover - compiled
+    """Index in ``live`` (ring positions in serial order) of the first row with serial >= ``start``:
+    the rows a slot lacks are the newest ones, a suffix of ``live``."""
+    k = live.shape[0]
+    while k > 0 and rserial[live[k - 1]] >= start:
+        k -= 1
+    return k
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
 def _mark(valid: np.ndarray, s: int, lo: int, start: int, first: int, last: int, ring: int) -> None:  # pragma: no cover
     """Record that slot ``s`` now holds values for serials up to ``last`` (at most ``ring`` of
     them: older ring positions have been overwritten)."""
@@ -346,29 +356,28 @@ def _refresh_differences(ext: np.ndarray, live: np.ndarray, first: int, last: in
         if start > last:
             continue
         d = order[r]
+        k0 = _from(live, rserial, start)
         if direct:
             v = vecs[d]
-            for k in range(live.shape[0]):
+            for k in range(k0, live.shape[0]):
                 p = live[k]
-                if rserial[p] >= start:
-                    if l2:
-                        sim = np.float32(1.0) - np.float32(0.5) * _sqdist(v, rvec[p])
-                    else:
-                        sim = _dot(v, rvec[p])
-                    diff[s, p] = np.float32(1.0) - sim
+                if l2:
+                    sim = np.float32(1.0) - np.float32(0.5) * _sqdist(v, rvec[p])
+                else:
+                    sim = _dot(v, rvec[p])
+                diff[s, p] = np.float32(1.0) - sim
         else:
             cell = clist[s]
-            for k in range(live.shape[0]):
+            for k in range(k0, live.shape[0]):
                 p = live[k]
-                if rserial[p] >= start:
-                    coarse = np.float32(0.0)
-                    if cell >= 0:
-                        if rcser[p, cell] != rserial[p]:
-                            rcoarse[p, cell] = _dot(centroids[cell], rvec[p])
-                            rcser[p, cell] = rserial[p]
-                        coarse = rcoarse[p, cell]
-                    sim = _coded_sim(ccode, s, rlut, p, coarse, rnorm[p], cnorm[s], l2)
-                    diff[s, p] = np.float32(1.0) - sim
+                coarse = np.float32(0.0)
+                if cell >= 0:
+                    if rcser[p, cell] != rserial[p]:
+                        rcoarse[p, cell] = _dot(centroids[cell], rvec[p])
+                        rcser[p, cell] = rserial[p]
+                    coarse = rcoarse[p, cell]
+                sim = _coded_sim(ccode, s, rlut, p, coarse, rnorm[p], cnorm[s], l2)
+                diff[s, p] = np.float32(1.0) - sim
         _mark(valid, s, DLO, start, first, last, ring)
 
 
@@ -401,34 +410,31 @@ def _refresh_z(cols: np.ndarray, live: np.ndarray, first: int, last: int, half: 
             # the window of r - 1 on the same chain, one rank earlier and of the same size
             inner = r - half - 1 >= chain_start[ch] and b == r + half + 1
             cnt = np.float64(b - a)
-            for k in range(live.shape[0]):
+            for k in range(_from(live, rserial, start), live.shape[0]):
                 p = live[k]
-                if rserial[p] >= start:
-                    if inner and prev[p] == r - 1 and slid[p] < SLIDE:
-                        x_in = np.float64(diff[slot_of[b - 1], p])
-                        x_out = np.float64(diff[slot_of[a - 1], p])
-                        s1 = ps1[p] + x_in - x_out
-                        s2 = ps2[p] + x_in * x_in - x_out * x_out
-                        slid[p] += 1
-                    else:
-                        s1 = 0.0
-                        s2 = 0.0
-                        for q in range(a, b):
-                            x = np.float64(diff[slot_of[q], p])
-                            s1 += x
-                            s2 += x * x
-                        slid[p] = 0
-                    ps1[p] = s1
-                    ps2[p] = s2
-                    prev[p] = r
-                    mean = s1 / cnt
-                    var = s2 / cnt - mean * mean
-                    zval[s, p] = np.float32((np.float64(diff[s, p]) - mean) / np.sqrt(max(var, 1e-12)))
+                if inner and prev[p] == r - 1 and slid[p] < SLIDE:
+                    x_in = np.float64(diff[slot_of[b - 1], p])
+                    x_out = np.float64(diff[slot_of[a - 1], p])
+                    s1 = ps1[p] + x_in - x_out
+                    s2 = ps2[p] + x_in * x_in - x_out * x_out
+                    slid[p] += 1
+                else:
+                    s1 = 0.0
+                    s2 = 0.0
+                    for q in range(a, b):
+                        x = np.float64(diff[slot_of[q], p])
+                        s1 += x
+                        s2 += x * x
+                    slid[p] = 0
+                ps1[p] = s1
+                ps2[p] = s2
+                prev[p] = r
+                mean = s1 / cnt
+                var = s2 / cnt - mean * mean
+                zval[s, p] = np.float32((np.float64(diff[s, p]) - mean) / np.sqrt(max(var, 1e-12)))
             _mark(valid, s, ZLO, start, first, last, ring)
-        for k in range(live.shape[0]):
-            p = live[k]
-            if zval[s, p] < zmin[p]:
-                zmin[p] = zval[s, p]
+        for p in range(ring):  # every ring position (a branch-free pass; rows not in the window are ignored later)
+            zmin[p] = min(zmin[p], zval[s, p])
 
 
 @numba.njit(nogil=True, cache=True)
@@ -591,19 +597,24 @@ def _emissions(cols: np.ndarray, live: np.ndarray, first: int, last: int, slot_o
         if rchg[p] < 0 or rzmin[p] != zmin[p]:
             rchg[p] = call
             rzmin[p] = zmin[p]
+    newest_chg = np.int64(-1)
+    for k in range(live.shape[0]):
+        newest_chg = max(newest_chg, rchg[live[k]])
     for j in range(cols.shape[0]):
         s = slot_of[cols[j]]
         lo = valid[s, ELO]
         hi = valid[s, EHI]
         at = valid[s, ECALL]
-        if hi < lo:
-            at = -1
-        for k in range(live.shape[0]):
-            p = live[k]
-            ser = rserial[p]
-            if not (lo <= ser <= hi and rchg[p] <= at):
-                eval_[s, p] = np.exp((zval[s, p] - zmin[p]) * scale)
-            out[j, p] = eval_[s, p]
+        if lo <= first and last <= hi and newest_chg <= at:  # every row current: copy the slot's row
+            for p in range(ring):
+                out[j, p] = eval_[s, p]
+        else:
+            for k in range(live.shape[0]):
+                p = live[k]
+                ser = rserial[p]
+                if not (lo <= ser <= hi and rchg[p] <= at):
+                    eval_[s, p] = np.exp((zval[s, p] - zmin[p]) * scale)
+                out[j, p] = eval_[s, p]
         valid[s, ELO] = max(first, last - ring + 1)
         valid[s, EHI] = last
         valid[s, ECALL] = call
