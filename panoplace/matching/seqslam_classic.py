@@ -7,7 +7,7 @@ are measured against, so it stays close to OpenSeqSLAM:
    (:func:`patch_normalise`: every 8x8 patch to zero mean and unit standard deviation;
    OpenSeqSLAM also rounds the result to integers around 127, which is not done here);
 2. the difference matrix is the mean absolute difference of those images
-   (:func:`sad_matrix`);
+   (:func:`sad_matrix`, a compiled kernel in :mod:`panoplace.matching.sad_kernels`);
 3. :func:`seqslam_classic` (in :mod:`panoplace.matching.sequence.classic`, re-exported here)
    ports OpenSeqSLAM's ``doContrastEnhancement`` and
    ``doFindMatches``: local contrast enhancement over a window of database frames, then for
@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from panoplace.errors import InputError
+from panoplace.matching.sad_kernels import pairwise_plan, sad_rows
 from panoplace.matching.sequence.classic import enhance_contrast_classic, seqslam_classic
 
 log = logging.getLogger(__name__)
@@ -83,20 +84,28 @@ def seqslam_preprocess(images: Sequence[np.ndarray], size: Tuple[int, int] = (64
 def sad_matrix(query: np.ndarray, database: np.ndarray, chunk_elems: int = 1 << 24) -> np.ndarray:
     """Mean absolute difference between every query and every database image.
 
+    Inputs are converted to float32 first; each pair's absolute differences are summed in
+    float32 in the order of numpy's pairwise summation and divided by the number of values, so
+    the result is bit-identical to ``np.abs(q[:, None] - d[None]).mean(axis=2)`` on the float32
+    rows (computed by the compiled kernel :func:`panoplace.matching.sad_kernels.sad_rows`, with
+    no ``(Q, N, P)`` temporary: memory beyond the float32 copies and the output is a
+    ``(P, 64)`` buffer per thread). Images with no values (``P = 0``) give NaN, as numpy's mean
+    of nothing.
+
+    ``chunk_elems`` is accepted for compatibility and ignored: it bounded the ``(chunk, N, P)``
+    difference array of the former numpy implementation, which the kernel does not build.
+
     Shape:
         query: ``(Q, ...)``; database: ``(N, ...)`` with the same trailing shape.
         returns: float32 ``(Q, N)``.
-
-    Computed in query chunks of at most ``chunk_elems`` elements of the ``(c, N, P)``
-    difference array.
     """
-    q = np.asarray(query, dtype=np.float32).reshape(len(query), -1)
-    d = np.asarray(database, dtype=np.float32).reshape(len(database), -1)
+    q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(len(query), -1))
+    d = np.ascontiguousarray(np.asarray(database, dtype=np.float32).reshape(len(database), -1))
     if q.shape[1] != d.shape[1]:
         raise InputError(f"query images have {q.shape[1]} values but database images {d.shape[1]}")
     n, p = d.shape
+    if p == 0:
+        return np.full((len(q), n), np.nan, dtype=np.float32)
     out = np.empty((len(q), n), dtype=np.float32)
-    step = max(1, int(chunk_elems // max(1, n * p)))
-    for i in range(0, len(q), step):
-        out[i:i + step] = np.abs(q[i:i + step, None, :] - d[None, :, :]).mean(axis=2)
+    sad_rows(q, d, *pairwise_plan(p), out)
     return out
