@@ -70,15 +70,22 @@ def _block_sum(x: np.ndarray, a: int, n: int) -> np.float32:  # pragma: no cover
         for i in range(n):
             res += x[a + i]
         return res
-    r = np.empty(8, np.float32)
-    for j in range(8):
-        r[j] = x[a + j]
+    # eight running sums in scalars (an array here would be allocated per block of every sum)
+    r0, r1, r2, r3 = x[a], x[a + 1], x[a + 2], x[a + 3]
+    r4, r5, r6, r7 = x[a + 4], x[a + 5], x[a + 6], x[a + 7]
     i = 8
     while i < n - (n % 8):
-        for j in range(8):
-            r[j] += x[a + i + j]
+        b = a + i
+        r0 += x[b]
+        r1 += x[b + 1]
+        r2 += x[b + 2]
+        r3 += x[b + 3]
+        r4 += x[b + 4]
+        r5 += x[b + 5]
+        r6 += x[b + 6]
+        r7 += x[b + 7]
         i += 8
-    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     while i < n:
         res += x[a + i]
         i += 1
