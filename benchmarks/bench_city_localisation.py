@@ -30,86 +30,74 @@ Parameters: the library defaults of :class:`OnlineParams` (HMM, ds 20, k 5; chos
 half of the Nordland thumbnails, benchmarks/bench_sparse_sequence.py); this benchmark is data
 they were not chosen on. The dense sub-map matcher runs with the same HMM parameters.
 
-Run: ``.venv/bin/python benchmarks/bench_city_localisation.py`` (about a minute at normal
-priority on this machine at load 7; peak memory not re-measured, earlier estimate 3 GB;
+Run: ``.venv/bin/python benchmarks/bench_city_localisation.py`` (about 40 s on the idle machine,
+most of it building the map; peak resident memory 1.0 GiB, ``/usr/bin/time -v``;
 ``--frames 100000`` for a quick look).
 
-Per-frame time is printed as wall clock and as the CPU time of the thread (``time.thread_time``):
-on a shared machine the wall clock also counts the time the process waits for a core, which no
-code change removes; the CPU time is close to what one idle core would take (a little more:
-other processes evict its caches).
+The timed localiser runs on the map *as users open it*: the index saved and opened again with
+:func:`~panoplace.index.load_index` (memory-mapped), the graph in memory. The drives are
+localised twice: the first pass also pays the page faults of map pages it reaches for the
+first time, the second is the steady state. Per-frame time is printed as wall clock and as
+the CPU time of the thread (``time.thread_time``): on a shared machine the wall clock also
+counts the time the process waits for a core.
 
-Idle run, 2026-12-01 05:57-05:58 UTC, normal priority, nothing else running (load average
-1.1 before and after; the first update recompiled the kernels after a docstring edit):
+Idle runs, 2026-12-01, normal priority, nothing else running. 07:23 UTC (load average 0.7
+before, 0.9 after):
 
-    City: 40x40 grid, 1000000 map frames in 5 drives, 256-D, IVF512,PQ32x8 nprobe 16; load average 1.1 1.5 2.9
-    map built in 32 s (train 8 s, add 19 s, graph 5.4 s): 5 chains, 1567475 links
+    City: 40x40 grid, 1000000 map frames in 5 drives, 256-D, IVF512,PQ32x8 nprobe 16; load average 0.7 1.2 1.1
+    map built in 27 s (train 7 s, add 15 s, graph 5.1 s): 5 chains, 1567475 links
 
-    first update of a fresh process (numba kernels compiled or loaded from their cache): 11.35 s
-    per frame (index search + sequence update, one thread), 1200 frames, load average 1.1 before, 1.1 after:
-      wall clock   p50 3.39 ms, p99 6.03 ms, max 10.4 ms
-      thread CPU   p50 3.40 ms, p99 5.96 ms, max 9.3 ms
-    map when loaded: 242 MiB resident (index file 38 MiB, graph 39 MiB)
+    map opened (memory-mapped) in 339 ms
 
-    matcher                               R@1  R@100P   (3 drives x 400 frames, kidnapped half-way)
-    online localiser (HMM)              0.904   0.284
-    single frame (index top-1)          0.323   0.058
-
-    sub-map of 14136 frames (4x4 blocks), 2 drives x 400 frames:
-    matcher                               R@1
-    dense online HMM, sub-map           0.949
-    online localiser, sub-map           0.978
-    online localiser, 1M map            0.971
-
-On the idle machine the p99 is 6.03 ms wall / 5.96 ms thread CPU (p50 3.39 ms): the 5 ms p99
-target is NOT met; the 4.54 ms CPU p99 of the run below (load 7.7) was the luckier tail of the
-same code. The margin ideas in docs/NOTES.md (scoring columns from PQ codes, keeping the
-transitions between frames) are what is left to reach it.
-
-Measured 2026-12-01, normal priority, 2 shared cores, load average 7.7 (``uptime`` before and
-after the run: 6.8 and 7.7; my own niced test suite was part of that load):
-
-    City: 40x40 grid, 1000000 map frames in 5 drives, 256-D, IVF512,PQ32x8 nprobe 16; load average 6.8 7.4 8.0
-    map built in 28 s (train 7 s, add 15 s, graph 5.6 s): 5 chains, 1567475 links
-
-    first update of a fresh process (numba kernels compiled or loaded from their cache): 10.27 s
-    per frame (index search + sequence update, one thread), 1200 frames, load average 7.7 before, 7.8 after:
-      wall clock   p50 3.52 ms, p99 5.52 ms, max 8.6 ms
-      thread CPU   p50 3.51 ms, p99 4.54 ms, max 6.0 ms
-    map when loaded: 242 MiB resident (index file 38 MiB, graph 39 MiB)
+    first update of a fresh process (numba kernels compiled or loaded from their cache): 0.21 s
+    per frame (index search + sequence update, one thread), 1200 frames, load average 0.8 before, 0.8 after:
+      first pass (map pages mapped as the drives reach them):
+        wall clock   p50 2.31 ms, p99 3.82 ms, max 5.2 ms
+        thread CPU   p50 2.32 ms, p99 3.82 ms, max 5.2 ms
+      second pass over the same drives:
+        wall clock   p50 2.26 ms, p99 2.76 ms, max 3.1 ms
+        thread CPU   p50 2.26 ms, p99 2.76 ms, max 3.1 ms
+    map when loaded: 226 MiB resident (index files 77 MiB, graph 39 MiB)
 
     matcher                               R@1  R@100P   (3 drives x 400 frames, kidnapped half-way)
     online localiser (HMM)              0.904   0.284
     single frame (index top-1)          0.323   0.058
 
-    sub-map of 14136 frames (4x4 blocks), 2 drives x 400 frames:
+    sub-map of 20000 frames (14136 in 4x4 blocks where the queries drive, the rest the nearest frames around them), 2 drives x 400 frames:
     matcher                               R@1
-    dense online HMM, sub-map           0.949
-    online localiser, sub-map           0.978
+    dense online HMM, sub-map           0.948
+    online localiser, sub-map           0.975
     online localiser, 1M map            0.971
 
-Target p99 <= 5 ms per frame on one core: in this run met in CPU time (p99 4.54 ms), missed
-in wall clock (5.52 ms); the idle run above misses it in both (6.03 / 5.96 ms). The 10.27 s first update is the
-numba compilation (the kernels had just changed); a process that finds the on-disk cache
-spends about 0.2 s of CPU there.
+07:24 UTC, the same run again (load 0.5 before, 0.7 after): first pass p50 2.30 ms, p99
+3.17 ms (wall and CPU), max 4.2 ms; second pass p50 2.23 ms, p99 2.59 ms; the same recalls.
 
-Before the compiled window (same map, same queries, both niced at load 8.5-11, thread CPU /
-wall clock per frame): numpy implementation p50 14.5 / 47 ms, p99 18.6 / 129 ms; compiled
-p50 4.5 / 13 ms, p99 6.0 / 44 ms; Recall@1 identical (0.904). Where the CPU time goes now
-(profiled at 1M, niced): index search (IVF512, nprobe 16) about 1.1 ms, the HMM window about
-2.6 ms (differences of the newest row to the ~3,700 columns and the z-scores of new columns
-~1 ms, emissions of every row ~0.4 ms, transitions along chains and links ~0.35 ms, the 19
-forward passes ~0.6 ms), decoding PQ vectors not yet cached ~0.2 ms, ranking the candidates
-(``top_k``) ~0.3 ms, other Python glue ~0.5 ms. In the numpy version everything besides the
-search took ~13 ms (per window row, cache look-ups by ``searchsorted`` in growing sorted arrays
-and prefix sums; a few hundred small array operations per frame).
+Target p99 <= 5 ms per frame on one core: met (first pass 3.82 / 3.17 ms, steady state 2.76 /
+2.59 ms). Slow phases of the shared host exist: a run at 07:02 (code of 422d9b3, one engineer's
+niced work on the other core) gave p50 3.65 ms and p99 6.12 ms, with every part of the frame
+slower alike (docs/NOTES.md); compare runs made minutes apart, and repeat a p99.
 
-Resident memory of the loaded map grew from 189 MiB (numpy version, run at ds 10) to 242 MiB;
-not broken down: the localiser's column table is 4 bytes per map frame plus ~12 MB, the rest is
-most likely the numba runtime and the compiled kernels the child process loads.
+Where the ~2.3 ms go (cycle counter inside the window kernel, idle): index search ~0.6 ms
+(IVF512, nprobe 16: 31k PQ codes), differences of the newest row to ~4,700 ranks and of new
+ranks to every row ~0.33 ms, z-scores ~0.18, emissions ~0.20, transitions ~0.19, the 19
+forward passes ~0.42, posterior ~0.03, Python glue ~0.35.
 
-Earlier run (numpy implementation, ds 10, k 10, load 15-30): p50 140.55 ms, p99 306.16 ms wall
-clock; R@1 0.889, R@100P 0.313; dense online HMM on the sub-map (ds 10) 0.810.
+How it got here (same benchmark): the numpy window (ds 20) took 14.5 ms CPU p50 / 18.6 ms p99
+per frame (niced, load 8.5-11); the first compiled window 3.39 ms p50 / 6.03 ms p99 on the idle
+machine (05:57 UTC, index in memory). Opening the saved map was slower still, p50 ~4.7 ms and
+p99 ~7.8 ms: faiss started one "prefetch" thread per probed cell of a memory-mapped index on
+every search (16 thread creations per query, ~0.5 ms of system time and most of the jitter),
+which ``load_index`` now turns off. Then: PQ codes scored with each row's table instead of
+decoded vectors, one serial range per column slot instead of per-entry stamps, caches written
+at construction (page faults had cost up to 5 ms on single frames), transitions through a
+position map, forward passes from a per-target table, sliding contrast-enhancement sums, no
+allocation per block in the pairwise sums. Outputs are unchanged (tested against the numpy
+reference; same recalls as every earlier run).
+
+Map memory when loaded: the resident-set growth of a fresh process that opens the saved map
+and localises 50 frames, 226 MiB (before: 242 MiB); not broken down further: the graph's arrays
+(39 MiB), the index's mapped pages touched, the localiser's column table (8 bytes per map frame
+plus ~5 MB) and the numba runtime.
 """
 
 from __future__ import annotations
