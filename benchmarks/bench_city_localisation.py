@@ -21,9 +21,10 @@ frames and filled in chunks (the descriptors are never all in memory), and a
   index and graph and localises 50 frames;
 - Recall@1 and recall at 100 % precision (queries sorted by confidence) against ground truth,
   for the online localiser and for single-frame retrieval (top-1 of the index);
-- against the dense matcher: on a ``--submap``-frame sub-map (the streets of a square part of
-  the city, every drive's frames there) with query drives inside it, the dense online HMM on
-  the full ``Q x N`` matrix vs the online localiser on that sub-map (flat index) and the 1M
+- against the dense matcher: on a ``--submap``-frame sub-map (20,000: the streets of a square
+  part of the city with every drive's frames there, filled up with the frames nearest to it)
+  with query drives inside the square, the dense online HMM on the full ``Q x N`` matrix vs the
+  online localiser on that sub-map (flat index) and the 1M
   localiser on the same queries.
 
 Parameters: the library defaults of :class:`OnlineParams` (HMM, ds 20, k 5; chosen on the first
