@@ -23,7 +23,9 @@ single images, viewpoint shift): NetVLAD K=32 from ``cluster`` vs pixels vs both
 frame matching: a set the combination rule was never looked at on.
 
 Run: ``.venv/bin/python benchmarks/bench_cli_combined.py`` (about 10 minutes on the shared 2-core
-machine, most of it the 64x32 SAD matrices; ``--no-corridor`` skips the NetVLAD part).
+machine when measured, most of it the 64x32 SAD matrices, which the compiled ``sad_matrix``
+(benchmarks/bench_sad.py) has since made ~48x faster: the run is shorter now, not re-timed;
+``--no-corridor`` skips the NetVLAD part).
 
 Measured 2026-12-01 on the shared 2-core machine, niced, while the test suite ran beside it
 (uptime load 10.2 before, 12.7 after; seconds are therefore long and only indicative):
