@@ -253,8 +253,9 @@ class SparseWindow:
     A column table keeps, per database rank in use, each row's difference, z-score and HMM
     emission and the serials of the rows they hold for, so that consecutive windows compute only
     what is new (the newest row, and every row at ranks new to the window). Memory:
-    ``slots x (12 R + 56)`` bytes (about 5 MB at ``ds`` 20; the table grows when a window needs
-    more than half of it) plus 8 bytes per database frame.
+    ``slots x (12 R + 2 M + 64)`` bytes with the PQ codes of IVF-PQ maps (about 6 MB at ``ds`` 20
+    and ``M`` 32; the table grows when a window needs more than half of it) plus 8 bytes per
+    database frame.
 
     Args:
         vectors: the index's :class:`IndexVectors`.
