@@ -77,29 +77,18 @@ def expand(ranks: np.ndarray, lo_off: int, hi_off: int, chain_start: np.ndarray,
         ranks: sorted int64 ``(m,)``; returns int64 ``(p,)``.
     """
     n = ranks.shape[0]
-    total = 0
-    reach = np.int64(-1) << 62
-    for i in range(n):
-        ch = chain_of[ranks[i]]
-        s = max(chain_start[ch], ranks[i] + lo_off)
-        e = min(chain_start[ch + 1] - 1, ranks[i] + hi_off)
-        s = max(s, reach + 1)
-        if s <= e:
-            total += e - s + 1
-        reach = max(reach, e)
-    out = np.empty(total, np.int64)
+    out = np.empty(n * max(0, hi_off - lo_off + 1), np.int64)  # room for every interval, before merging
     k = 0
     reach = np.int64(-1) << 62
     for i in range(n):
         ch = chain_of[ranks[i]]
-        s = max(chain_start[ch], ranks[i] + lo_off)
+        s = max(chain_start[ch], ranks[i] + lo_off, reach + 1)
         e = min(chain_start[ch + 1] - 1, ranks[i] + hi_off)
-        s = max(s, reach + 1)
         for r in range(s, e + 1):
             out[k] = r
             k += 1
         reach = max(reach, e)
-    return out
+    return out[:k]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -486,50 +475,14 @@ def _transitions(cols: np.ndarray, colpos: np.ndarray, jumps: np.ndarray, jw: np
 
 
 @numba.njit(nogil=True, cache=True)
-def _by_target(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, m: int
-               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """The edges grouped by target (a stable counting sort: each target's edges keep their
-    order). Returns (ptr int64 ``(m + 1,)``, sources, weights)."""
-    ptr = np.zeros(m + 1, np.int64)
-    for e in range(dst.shape[0]):
-        ptr[dst[e] + 1] += 1
-    for j in range(m):
-        ptr[j + 1] += ptr[j]
-    fill = ptr[:m].copy()
-    osrc = np.empty(src.shape[0], np.int32)
-    owt = np.empty(src.shape[0], np.float32)
-    for e in range(dst.shape[0]):
-        q = fill[dst[e]]
-        osrc[q] = src[e]
-        owt[q] = wt[e]
-        fill[dst[e]] = q + 1
-    return ptr, osrc, owt
-
-
-@numba.njit(nogil=True, cache=True)
-def _propagate(x: np.ndarray, ptr: np.ndarray, src: np.ndarray, wt: np.ndarray, tele: np.float32,
-               E: np.ndarray, p: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out = bincount(dst, weights=x[src] * wt) + tele * sum(x)`` (float64 accumulation, then
-    float32), as the numpy version, from the edges grouped by target (:func:`_by_target`: each
-    target sums its edges in the order bincount would); then times the emissions ``E[:, p]``
-    when ``p >= 0`` (the same float32 product as a separate pass)."""
-    add = np.float64(tele * pairwise_sum(x))
-    for j in range(x.shape[0]):
-        acc = 0.0
-        for e in range(ptr[j], ptr[j + 1]):
-            acc += np.float64(x[src[e]] * wt[e])
-        v = np.float32(acc + add)
-        out[j] = v * E[j, p] if p >= 0 else v
-
-
-@numba.njit(nogil=True, cache=True)
 def _forward_edges(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, kind: np.ndarray, m: int, n_jumps: int
                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
-    """The edges of :func:`_transitions` laid out for :func:`_forward`: per target and jump, the
-    one move along the chain (source and weight; weight 0 where there is none) in a table, and
-    the (rarer) moves along links grouped by target, in edge order. Returns (chain source int32
-    ``(m, K)``, chain weight float32 ``(m, K)``, link ptr int64 ``(m + 1,)``, link jump, link
-    source, link weight)."""
+    """The edges of :func:`_transitions` laid out for :func:`_propagate`: per target and jump,
+    the one move along the chain (source and weight; weight 0 where there is none) in a table,
+    and the (rarer) moves along links grouped by target, in edge order. Called with ``src`` and
+    ``dst`` swapped it lays the edges out for the backward pass (each source has one chain move
+    per jump as well). Returns (chain source int32 ``(m, K)``, chain weight float32 ``(m, K)``,
+    link ptr int64 ``(m + 1,)``, link jump, link source, link weight)."""
     cs = np.zeros((m, n_jumps), np.int32)
     cw = np.zeros((m, n_jumps), np.float32)
     ptr = np.zeros(m + 1, np.int64)
@@ -556,11 +509,13 @@ def _forward_edges(src: np.ndarray, dst: np.ndarray, wt: np.ndarray, kind: np.nd
 
 
 @numba.njit(nogil=True, cache=True)
-def _forward(x: np.ndarray, cs: np.ndarray, cw: np.ndarray, ptr: np.ndarray, lk: np.ndarray, ls: np.ndarray,
-             lw: np.ndarray, tele: np.float32, E: np.ndarray, p: int, out: np.ndarray) -> None:  # pragma: no cover
-    """:func:`_propagate` of the forward pass from :func:`_forward_edges`: every target adds, per
-    jump, its chain move and then its link moves, which is bincount's edge order (a missing chain
-    move adds an exact 0), without a branch per chain move."""
+def _propagate(x: np.ndarray, cs: np.ndarray, cw: np.ndarray, ptr: np.ndarray, lk: np.ndarray, ls: np.ndarray,
+               lw: np.ndarray, tele: np.float32, E: np.ndarray, p: int, out: np.ndarray) -> None:  # pragma: no cover
+    """``out = bincount(target, weights=x[source] * w) + tele * sum(x)`` (float64 accumulation,
+    then float32), as the numpy version, from :func:`_forward_edges`: every target adds, per jump,
+    its chain move and then its link moves, which is bincount's edge order (a missing chain move
+    adds an exact 0), without a branch per chain move; then times the emissions ``E[:, p]`` when
+    ``p >= 0`` (the same float32 product as a separate pass)."""
     add = np.float64(tele * pairwise_sum(x))
     n_jumps = cs.shape[1]
     for j in range(x.shape[0]):
@@ -673,7 +628,7 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
     for jj in range(past.shape[0]):
         p = rows[past[jj]]
         if jj > 0 and prev_exists:
-            _forward(alpha, cs, cw, lptr, lk, ls, lw, tele, E, p, tmp)
+            _propagate(alpha, cs, cw, lptr, lk, ls, lw, tele, E, p, tmp)
             alpha, tmp = tmp, alpha
         elif p >= 0:
             for j in range(m):
@@ -682,13 +637,13 @@ def hmm_window(cand: np.ndarray, cols: np.ndarray, ext: np.ndarray, rows: np.nda
         prev_exists = p >= 0
     beta = np.ones(m, np.float32)
     if future.shape[0]:
-        bptr, bsrc, bwt = _by_target(dst, src, wt, m)  # the backward pass runs the edges in reverse
+        bcs, bcw, bptr, bk, bs, bw = _forward_edges(dst, src, wt, kind, m, jumps.shape[0])  # edges reversed
         for jj in range(future.shape[0] - 1, -1, -1):
             p = rows[future[jj]]
             if p >= 0:
                 for j in range(m):
                     tmp[j] = beta[j] * E[j, p]
-                _propagate(tmp, bptr, bsrc, bwt, tele, E, -1, beta)
+                _propagate(tmp, bcs, bcw, bptr, bk, bs, bw, tele, E, -1, beta)
                 _normalise(beta)
     post = alpha * beta
     _normalise(post)
