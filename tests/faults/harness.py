@@ -187,6 +187,21 @@ class Snapshot:
 
 
 # ----------------------------------------------------------------------------- inputs
+def fill_disk(disk: Path, keep: int = 0) -> Path:
+    """Fill the file system of ``disk`` to the last byte, then give back ``keep`` bytes (e.g. room
+    for a lock file but not for a result); returns the filler file."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    if keep:
+        os.truncate(filler, max(filler.stat().st_size - keep, 0))
+    return filler
+
+
 def write_images(folder: Path, n: int = 3, size: Tuple[int, int] = (32, 64)) -> Path:
     """``n`` small distinct PNG images ``0000000.png ...`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

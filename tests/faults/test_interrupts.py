@@ -21,8 +21,8 @@ import pytest
 from panoplace.index import load_index
 from panoplace.store import load_descriptors
 from tests.faults.conftest import write_frames_csv
-from tests.faults.harness import (Outcome, Snapshot, assert_clean_failure, assert_success, kill_when, run_cli,
-                                  run_cli_process, start_cli_process, write_store)
+from tests.faults.harness import (Outcome, Snapshot, assert_clean_failure, assert_success, fill_disk, kill_when,
+                                  run_cli, run_cli_process, start_cli_process, write_store)
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,18 +257,6 @@ def test_a_second_writer_is_refused_naming_the_first(data: Dict[str, Path], tmp_
     assert_same_store(out, ref)
 
 
-def _fill(disk: Path) -> Path:
-    """Fill the file system of ``disk`` to the last byte; returns the filler file."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
-    return filler
-
-
 def test_a_disk_that_fills_up_during_extraction(data: Dict[str, Path], small_disk: Callable[[str], Path],
                                                  tmp_path: Path) -> None:
     disk = small_disk("2m")
@@ -282,7 +270,7 @@ def test_a_disk_that_fills_up_during_extraction(data: Dict[str, Path], small_dis
         if filler is None and part.exists() and part.stat().st_size > 0:
             first = first or time.monotonic()
             if time.monotonic() - first > 0.8:  # some rows are in the partial store
-                filler = _fill(disk)
+                filler = fill_disk(disk)
         time.sleep(0.05)
     if proc.poll() is None:
         proc.kill()
@@ -306,7 +294,7 @@ def test_a_full_disk_at_the_final_write(data: Dict[str, Path], small_disk: Calla
     assert kill_when(proc, seen_for(lambda: bool(temporaries(out)), 0.3), timeout=240)
     for tmp in temporaries(out):
         tmp.unlink()
-    filler = _fill(disk)  # the partial store is complete: only the final write needs room now
+    filler = fill_disk(disk)  # the partial store is complete: only the final write needs room now
     snap = Snapshot([disk / "out.h5.part", data["root"]])
     outcome = run_cli_process(argv)
     assert_clean_failure(outcome, contains=["no space left", "out.h5"])

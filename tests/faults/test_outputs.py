@@ -17,7 +17,7 @@ import pytest
 from panoplace.index import build_index, save_index
 from panoplace.store import load_descriptors
 from tests.faults.conftest import write_frames_csv
-from tests.faults.harness import Snapshot, assert_clean_failure, run_cli, write_store
+from tests.faults.harness import Snapshot, assert_clean_failure, fill_disk, run_cli, write_store
 
 Argv = List[str]
 
@@ -234,16 +234,6 @@ def test_permission_denied_is_one_line(inputs: Dict[str, Path], tmp_path: Path, 
 
 
 # ----------------------------------------------------------------------------- a full disk at the final write
-def _fill_but(disk: Path, keep: int) -> None:
-    """Fill the file system of ``disk`` but ``keep`` bytes (room for the lock file, not the result)."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
-    os.truncate(filler, max(filler.stat().st_size - keep, 0))
 
 
 FULL_DISK = {
@@ -259,7 +249,7 @@ FULL_DISK = {
 def test_a_full_disk_at_the_final_write_is_one_line(verb: str, inputs: Dict[str, Path],
                                                     small_disk: Callable[[str], Path]) -> None:
     disk = small_disk("256k")
-    _fill_but(disk, 4096)
+    fill_disk(disk, keep=4096)
     out = disk / "out.bin"
     _refused(FULL_DISK[verb](inputs, out), [inputs["root"]], "no space left", "out.bin")
     assert not out.exists() and not list(disk.glob(".out.bin*")) and not list(disk.glob("*.lock"))
