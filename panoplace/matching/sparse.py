@@ -298,6 +298,8 @@ class SparseWindow:
             self.reach = (int(self.shifts.min()), int(self.shifts.max()))
         self._rchg = np.full(size, -1, np.int64)  # call in which a row arrived (-1: new) or its least z moved
         self._rzmin = np.zeros(size, np.float32)
+        self._window = (self.rserial, self.rvec, self._rchg, self._rzmin, self.rlut, self.rnorm, self.rcoarse,
+                        self.rcser)
         self._slot_of = np.full(graph.n, -1, np.int32)
         self._colpos = np.full(graph.n, -1, np.int32)
         self._allocate(slots)
@@ -314,7 +316,11 @@ class SparseWindow:
         self._zval = touched((slots, size), np.float32)
         self._eval = touched((slots, size), np.float32)
         self._valid = np.full((slots, VALID_FIELDS), -1, np.int64)
-        self._ccode, self._clist, self._cnorm = self.vectors.code_rows(slots)
+        ccode, clist, cnorm = self.vectors.code_rows(slots)
+        # what the kernels read, as tuples made once per allocation (not per frame)
+        self._codes = self.vectors.codes(ccode, clist, cnorm)
+        self._source = self.vectors.source(ccode, clist, cnorm)
+        self._table = (self._slot_of, self._diff, self._zval, self._eval, self._valid)
 
     def add(self, serial: int, vec: np.ndarray, top: np.ndarray) -> None:
         """Put frame ``serial`` in the window: its prepared vector (:meth:`IndexVectors.prepare`,
@@ -361,13 +367,10 @@ class SparseWindow:
         ext = expand(cand, self.reach[0] - self.half, self.reach[1] + self.half, g[1], g[2])
         if 2 * len(ext) >= len(self._slot_rank):
             self._allocate(1 << int(np.ceil(np.log2(2 * len(ext) + 1))))
-        vec = self.vectors
         self._stamp += 1
         claim_columns(ext, self._stamp, self._slot_of, self._slot_rank, self._used, self._cursor, self._valid, g[0],
-                      vec.codes(self._ccode, self._clist, self._cnorm))
-        table = (self._slot_of, self._diff, self._zval, self._eval, self._valid)
-        window = (self.rserial, self.rvec, self._rchg, self._rzmin, self.rlut, self.rnorm, self.rcoarse, self.rcser)
-        source = vec.source(self._ccode, self._clist, self._cnorm)
+                      self._codes)
+        table, window, source = self._table, self._window, self._source
         p = self.params
         cols = expand(cand, self.reach[0], self.reach[1], g[1], g[2])
         if isinstance(p, SeqSLAMParams):
